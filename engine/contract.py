@@ -1,0 +1,159 @@
+"""The model contract: what the runtime needs to feed a model and read its outputs.
+
+Converters write it as JSON into the ONNX ``metadata_props`` under :data:`METADATA_KEY`;
+the engine reads it back, so a user never repeats layout, ranges or size rules by hand.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .errors import ModelError
+
+METADATA_KEY = "vetrina.contract"
+CONTRACT_VERSION = 1
+
+ROLES = ("generator", "editor", "inpainter", "detector", "upscaler")
+SEMANTICS = ("image", "mask", "z", "label")
+LAYOUTS = ("NCHW", "NC", "N")
+CHANNEL_ORDERS = ("RGB", "BGR", "L", "")
+DTYPES = ("float32", "float16", "int64")
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One model input or output.
+
+    ``range`` is the value interval that the uint8 interval [0, 255] maps onto linearly
+    (``(0, 1)``, ``(-1, 1)``, ...); meaningless for latent inputs, where it is ``None``.
+    """
+
+    name: str
+    semantic: str = "image"
+    layout: str = "NCHW"
+    channels: str = "RGB"
+    range: tuple[float, float] | None = (0.0, 1.0)
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        _check_choice("semantic", self.semantic, SEMANTICS)
+        _check_choice("layout", self.layout, LAYOUTS)
+        _check_choice("channels", self.channels, CHANNEL_ORDERS)
+        _check_choice("dtype", self.dtype, DTYPES)
+        if self.range is not None:
+            lo, hi = (float(v) for v in self.range)
+            if not lo < hi:
+                raise ModelError(f"contract: tensor {self.name!r} has an empty range {self.range}")
+            object.__setattr__(self, "range", (lo, hi))
+
+    def to_uint8_affine(self) -> tuple[float, float]:
+        """(scale, offset) mapping this tensor's values onto 0..255: ``u = v*scale + offset``."""
+        lo, hi = self._range()
+        scale = 255.0 / (hi - lo)
+        return scale, -lo * scale
+
+    def from_uint8_affine(self) -> tuple[float, float]:
+        """(scale, offset) mapping 0..255 onto this tensor's values: ``v = u*scale + offset``."""
+        lo, hi = self._range()
+        return (hi - lo) / 255.0, lo
+
+    def _range(self) -> tuple[float, float]:
+        if self.range is None:
+            raise ModelError(f"contract: tensor {self.name!r} has no value range")
+        return self.range
+
+
+@dataclass(frozen=True)
+class SpatialRules:
+    """Size rules for image inputs: each side a multiple of ``multiple_of`` within bounds;
+    outputs are ``scale`` times the input."""
+
+    multiple_of: int = 1
+    min_size: int = 1
+    max_size: int | None = None
+    scale: int = 1
+
+    def __post_init__(self) -> None:
+        if self.multiple_of < 1 or self.min_size < 1 or self.scale < 1:
+            raise ModelError(f"contract: invalid spatial rules {self}")
+        if self.max_size is not None and self.max_size < self.min_size:
+            raise ModelError(f"contract: max_size < min_size in {self}")
+
+
+@dataclass(frozen=True)
+class Contract:
+    """Role, tensors, size rules, provenance and the verification summary of one model."""
+
+    role: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    spatial: SpatialRules = field(default_factory=SpatialRules)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    verification: dict[str, Any] | None = None
+    version: int = CONTRACT_VERSION
+
+    def __post_init__(self) -> None:
+        _check_choice("role", self.role, ROLES)
+        if not self.inputs or not self.outputs:
+            raise ModelError("contract: a model needs at least one input and one output")
+
+    def input(self, semantic: str) -> TensorSpec:
+        """The first input with this semantic (e.g. ``"image"``)."""
+        return _find(self.inputs, semantic, "input")
+
+    def output(self, semantic: str) -> TensorSpec:
+        """The first output with this semantic."""
+        return _find(self.outputs, semantic, "output")
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> Contract:
+        """Parse and validate; a malformed contract is a :class:`ModelError`."""
+        try:
+            raw = json.loads(text)
+            version = raw.get("version")
+            if version != CONTRACT_VERSION:
+                raise ModelError(
+                    f"contract version {version!r} is not supported (this vetrina reads "
+                    f"version {CONTRACT_VERSION})",
+                    hint="re-convert the model with this vetrina version",
+                )
+            return cls(
+                role=raw["role"],
+                inputs=tuple(_tensor(t) for t in raw["inputs"]),
+                outputs=tuple(_tensor(t) for t in raw["outputs"]),
+                spatial=SpatialRules(**raw.get("spatial", {})),
+                provenance=dict(raw.get("provenance", {})),
+                verification=raw.get("verification"),
+                version=version,
+            )
+        except ModelError:
+            raise
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ModelError(
+                f"the model's {METADATA_KEY} metadata is malformed ({type(exc).__name__}: {exc})",
+                hint="re-convert the model with 'vetrina convert'",
+            ) from None
+
+
+def _tensor(raw: dict[str, Any]) -> TensorSpec:
+    rng = raw.get("range")
+    return TensorSpec(**{**raw, "range": tuple(rng) if rng is not None else None})
+
+
+def _find(specs: tuple[TensorSpec, ...], semantic: str, kind: str) -> TensorSpec:
+    for spec in specs:
+        if spec.semantic == semantic:
+            return spec
+    raise ModelError(f"contract: the model has no {kind} with semantic {semantic!r}")
+
+
+def _check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ModelError(
+            f"contract: unknown {what} {value!r}; expected one of {', '.join(choices)}"
+        )

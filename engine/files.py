@@ -1,0 +1,126 @@
+"""File and folder runs: collect inputs, decode, edit in batches, write outputs atomically.
+
+A bad file is reported and skipped; it never stops the others.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .editor import Editor
+from .errors import InputError, VetrinaError
+from .imageio import DEFAULT_MAX_PIXELS, DecodedImage, read_image, write_image
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+OUTPUT_FORMATS = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """Outcome for one input: the written output, or the error that skipped it."""
+
+    source: Path
+    output: Path | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def collect_inputs(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """Expand folders to the image files directly inside them (sorted); files are kept as
+    given, whatever their extension, so that a wrong file is reported rather than ignored."""
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found.extend(
+                sorted(
+                    p
+                    for p in path.iterdir()
+                    if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+                )
+            )
+        else:
+            found.append(path)
+    return found
+
+
+def output_paths(sources: Sequence[Path], outdir: Path, fmt: str) -> list[Path]:
+    """One output path per source, ``<stem>.<ext>``; clashing stems get ``-2``, ``-3``..."""
+    ext = OUTPUT_FORMATS[fmt]
+    taken: set[str] = set()
+    result = []
+    for src in sources:
+        name, n = src.stem + ext, 2
+        while name in taken:
+            name, n = f"{src.stem}-{n}{ext}", n + 1
+        taken.add(name)
+        result.append(outdir / name)
+    return result
+
+
+def edit_files(
+    editor: Editor,
+    sources: Sequence[Path],
+    outdir: str | os.PathLike[str],
+    *,
+    fmt: str = "png",
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> list[FileResult]:
+    """Edit every source into ``outdir``; returns one result per source, in order."""
+    if fmt not in OUTPUT_FORMATS:
+        raise InputError(f"unknown output format {fmt!r}; choose {', '.join(OUTPUT_FORMATS)}")
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    targets = output_paths(sources, outdir, fmt)
+    results: dict[int, FileResult] = {}
+    times = editor.times
+    for start in range(0, len(sources), editor.batch_size):
+        decoded: list[tuple[int, DecodedImage]] = []
+        for i in range(start, min(start + editor.batch_size, len(sources))):
+            try:
+                with times.step("decode"):
+                    decoded.append((i, read_image(sources[i], max_pixels=max_pixels)))
+            except VetrinaError as exc:
+                results[i] = FileResult(sources[i], error=str(exc))
+        if decoded:
+            for i, result in _edit_and_write(editor, decoded, targets, fmt):
+                results[i] = result
+    return [results[i] for i in range(len(sources))]
+
+
+def _edit_and_write(
+    editor: Editor, decoded: list[tuple[int, DecodedImage]], targets: list[Path], fmt: str
+) -> list[tuple[int, FileResult]]:
+    try:
+        edited = editor.edit([d.pixels for _, d in decoded], order="BGR")
+    except VetrinaError as exc:
+        if len(decoded) == 1:
+            i, image = decoded[0]
+            return [(i, FileResult(Path(image.source), error=str(exc)))]
+        # One bad image must not fail its batch: retry each alone.
+        return [r for item in decoded for r in _edit_and_write(editor, [item], targets, fmt)]
+    out = []
+    for (i, image), pixels in zip(decoded, edited, strict=True):
+        if fmt == "jpeg" and pixels.ndim == 3 and pixels.shape[2] == 4:
+            pixels = _over_white(pixels)  # JPEG has no alpha: flatten onto a white background
+        try:
+            with editor.times.step("encode + write"):
+                write_image(targets[i], pixels)
+            out.append((i, FileResult(Path(image.source), output=targets[i])))
+        except (VetrinaError, OSError) as exc:
+            out.append((i, FileResult(Path(image.source), error=f"{targets[i]}: {exc}")))
+    return out
+
+
+def _over_white(bgra: np.ndarray) -> np.ndarray:
+    alpha = bgra[:, :, 3:4].astype(np.float32) / 255.0
+    flat = bgra[:, :, :3].astype(np.float32) * alpha + 255.0 * (1.0 - alpha)
+    return np.floor(flat + 0.5).astype(np.uint8)

@@ -1,0 +1,211 @@
+"""Decoding and encoding of images, with the checks that keep bad files from doing harm.
+
+Decoded pixels stay in OpenCV's channel order (BGR/BGRA, or one grey channel); the kernels
+swap channels as part of preprocessing, so no extra pass is spent on it here.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .errors import InputError
+
+#: Largest decoded image accepted by default (pixels): a guard against decompression bombs.
+DEFAULT_MAX_PIXELS = 64_000_000
+
+_SIGNATURES: tuple[tuple[bytes, str], ...] = (
+    (b"\x89PNG\r\n\x1a\n", "png"),
+    (b"\xff\xd8\xff", "jpeg"),
+    (b"BM", "bmp"),
+    (b"II*\x00", "tiff"),
+    (b"MM\x00*", "tiff"),
+)
+SUPPORTED_FORMATS = ("png", "jpeg", "webp", "bmp", "tiff")
+WRITE_EXTENSIONS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """8-bit pixels as decoded: HxW (grey), HxWx3 (BGR) or HxWx4 (BGRA)."""
+
+    pixels: np.ndarray
+    source: str
+    format: str
+
+    @property
+    def height(self) -> int:
+        return int(self.pixels.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.pixels.shape[1])
+
+    @property
+    def alpha(self) -> np.ndarray | None:
+        """The alpha plane (a view), or None for images without one."""
+        return self.pixels[:, :, 3] if self.pixels.ndim == 3 and self.pixels.shape[2] == 4 else None
+
+
+def sniff_format(data: bytes) -> str | None:
+    """The image format named by the file's leading bytes, or None if it is not an image."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    for signature, fmt in _SIGNATURES:
+        if data.startswith(signature):
+            return fmt
+    return None
+
+
+def read_image(
+    source: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> DecodedImage:
+    """Read and decode an image file; every problem is an :class:`InputError` naming the file."""
+    path = Path(source)
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, not an image file")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    return decode_image(data, source=str(path), max_pixels=max_pixels)
+
+
+def decode_image(
+    data: bytes, *, source: str = "<bytes>", max_pixels: int = DEFAULT_MAX_PIXELS
+) -> DecodedImage:
+    """Decode encoded image bytes to 8-bit pixels, after structural and size checks.
+
+    EXIF orientation is applied to JPEG files. 16-bit images are reduced to 8 bits
+    (rounded); float images are refused.
+    """
+    if len(data) == 0:
+        raise InputError(f"{source}: file is empty (0 bytes)")
+    fmt = sniff_format(data)
+    if fmt is None:
+        raise InputError(
+            f"{source}: not an image (its first bytes {data[:8]!r} match none of "
+            f"{', '.join(SUPPORTED_FORMATS)})"
+        )
+    _check_complete(data, fmt, source)
+    size = header_size(data, fmt)
+    if size is not None:
+        _check_pixels(size, max_pixels, source)
+    # JPEG carries no alpha: decoding it as colour applies its EXIF orientation.
+    flags = cv2.IMREAD_COLOR if fmt == "jpeg" else cv2.IMREAD_UNCHANGED
+    try:
+        pixels = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags)
+    except cv2.error as exc:
+        raise InputError(f"{source}: cannot be decoded as {fmt} ({_first_line(exc)})") from None
+    if pixels is None:
+        raise InputError(f"{source}: corrupt or truncated {fmt} data (the decoder rejected it)")
+    _check_pixels(pixels.shape[:2], max_pixels, source)
+    return DecodedImage(_to_uint8(pixels, source), source, fmt)
+
+
+def _check_complete(data: bytes, fmt: str, source: str) -> None:
+    """Refuse truncated PNG/JPEG files, which some decoders accept and fill with grey."""
+    if fmt == "png" and data.rfind(b"IEND") < 0:
+        raise InputError(f"{source}: truncated PNG (no IEND chunk at the end of the file)")
+    if fmt == "jpeg":
+        last_scan = data.rfind(b"\xff\xda")
+        if last_scan < 0 or data.find(b"\xff\xd9", last_scan) < 0:
+            raise InputError(
+                f"{source}: truncated JPEG (no end-of-image marker after the image data)"
+            )
+
+
+def header_size(data: bytes, fmt: str) -> tuple[int, int] | None:
+    """(height, width) read from a PNG or JPEG header without decoding, or None if unknown."""
+    if fmt == "png" and len(data) >= 24 and data[12:16] == b"IHDR":
+        width, height = struct.unpack(">II", data[16:24])
+        return height, width
+    if fmt == "jpeg":
+        pos = 2
+        while pos + 9 < len(data):
+            if data[pos] != 0xFF:
+                return None
+            marker = data[pos + 1]
+            if marker == 0xFF:  # fill byte
+                pos += 1
+                continue
+            (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
+            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+                height, width = struct.unpack(">HH", data[pos + 5 : pos + 9])
+                return height, width
+            pos += 2 + length
+    return None
+
+
+def _check_pixels(size: tuple[int, int], max_pixels: int, source: str) -> None:
+    height, width = int(size[0]), int(size[1])
+    if height <= 0 or width <= 0:
+        raise InputError(f"{source}: image has zero size ({width}x{height})")
+    if height * width > max_pixels:
+        raise InputError(
+            f"{source}: image is {width}x{height} = {height * width / 1e6:.1f} MP, above the "
+            f"limit of {max_pixels / 1e6:.1f} MP",
+            hint="raise the limit (--max-pixels) if the file is trusted",
+        )
+
+
+def _to_uint8(pixels: np.ndarray, source: str) -> np.ndarray:
+    if pixels.dtype == np.uint8:
+        return pixels
+    if pixels.dtype == np.uint16:
+        return ((pixels.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+    raise InputError(
+        f"{source}: {pixels.dtype} images are not supported; expected 8- or 16-bit integer pixels"
+    )
+
+
+def encode_image(pixels: np.ndarray, fmt: str, *, quality: int = 92) -> bytes:
+    """Encode BGR/BGRA/grey uint8 pixels as PNG, JPEG or WebP bytes."""
+    if fmt not in ("png", "jpeg", "webp"):
+        raise InputError(f"cannot encode {fmt!r}; choose png, jpeg or webp")
+    params: list[int] = []
+    if fmt == "jpeg":
+        if pixels.ndim == 3 and pixels.shape[2] == 4:
+            raise InputError("JPEG has no alpha channel", hint="write PNG or WebP to keep alpha")
+        params = [cv2.IMWRITE_JPEG_QUALITY, quality]
+    elif fmt == "webp":
+        params = [cv2.IMWRITE_WEBP_QUALITY, quality]
+    ext = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}[fmt]
+    ok, buf = cv2.imencode(ext, pixels, params)
+    if not ok:
+        raise InputError(f"OpenCV could not encode a {pixels.shape} image as {fmt}")
+    return buf.tobytes()
+
+
+def write_image(path: str | os.PathLike[str], pixels: np.ndarray, *, quality: int = 92) -> Path:
+    """Encode by the file extension and write atomically (a temporary file, then rename)."""
+    path = Path(path)
+    fmt = WRITE_EXTENSIONS.get(path.suffix.lower())
+    if fmt is None:
+        raise InputError(
+            f"{path}: unknown output extension {path.suffix!r}; use {', '.join(WRITE_EXTENSIONS)}"
+        )
+    data = encode_image(pixels, fmt, quality=quality)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[-1] if text else type(exc).__name__

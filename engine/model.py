@@ -1,0 +1,62 @@
+"""A loaded model: a backend session plus the contract that says how to feed it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .backends import Session
+from .contract import METADATA_KEY, Contract
+from .errors import ModelError
+
+
+class Model:
+    """A model file opened on a device, with its validated contract."""
+
+    def __init__(self, session: Session, contract: Contract, path: Path) -> None:
+        names_in = {t.name for t in session.inputs}
+        names_out = {t.name for t in session.outputs}
+        for spec in contract.inputs:
+            if spec.name not in names_in:
+                raise ModelError(
+                    f"{path}: contract names input {spec.name!r} but the model's inputs are "
+                    f"{sorted(names_in)}"
+                )
+        for spec in contract.outputs:
+            if spec.name not in names_out:
+                raise ModelError(
+                    f"{path}: contract names output {spec.name!r} but the model's outputs are "
+                    f"{sorted(names_out)}"
+                )
+        self.session = session
+        self.contract = contract
+        self.path = path
+
+    @classmethod
+    def open(
+        cls, path: str | os.PathLike[str], *, device: str = "cpu", threads: int | None = None
+    ) -> Model:
+        """Open an ONNX model converted by vetrina (its contract is in the metadata)."""
+        path = Path(path)
+        if not path.is_file():
+            raise ModelError(f"{path}: no such model file")
+        if path.stat().st_size == 0:
+            raise ModelError(f"{path}: model file is empty (0 bytes)")
+        from .backends.onnxruntime import OrtSession
+
+        session = OrtSession(path, device=device, threads=threads)
+        text = session.metadata.get(METADATA_KEY)
+        if text is None:
+            raise ModelError(
+                f"{path}: has no vetrina contract ({METADATA_KEY} metadata)",
+                hint="convert the checkpoint with 'vetrina convert' so the engine knows how to "
+                "feed the model",
+            )
+        return cls(session, Contract.from_json(text), path)
+
+    def output_index(self, name: str) -> int:
+        """Position of the named output in the backend's output list."""
+        for i, info in enumerate(self.session.outputs):
+            if info.name == name:
+                return i
+        raise ModelError(f"{self.path}: no output named {name!r}")

@@ -1,0 +1,102 @@
+"""Decoding guards: every bad file is an InputError naming the file; good files round-trip."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from vetrina.errors import InputError
+from vetrina.imageio import decode_image, encode_image, header_size, read_image, write_image
+
+
+def _png(pixels: np.ndarray) -> bytes:
+    return cv2.imencode(".png", pixels)[1].tobytes()
+
+
+def _jpeg(pixels: np.ndarray) -> bytes:
+    return cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
+
+
+@pytest.fixture
+def pixels() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, size=(37, 53, 3), dtype=np.uint8)
+
+
+def test_png_round_trip_keeps_pixels_and_alpha(tmp_path, pixels):
+    rgba = np.dstack([pixels, np.arange(37 * 53, dtype=np.uint32).reshape(37, 53).astype(np.uint8)])
+    path = write_image(tmp_path / "a.png", rgba)
+    decoded = read_image(path)
+    assert decoded.format == "png"
+    np.testing.assert_array_equal(decoded.pixels, rgba)
+    np.testing.assert_array_equal(decoded.alpha, rgba[:, :, 3])
+
+
+def test_grey_and_16_bit_png(tmp_path, pixels):
+    grey = pixels[:, :, 0]
+    assert decode_image(_png(grey)).pixels.shape == (37, 53)
+    deep = grey.astype(np.uint16) * 257
+    np.testing.assert_array_equal(decode_image(_png(deep)).pixels, grey)
+
+
+def test_header_size_png_and_jpeg(pixels):
+    assert header_size(_png(pixels), "png") == (37, 53)
+    assert header_size(_jpeg(pixels), "jpeg") == (37, 53)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(InputError, match="no such file"):
+        read_image(tmp_path / "nope.png")
+
+
+def test_empty_file(tmp_path):
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.raises(InputError, match="empty"):
+        read_image(tmp_path / "empty.png")
+
+
+def test_text_named_png(tmp_path):
+    (tmp_path / "notes.png").write_text("this is not a picture\n")
+    with pytest.raises(InputError, match="not an image"):
+        read_image(tmp_path / "notes.png")
+
+
+@pytest.mark.parametrize("cut", [0.3, 0.6, 0.95])
+def test_truncated_png(pixels, cut):
+    data = _png(pixels)
+    with pytest.raises(InputError, match=r"truncated|corrupt"):
+        decode_image(data[: int(len(data) * cut)], source="t.png")
+
+
+@pytest.mark.parametrize("cut", [0.3, 0.6, 0.97])
+def test_truncated_jpeg(pixels, cut):
+    data = _jpeg(pixels)
+    with pytest.raises(InputError, match=r"truncated|corrupt"):
+        decode_image(data[: int(len(data) * cut)], source="t.jpg")
+
+
+def test_jpeg_with_trailing_bytes_is_accepted(pixels):
+    decoded = decode_image(_jpeg(pixels) + b"\x00" * 16)
+    assert decoded.pixels.shape == (37, 53, 3)
+
+
+def test_pixel_limit_checked_before_decoding(pixels):
+    data = bytearray(_png(pixels))
+    data[16:24] = (100_000).to_bytes(4, "big") * 2  # IHDR claims 100000x100000
+    with pytest.raises(InputError, match="above the limit"):
+        decode_image(bytes(data), source="bomb.png")
+    with pytest.raises(InputError, match="above the limit"):
+        decode_image(_png(pixels), max_pixels=100)
+
+
+def test_folder_is_not_an_image(tmp_path):
+    with pytest.raises(InputError, match="folder"):
+        read_image(tmp_path)
+
+
+def test_write_rejects_unknown_extension_and_jpeg_alpha(tmp_path, pixels):
+    with pytest.raises(InputError, match="extension"):
+        write_image(tmp_path / "x.gif", pixels)
+    with pytest.raises(InputError, match="alpha"):
+        encode_image(np.dstack([pixels, pixels[:, :, :1]]), "jpeg")
+    assert not list(tmp_path.iterdir())
