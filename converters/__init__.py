@@ -1,0 +1,1 @@
+"""Checkpoint -> ONNX conversion and verification."""

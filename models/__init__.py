@@ -1,0 +1,1 @@
+"""Reference architectures, the synthetic product catalog, training recipes and the zoo."""
