@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from vetrina import __version__
+from vetrina.atomic import atomic_output
 from vetrina.contract import METADATA_KEY, Contract
 from vetrina.errors import CheckpointError, VerificationError
 from vetrina.models.architectures import ArchitectureSpec, get_architecture
@@ -102,11 +102,7 @@ def convert(
         checkpoint = load_checkpoint(checkpoint_path, trusted=trusted)
         spec = resolve_architecture(checkpoint, arch)
         module = build_module(spec, checkpoint)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_output(output) as tmp:
         with times.step("export + check"):
             export_onnx(module, spec, tmp, opset=opset)
         with times.step("verify"):
@@ -137,7 +133,7 @@ def convert(
                         o.version for o in model.opset_import if o.domain in ("", "ai.onnx")
                     ),
                     "exporter": "torch.onnx (dynamo)",
-                    "torch": torch.__version__,
+                    "torch": str(torch.__version__),
                     "onnx": onnx.__version__,
                     "vetrina": __version__,
                     "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -146,9 +142,6 @@ def convert(
             )
             _set_metadata(model, METADATA_KEY, contract.to_json())
             onnx.save(model, str(tmp))
-            os.replace(tmp, output)
-    finally:
-        tmp.unlink(missing_ok=True)
     return ConversionResult(output, contract, report, times)
 
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import os
 import struct
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from .atomic import atomic_write_bytes
 from .errors import InputError
 
 #: Largest decoded image accepted by default (pixels): a guard against decompression bombs.
@@ -193,17 +193,7 @@ def write_image(path: str | os.PathLike[str], pixels: np.ndarray, *, quality: in
         raise InputError(
             f"{path}: unknown output extension {path.suffix!r}; use {', '.join(WRITE_EXTENSIONS)}"
         )
-    data = encode_image(pixels, fmt, quality=quality)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_bytes(path, encode_image(pixels, fmt, quality=quality))
 
 
 def _first_line(exc: BaseException) -> str:

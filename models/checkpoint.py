@@ -8,6 +8,7 @@ code unless the caller says the file is trusted.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import pickle
 import zipfile
@@ -57,15 +58,27 @@ def save_checkpoint(
     payload = {
         "format": FORMAT,
         "architecture": architecture,
-        "config": dict(config),
+        "config": _plain(config),
         "state_dict": {k: v.detach().cpu().contiguous() for k, v in state_dict.items()},
-        "metadata": dict(metadata),
+        # Plain JSON types only: anything else (a TorchVersion, a numpy scalar) would make
+        # the file unreadable by torch.load(weights_only=True).
+        "metadata": _plain(metadata),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save(payload, tmp)
     os.replace(tmp, path)
     return path
+
+
+def _plain(value: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(value, default=_json_default))
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):  # numpy / torch scalars
+        return value.item()
+    return str(value)
 
 
 def load_checkpoint(path: str | os.PathLike[str], *, trusted: bool = False) -> Checkpoint:
