@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+
 from vetrina.backends.onnxruntime import OrtSession
 from vetrina.metrics import max_abs_error, mean_abs_error, psnr
 from vetrina.models.architectures import ArchitectureSpec

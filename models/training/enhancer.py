@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from vetrina.metrics import psnr
 from vetrina.models import catalog, degrade
 from vetrina.models.architectures import get_architecture

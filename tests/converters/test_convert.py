@@ -10,6 +10,7 @@ import onnx
 import pytest
 import torch
 from onnx import numpy_helper
+
 from vetrina.contract import METADATA_KEY, Contract
 from vetrina.converters import convert as convert_module
 from vetrina.converters.convert import build_module, convert, resolve_architecture

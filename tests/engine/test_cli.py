@@ -8,6 +8,7 @@ import sys
 import cv2
 import numpy as np
 import pytest
+
 from vetrina.cli import main
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from vetrina.contract import Contract, SpatialRules, TensorSpec
 from vetrina.errors import ModelError
 

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 import pytest
+
 from vetrina.editor import Editor
 from vetrina.errors import InputError, ModelError
 from vetrina.model import Model

@@ -5,6 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+
 from vetrina.errors import InputError
 from vetrina.imageio import decode_image, encode_image, header_size, read_image, write_image
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from vetrina.models.catalog import render
 from vetrina.models.degrade import FOUNDATION_KINDS, KINDS, ORDER, degrade, degrade_batch
 
