@@ -149,7 +149,14 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _needs_convert() -> None:
+    from vetrina.converters import require_convert_dependencies
+
+    require_convert_dependencies()
+
+
 def _cmd_convert(args: argparse.Namespace) -> int:
+    _needs_convert()
     from vetrina.converters.convert import convert
     from vetrina.converters.verify import DEFAULT_GATES, Gate
     from vetrina.errors import VerificationError
@@ -243,7 +250,8 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         verdict = "passed" if v.get("passed") else "FAILED"
         print(
             f"verified   {verdict}: max abs {v.get('max_abs'):.2e}, "
-            f"min PSNR {v.get('min_psnr_db')} dB on {len(v.get('cases', []))} cases"
+            f"min PSNR {float(v.get('min_psnr_db', 'nan')):.1f} dB on "
+            f"{len(v.get('cases', []))} cases"
         )
     print(
         f"checkpoint {prov.get('checkpoint')} sha256 {str(prov.get('checkpoint_sha256'))[:16]}..."
@@ -253,6 +261,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    _needs_convert()
     from .demo import run_demo
 
     run_demo(args.output, images=args.images, size=args.size)
@@ -271,6 +280,7 @@ def _cmd_zoo_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_zoo_train(args: argparse.Namespace) -> int:
+    _needs_convert()
     import dataclasses
 
     from vetrina.models.zoo import get_entry
@@ -291,6 +301,7 @@ def _cmd_zoo_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_zoo_eval(args: argparse.Namespace) -> int:
+    _needs_convert()
     from vetrina.converters.convert import build_module, resolve_architecture
     from vetrina.models.checkpoint import load_checkpoint
     from vetrina.models.zoo import checkpoint_path, get_entry

@@ -206,3 +206,19 @@ def test_console_script_installed():
         check=False,
     )
     assert result.returncode == 0 and result.stdout.startswith("vetrina ")
+
+
+def test_convert_without_torch_names_the_extra(small_checkpoint, tmp_path, capsys, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_onnx(name, *args, **kwargs):
+        if name == "onnx" or name.startswith("onnx."):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.delitem(sys.modules, "onnx", raising=False)
+    monkeypatch.setattr(builtins, "__import__", no_onnx)
+    assert main(["convert", str(small_checkpoint), "-o", str(tmp_path / "m.onnx")]) == 1
+    assert "vetrina[convert]" in capsys.readouterr().err
