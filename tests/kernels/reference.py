@@ -1,5 +1,5 @@
 """Independent numpy references for vetrina.kernels, written from the contract in
-docs/kernels.md (never calling the extension).
+docs/kernels.md (never calling the extension, nor vetrina.kernels' own planning code).
 
 All pixel arithmetic is float32, element-wise and in the same order as the contract, so the
 kernels (built with -ffp-contract=off) must match these bit for bit.
@@ -7,10 +7,19 @@ kernels (built with -ffp-contract=off) must match these bit for bit.
 
 from __future__ import annotations
 
+import math
+from fractions import Fraction
+
 import numpy as np
 
 F32 = np.float32
 ONE = F32(1)
+DBL_EPS = 2.220446049250313e-16
+
+
+# ---------------------------------------------------------------------------------------
+# tap tables
+# ---------------------------------------------------------------------------------------
 
 
 def axis_table(src: int, dst: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -27,6 +36,60 @@ def axis_table(src: int, dst: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     s[high] = src - 1
     f[high] = 0
     return s, np.minimum(s + 1, src - 1), f
+
+
+def area_taps(src: int, dst: int) -> list[list[tuple[int, np.float32]]]:
+    """OpenCV INTER_AREA weights of one axis (downscale: cell overlaps, slivers < 1e-3
+    dropped; upscale: OpenCV's 2-tap area formula), as (index, float32 weight) lists."""
+    inv = dst / src
+    scale = 1.0 / inv
+    taps = []
+    for d in range(dst):
+        t: list[tuple[int, np.float32]] = []
+        if src >= dst:
+            f1 = d * scale
+            f2 = f1 + scale
+            cell = min(scale, src - f1)
+            s1, s2 = math.ceil(f1), math.floor(f2)
+            s2 = min(s2, src - 1)
+            s1 = min(s1, s2)
+            if s1 - f1 > 1e-3:
+                t.append((s1 - 1, F32((s1 - f1) / cell)))
+            t.extend((s, F32(1.0 / cell)) for s in range(s1, s2))
+            if f2 - s2 > 1e-3:
+                t.append((s2, F32(min(min(f2 - s2, 1.0), cell) / cell)))
+        else:
+            s = math.floor(d * scale)
+            fx = F32((d + 1) - (s + 1) * inv)
+            fx = F32(0) if fx <= 0 else F32(fx - F32(math.floor(fx)))
+            if s >= src - 1:
+                s, fx = src - 1, F32(0)
+            t.append((s, ONE - fx))
+            if fx != 0:
+                t.append((s + 1, fx))
+        taps.append(t)
+    return taps
+
+
+def linear_taps(src: int, dst: int) -> list[list[tuple[int, np.float32]]]:
+    """The bilinear table as tap lists (one tap where f == 0)."""
+    i0, i1, f = axis_table(src, dst)
+    return [
+        [(int(a), ONE)] if w == 0 else [(int(a), ONE - w), (int(b), w)]
+        for a, b, w in zip(i0, i1, f, strict=True)
+    ]
+
+
+def cv_integer_scale(src: int, dst: int) -> int | None:
+    """OpenCV's integer area factor: 1 / (dst / src) within DBL_EPSILON of an int (src >= dst)."""
+    scale = 1.0 / (dst / src)
+    k = math.floor(scale + 0.5)
+    return k if src >= dst and abs(scale - k) < DBL_EPS else None
+
+
+# ---------------------------------------------------------------------------------------
+# resampling of (H, W[, C]) arrays
+# ---------------------------------------------------------------------------------------
 
 
 def bilinear(plane: np.ndarray, h: int, w: int) -> np.ndarray:
@@ -58,15 +121,138 @@ def bilinear_skip_zero(plane: np.ndarray, h: int, w: int) -> np.ndarray:
         return np.where(fy == 0, top, top * (ONE - fy) + bottom * fy).astype(F32)
 
 
-def per_channel(value) -> np.ndarray:
-    return np.broadcast_to(np.asarray(value, dtype=np.float64), (3,)).astype(F32)
+def separable(arr: np.ndarray, ytaps: list, xtaps: list) -> np.ndarray:
+    """sum_j wy_j * (sum_k wx_k * p) in float32, taps in order, accumulating left to right
+    (acc = w0 * p0; acc = acc + w_k * p_k); only the listed taps are read."""
+    arr = arr.astype(F32)
+    with np.errstate(invalid="ignore", over="ignore"):
+        rows = np.empty((arr.shape[0], len(xtaps), *arr.shape[2:]), dtype=F32)
+        for d, t in enumerate(xtaps):
+            acc = arr[:, t[0][0]] * t[0][1]
+            for s, wt in t[1:]:
+                acc = acc + arr[:, s] * wt
+            rows[:, d] = acc
+        out = np.empty((len(ytaps), *rows.shape[1:]), dtype=F32)
+        for d, t in enumerate(ytaps):
+            acc = rows[t[0][0]] if (len(t) == 1 and t[0][1] == 1) else rows[t[0][0]] * t[0][1]
+            for s, wt in t[1:]:
+                acc = acc + rows[s] * wt
+            out[d] = acc
+    return out
+
+
+def area_u8(img: np.ndarray, h: int, w: int) -> np.ndarray:
+    """preprocess area values of a uint8 (H, W, C) image: OpenCV's integer-factor rule (exact
+    block sum times float32(1 / (kx * ky))) or the separable pixel-area taps."""
+    sh, sw = img.shape[:2]
+    ky, kx = cv_integer_scale(sh, h), cv_integer_scale(sw, w)
+    if ky is not None and kx is not None:
+        s = img.reshape(h, ky, w, kx, -1).astype(np.int64).sum(axis=(1, 3))
+        return s.astype(F32) * (F32(1) / F32(kx * ky))
+    return separable(img, area_taps(sh, h), area_taps(sw, w))
+
+
+def area_float(plane: np.ndarray, h: int, w: int) -> np.ndarray:
+    """area on float input (postprocess / adapt): always the separable taps."""
+    return separable(plane, area_taps(plane.shape[0], h), area_taps(plane.shape[1], w))
+
+
+def _cv_u8_table(src: int, dst: int, clamp: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    scale = 1.0 / (dst / src)
+    i0, i1, wt = np.empty(dst, np.int64), np.empty(dst, np.int64), np.empty((dst, 2), np.int64)
+    for d in range(dst):
+        f = F32((d + 0.5) * scale - 0.5)
+        s = math.floor(f)
+        f = F32(f - F32(s))
+        if clamp and s < 0:
+            s, f = 0, F32(0)
+        if clamp and s >= src - 1:
+            s, f = src - 1, F32(0)
+        i0[d], i1[d] = min(max(s, 0), src - 1), min(max(s + 1, 0), src - 1)
+        wt[d] = int(np.rint(F32((ONE - f) * F32(2048)))), int(np.rint(F32(f * F32(2048))))
+    return i0, i1, wt
+
+
+def cv_resize_u8(img: np.ndarray, h: int, w: int) -> np.ndarray:
+    """cv2.resize(img, (w, h), interpolation=INTER_LINEAR) for uint8 (H, W, C), bit exact:
+    identity copy; exact 2x -> (sum of 2x2 + 2) >> 2; else 11-bit fixed-point weights
+    (x weights clamped at the edges, y weights not), rows >> 4, * beta >> 16, + 2 >> 2."""
+    sh, sw = img.shape[:2]
+    x = img.astype(np.int64)
+    if (sh, sw) == (h, w):
+        return img.copy()
+    if sh == 2 * h and sw == 2 * w:
+        s = x[0::2, 0::2] + x[0::2, 1::2] + x[1::2, 0::2] + x[1::2, 1::2]
+        return ((s + 2) >> 2).astype(np.uint8)
+    y0, y1, b = _cv_u8_table(sh, h, clamp=False)
+    x0, x1, a = _cv_u8_table(sw, w, clamp=True)
+    hx = x[:, x0] * a[:, 0][None, :, None] + x[:, x1] * a[:, 1][None, :, None]
+    b0, b1 = b[:, 0][:, None, None], b[:, 1][:, None, None]
+    v = (((b0 * (hx[y0] >> 4)) >> 16) + ((b1 * (hx[y1] >> 4)) >> 16) + 2) >> 2
+    return np.minimum(v, 255).astype(np.uint8)
+
+
+# ---------------------------------------------------------------------------------------
+# fit
+# ---------------------------------------------------------------------------------------
+
+
+def _round_half_up(q: Fraction) -> int:
+    return math.floor(q + Fraction(1, 2))
+
+
+def fit_ref(src_hw, dst_hw, fit):
+    """(src_box, dst_box) of the contract's fit rules, with exact fractions."""
+    h, w = src_hw
+    oh, ow = dst_hw
+    if fit == "stretch":
+        return (0, 0, h, w), (0, 0, oh, ow)
+    if fit == "letterbox":
+        s = min(Fraction(oh, h), Fraction(ow, w))
+        ch = oh if Fraction(oh, h) == s else min(oh, max(1, _round_half_up(h * s)))
+        cw = min(ow, max(1, _round_half_up(w * s))) if Fraction(oh, h) == s else ow
+        return (0, 0, h, w), ((oh - ch) // 2, (ow - cw) // 2, ch, cw)
+    s = max(Fraction(oh, h), Fraction(ow, w))
+    if Fraction(oh, h) == s:
+        sh, sw = h, min(w, max(1, _round_half_up(ow / s)))
+    else:
+        sh, sw = min(h, max(1, _round_half_up(oh / s))), w
+    return ((h - sh) // 2, (w - sw) // 2, sh, sw), (0, 0, oh, ow)
+
+
+# ---------------------------------------------------------------------------------------
+# kernels
+# ---------------------------------------------------------------------------------------
+
+
+def per_channel(value, n: int = 3) -> np.ndarray:
+    return np.broadcast_to(np.asarray(value, dtype=np.float64), (n,)).astype(F32)
+
+
+def resample_u8(img: np.ndarray, h: int, w: int, interpolation: str) -> np.ndarray:
+    """preprocess values (before mapping) of a uint8 (H, W, C) image."""
+    if interpolation == "bilinear":
+        return bilinear(img.astype(F32), h, w)
+    if interpolation == "area":
+        return area_u8(img, h, w)
+    return cv_resize_u8(img, h, w).astype(F32)
 
 
 def preprocess_ref(
-    images, size, *, scale=1 / 255, offset=0.0, src_order="RGB", dst_order="RGB"
+    images,
+    size,
+    *,
+    scale=1 / 255,
+    offset=0.0,
+    src_order="RGB",
+    dst_order="RGB",
+    interpolation="bilinear",
+    fit="stretch",
+    pad_value=0.0,
+    dtype=np.float32,
 ) -> np.ndarray:
     h, w = size
-    sc, of = per_channel(scale), per_channel(offset)
+    sc, of, pad = per_channel(scale), per_channel(offset), per_channel(pad_value)
     out = np.empty((len(images), 3, h, w), dtype=F32)
     for i, img in enumerate(images):
         img = np.asarray(img)
@@ -78,9 +264,13 @@ def preprocess_ref(
             rgb = img[:, :, :3]
             if src_order != dst_order:
                 rgb = rgb[:, :, ::-1]
-        value = bilinear(rgb.astype(F32), h, w)  # (h, w, 3)
-        out[i] = (value * sc + of).transpose(2, 0, 1)
-    return out
+        (sy, sx, sh, sw), (top, left, ch, cw) = fit_ref(img.shape[:2], (h, w), fit)
+        value = resample_u8(rgb[sy : sy + sh, sx : sx + sw], ch, cw, interpolation)
+        canvas = np.empty((h, w, 3), dtype=F32)
+        canvas[...] = pad * sc + of
+        canvas[top : top + ch, left : left + cw] = value * sc + of
+        out[i] = canvas.transpose(2, 0, 1)
+    return out.astype(dtype)
 
 
 def to_uint8(v: np.ndarray) -> np.ndarray:
@@ -90,22 +280,98 @@ def to_uint8(v: np.ndarray) -> np.ndarray:
     return np.floor(v + F32(0.5)).astype(np.uint8)
 
 
+def resample_float(plane: np.ndarray, h: int, w: int, interpolation: str) -> np.ndarray:
+    plane = np.asarray(plane, dtype=F32)
+    if interpolation == "bilinear":
+        return bilinear_skip_zero(plane, h, w)
+    return area_float(plane, h, w)
+
+
+def _scaled_box(box, num, den):
+    y, x, h, w = box
+    return (y * num[0] // den[0], x * num[1] // den[1], h * num[0] // den[0], w * num[1] // den[1])
+
+
 def postprocess_ref(
-    batch, sizes=None, *, scale=255.0, offset=0.0, src_order="RGB", dst_order="RGB", alphas=None
+    batch,
+    sizes=None,
+    *,
+    scale=255.0,
+    offset=0.0,
+    src_order="RGB",
+    dst_order="RGB",
+    alphas=None,
+    placements=None,
+    interpolation="bilinear",
+    fill=0,
 ) -> list[np.ndarray]:
-    batch = np.asarray(batch)
+    batch = np.asarray(batch).astype(F32)
     n, _, big_h, big_w = batch.shape
     sc, of = per_channel(scale), per_channel(offset)
+    fills = np.broadcast_to(np.asarray(fill, dtype=np.uint8), (3,))
     order = [2, 1, 0] if src_order != dst_order else [0, 1, 2]
     outs = []
     for i in range(n):
-        h, w = (big_h, big_w) if sizes is None else sizes[i]
+        if sizes is not None:
+            h, w = sizes[i]
+        elif placements is not None:
+            h, w = placements[i].src_hw
+        else:
+            h, w = big_h, big_w
+        if placements is None:
+            bbox, obox = (0, 0, big_h, big_w), (0, 0, h, w)
+        else:
+            p = placements[i]
+            bbox = _scaled_box(p.dst_box, (big_h, big_w), p.dst_hw)
+            obox = _scaled_box(p.src_box, (h, w), p.src_hw)
+        by, bx, bh, bw = bbox
+        oy, ox, ch, cw = obox
         chans = []
-        for c in order:
-            value = bilinear_skip_zero(batch[i, c], h, w)
+        for k, c in enumerate(order):
+            plane = np.full((h, w), fills[k], dtype=np.uint8)
+            value = resample_float(batch[i, c, by : by + bh, bx : bx + bw], ch, cw, interpolation)
             with np.errstate(invalid="ignore", over="ignore"):
-                chans.append(to_uint8(value * sc[c] + of[c]))
+                plane[oy : oy + ch, ox : ox + cw] = to_uint8(value * sc[c] + of[c])
+            chans.append(plane)
         if alphas is not None and alphas[i] is not None:
             chans.append(np.asarray(alphas[i], dtype=np.uint8))
         outs.append(np.ascontiguousarray(np.stack(chans, axis=2)))
     return outs
+
+
+def adapt_ref(
+    batch,
+    size=None,
+    *,
+    scale=1.0,
+    offset=0.0,
+    src_order="RGB",
+    dst_order="RGB",
+    dtype=None,
+    interpolation="bilinear",
+) -> np.ndarray:
+    batch = np.asarray(batch)
+    n, c, h, w = batch.shape
+    oh, ow = (h, w) if size is None else size
+    sc, of = per_channel(scale, c), per_channel(offset, c)
+    chmap = list(range(c))
+    if src_order != dst_order:
+        chmap[0], chmap[2] = 2, 0
+    out = np.empty((n, c, oh, ow), dtype=F32)
+    with np.errstate(invalid="ignore", over="ignore"):
+        for i in range(n):
+            for k in range(c):
+                value = resample_float(batch[i, chmap[k]], oh, ow, interpolation)
+                out[i, k] = value * sc[k] + of[k]
+    return out.astype(batch.dtype if dtype is None else dtype)
+
+
+def composite_ref(rgba, background, premultiplied=False) -> np.ndarray:
+    fg = np.asarray(rgba).astype(np.int64)
+    bg = np.broadcast_to(np.asarray(background), (*fg.shape[:2], 3)).astype(np.int64)
+    a = fg[:, :, 3:4]
+    if premultiplied:
+        out = np.minimum(fg[:, :, :3] + (bg * (255 - a) + 127) // 255, 255)
+    else:
+        out = (fg[:, :, :3] * a + bg * (255 - a) + 127) // 255
+    return out.astype(np.uint8)

@@ -295,7 +295,6 @@ A = np.zeros((4, 5), np.uint8)
 
 BAD_CALLS = {
     "float64 batch": ((B.astype(np.float64),), {}, r"batch has dtype float64; expected float32"),
-    "float16 batch": ((B.astype(np.float16),), {}, r"batch has dtype float16"),
     "uint8 batch": ((B.astype(np.uint8),), {}, r"batch has dtype uint8"),
     "byteswapped batch": ((B.astype(">f4"),), {}, r"batch has dtype >f4"),
     "3-D batch": ((B[0],), {}, r"batch has shape \(3, 4, 5\); expected \(N, 3, H, W\)"),
@@ -332,6 +331,10 @@ BAD_CALLS = {
         {"alphas": [None, A.astype(F32)]},
         r"alphas\[1\] has dtype float32; expected uint8",
     ),
+    "interpolation": ((B,), {"interpolation": "bilinear-u8"}, r"interpolation is 'bilinear-u8'"),
+    "fill big": ((B,), {"fill": 256}, r"fill is 256; expected an int or 3 ints in 0\.\.255"),
+    "fill short": ((B,), {"fill": (1, 2)}, r"fill is \(1, 2\)"),
+    "fill float": ((B,), {"fill": 1.5}, r"fill is 1\.5"),
 }
 
 
@@ -354,3 +357,17 @@ def test_validation_errors(case):
 def test_non_arrays_raise_type_error(args, kwargs, match):
     with pytest.raises(TypeError, match=match):
         postprocess(*args, **kwargs)
+
+
+def test_extension_guards_reject_inconsistent_boxes():
+    from vetrina.kernels import _cpu
+
+    ones = np.ones(3, F32)
+    fills = np.zeros((2, 3), np.uint8)
+    outs = [np.zeros((4, 5, 3), np.uint8), np.zeros((4, 5, 3), np.uint8)]
+    for box in [(0, 0, 5, 5, 0, 0, 4, 5), (0, 0, 4, 5, 0, 1, 4, 5), (0, 0, 4, 5, 0, 0, 4, 0)]:
+        boxes = np.array([box, (0, 0, 4, 5, 0, 0, 4, 5)], dtype=np.intp)
+        with pytest.raises(ValueError, match="bad box"):
+            _cpu.postprocess_batch(
+                B, False, boxes, outs, [None, None], fills, ones, ones, False, 0, 1
+            )

@@ -362,6 +362,31 @@ BAD_CALLS = {
         r"out .* is not C-contiguous",
     ),
     "out read-only": (([GOOD], (4, 4)), {"out": _ro_out()}, r"out is read-only"),
+    "interpolation": (
+        ([GOOD], (4, 4)),
+        {"interpolation": "nearest"},
+        r"interpolation is 'nearest'; expected one of 'bilinear', 'area', 'bilinear-u8'",
+    ),
+    "fit": (([GOOD], (4, 4)), {"fit": "fill"}, r"fit is 'fill'; expected one of 'stretch'"),
+    "pad nan": (([GOOD], (4, 4)), {"pad_value": float("nan")}, r"pad_value is nan"),
+    "pad 2 values": (([GOOD], (4, 4)), {"pad_value": (1, 2)}, r"pad_value has shape \(2,\)"),
+    "dtype float64": (
+        ([GOOD], (4, 4)),
+        {"dtype": np.float64},
+        r"dtype is <class 'numpy.float64'>; expected float32 or float16",
+    ),
+    "dtype str": (([GOOD], (4, 4)), {"dtype": "half-ish"}, r"dtype is 'half-ish'"),
+    "dtype vs out": (
+        ([GOOD], (4, 4)),
+        {"dtype": np.float16, "out": np.zeros((1, 3, 4, 4), F32)},
+        r"out has dtype float32 and shape \(1, 3, 4, 4\); expected float16 of shape",
+    ),
+    "out float16 shape": (
+        ([GOOD], (4, 4)),
+        {"out": np.zeros((1, 3, 4, 5), np.float16)},
+        r"out has dtype float16 and shape \(1, 3, 4, 5\); expected float16 of shape",
+    ),
+    "return_placements": (([GOOD], (4, 4)), {"return_placements": "yes"}, r"return_placements is"),
 }
 
 
@@ -391,3 +416,55 @@ def test_out_overlapping_an_image_is_rejected():
 def test_non_arrays_raise_type_error(args, kwargs, match):
     with pytest.raises(TypeError, match=match):
         preprocess(*args, **kwargs)
+
+
+def test_extension_guards_reject_inconsistent_boxes():
+    # The wrappers never pass such boxes; the extension still refuses them (no memory access).
+    from vetrina.kernels import _cpu
+
+    out = np.zeros((1, 3, 4, 4), F32).view(np.uint8)
+    ones = np.ones(3, F32)
+    for box in [
+        (0, 0, 9, 8, 0, 0, 4, 4),
+        (0, 0, 8, 8, 1, 0, 4, 4),
+        (-1, 0, 8, 8, 0, 0, 4, 4),
+        (0, 0, 8, 8, 0, 0, 0, 4),
+        (7, 7, 2, 1, 0, 0, 4, 4),
+    ]:
+        boxes = np.array([box], dtype=np.intp)
+        with pytest.raises(ValueError, match="bad box"):
+            _cpu.preprocess_batch([GOOD], boxes, out, 4, ones, ones, ones, False, 0, 1)
+    with pytest.raises(ValueError, match="out shape"):
+        _cpu.preprocess_batch(
+            [GOOD, GOOD], np.zeros((2, 8), np.intp), out, 4, ones, ones, ones, False, 0, 1
+        )
+    with pytest.raises(ValueError, match="method"):
+        _cpu.preprocess_batch(
+            [GOOD],
+            np.array([(0, 0, 8, 8, 0, 0, 4, 4)], np.intp),
+            out,
+            4,
+            ones,
+            ones,
+            ones,
+            False,
+            7,
+            1,
+        )
+
+
+def test_return_placements():
+    imgs = [rand_img(30, 60), rand_img(8, 8)]
+    batch, places = preprocess(imgs, (16, 16), fit="letterbox", return_placements=True)
+    assert batch.shape == (2, 3, 16, 16)
+    assert [p.dst_box for p in places] == [(4, 0, 8, 16), (0, 0, 16, 16)]
+    assert [p.src_hw for p in places] == [(30, 60), (8, 8)]
+
+
+@pytest.mark.parametrize("interpolation", ["bilinear", "area", "bilinear-u8"])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_num_threads_do_not_change_any_mode(interpolation, threads):
+    imgs = [rand_img(50, 70), rand_img(9, 500, 4), rand_img(128, 128)]
+    kw = {"interpolation": interpolation, "fit": "letterbox"}
+    want = preprocess(imgs, (33, 41), **kw)
+    np.testing.assert_array_equal(preprocess(imgs, (33, 41), num_threads=threads, **kw), want)

@@ -1,0 +1,404 @@
+"""GPU kernel benchmark: vetrina's CUDA kernels against the GPU's own copy bandwidth.
+
+    python benchmarks/kernels_gpu.py [--json PATH] [--iters 50] [--device 0] [--quick]
+
+For each kernel case the input already lies in device memory; the kernel time comes from CUDA
+events around ``iters`` back-to-back launches queued behind a short spin kernel (so Python's
+enqueue cost is not timed). Effective bandwidth = (bytes of every input image + bytes of the
+output) / kernel time, compared with a device-to-device ``cudaMemcpyAsync`` measured the same
+way (bytes read + written). The goal is at least 60 % of that copy bandwidth. The host-to-device
+upload of the uint8 batch from pinned memory is timed separately, and so is the host cost of
+one ``*_async`` call (validation + packing + launch). Each case's output is also compared
+with the CPU kernels (max difference, bit-exact or not).
+
+Prints a table; ``--json PATH`` also writes every number. Exit status 2 without a GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+GOAL = 0.60  # fraction of the device-to-device copy bandwidth
+
+_SPIN_SOURCE = r"""
+extern "C" __global__ void vt_bench_spin(long long cycles) {
+    long long start = clock64();
+    while (clock64() - start < cycles) {
+    }
+}
+"""
+
+
+@dataclass
+class Result:
+    name: str
+    what: str
+    bytes_moved: int
+    ms: float
+    gbps: float
+    fraction_of_copy: float
+    host_us_per_call: float | None = None
+    check: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Bench:
+    """Timing helpers on one GPU: a spin kernel to hide the enqueue, CUDA events."""
+
+    def __init__(self, gk: Any, iters: int) -> None:
+        from cuda.bindings import driver
+
+        from vetrina.kernels import gpu
+
+        self.gpu, self.gk, self.iters = gpu, gk, iters
+        self.stream = gpu.Stream(gk.device)
+        cubin, _ = gpu._nvrtc_compile("bench_spin", _SPIN_SOURCE, {}, gk.arch)
+        self._image = np.frombuffer(cubin, dtype=np.uint8)
+        gk._backend.activate()
+        self._mod = gpu._check(driver.cuModuleLoadData(self._image), "cuModuleLoadData(spin)")
+        self._spin = gpu._check(
+            driver.cuModuleGetFunction(self._mod, b"vt_bench_spin"), "cuModuleGetFunction"
+        )
+        self._spin_cycles = np.array(20_000_000, dtype=np.int64)  # ~10 ms at 2 GHz
+        self._spin_args = np.array([self._spin_cycles.ctypes.data], dtype=np.uint64)
+
+    def spin(self) -> None:
+        from cuda.bindings import driver
+
+        self.gpu._check(
+            driver.cuLaunchKernel(
+                self._spin, 1, 1, 1, 1, 1, 1, 0, self.stream.handle,
+                int(self._spin_args.ctypes.data), 0,
+            ),
+            "cuLaunchKernel(spin)",
+        )  # fmt: skip
+
+    def time_ms(self, enqueue: Callable[[], None], iters: int | None = None) -> float:
+        """Mean GPU milliseconds of ``enqueue()`` over ``iters`` back-to-back runs."""
+        iters = iters or self.iters
+        gpu = self.gpu
+        for _ in range(3):
+            enqueue()
+        self.stream.synchronize()
+        start, end = gpu.Event(self.gk.device), gpu.Event(self.gk.device)
+        self.spin()
+        start.record(self.stream)
+        for _ in range(iters):
+            enqueue()
+        end.record(self.stream)
+        ms = end.elapsed_ms(start) / iters
+        start.close()
+        end.close()
+        return ms
+
+
+def _copy_bandwidth(bench: Bench, nbytes: int) -> tuple[float, float]:
+    """(GB/s counting read + write, ms per copy) of a device-to-device cudaMemcpyAsync."""
+    gpu = bench.gpu
+    a = gpu.DeviceBuffer(nbytes, device=bench.gk.device)
+    b = gpu.DeviceBuffer(nbytes, device=bench.gk.device)
+    a.fill_bytes(1, stream=bench.stream)
+    backend = bench.gk._backend
+    ms = bench.time_ms(lambda: backend.d2d(b.ptr, a.ptr, nbytes, bench.stream.handle), 20)
+    a.close()
+    b.close()
+    return 2 * nbytes / (ms * 1e-3) / 1e9, ms
+
+
+def _compare(got: np.ndarray, want: np.ndarray) -> str:
+    if got.shape != want.shape:
+        return f"SHAPE MISMATCH {got.shape} vs {want.shape}"
+    if np.array_equal(got, want, equal_nan=want.dtype.kind == "f"):
+        return "bit-exact vs CPU"
+    diff = np.abs(got.astype(np.float64) - want.astype(np.float64))
+    diff = diff[np.isfinite(diff)]
+    n = int(np.count_nonzero(diff))
+    return f"max |diff| {diff.max(initial=0):.3g} on {n} of {got.size} values vs CPU"
+
+
+def _upload_images(gpu, device: int, imgs: list[np.ndarray], stream) -> tuple[Any, list, float]:
+    """Pack uint8 images into pinned memory, upload in one copy; (buffer, images, H2D GB/s)."""
+    offsets, total = [], 0
+    for im in imgs:
+        offsets.append(total)
+        total += -(-im.nbytes // 256) * 256
+    pinned = gpu.PinnedBuffer(total, device=device)
+    for im, off in zip(imgs, offsets, strict=True):
+        np.copyto(pinned.view(im.shape, np.uint8, off), im)
+    dev = gpu.DeviceBuffer(total, device=device)
+    start, end = gpu.Event(device), gpu.Event(device)
+    dev.copy_from_host(pinned.array, stream=stream)  # warm
+    stream.synchronize()
+    start.record(stream)
+    for _ in range(5):
+        dev.copy_from_host(pinned.array, stream=stream)
+    end.record(stream)
+    h2d = 5 * total / (end.elapsed_ms(start) * 1e-3) / 1e9
+    pinned.close()
+    images = [
+        gpu.DeviceImage(dev.ptr + off, im.shape[0], im.shape[1], im.shape[2])
+        for im, off in zip(imgs, offsets, strict=True)
+    ]
+    return dev, images, h2d
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from vetrina import kernels as cpu
+    from vetrina.kernels import gpu
+
+    reason = gpu.gpu_unavailable_reason()
+    if reason is not None:
+        print(f"no GPU: {reason}", file=sys.stderr)
+        raise SystemExit(2)
+    t0 = time.perf_counter()
+    gk = gpu.GpuKernels(args.device)
+    init_s = time.perf_counter() - t0
+    bench = Bench(gk, args.iters)
+    stream = bench.stream
+    from cuda.bindings import runtime
+
+    info = {
+        "gpu": gk.name,
+        "arch": gk.arch,
+        "nvrtc": ".".join(map(str, gpu.nvrtc_version())),
+        "driver_api": runtime.cudaDriverGetVersion()[1],
+        "runtime_api": runtime.cudaRuntimeGetVersion()[1],
+        "cuda_bindings": _version("cuda-bindings"),
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "GpuKernels_init_s": round(init_s, 3),
+    }
+    copy_gbps, copy_ms = _copy_bandwidth(bench, 256 << 20)
+    info["d2d_copy_GBps"] = round(copy_gbps, 1)
+    print(f"GPU: {gk.name} ({gk.arch}); NVRTC {info['nvrtc']}; driver API {info['driver_api']}")
+    print(f"device-to-device copy: {copy_gbps:.0f} GB/s (read + write, 256 MiB, {copy_ms:.3f} ms)")
+
+    rng = np.random.default_rng(0)
+    n = 4 if args.quick else 8
+    src_hw = (1024, 1024)
+    imgs = [rng.integers(0, 256, (*src_hw, 3), dtype=np.uint8) for _ in range(n)]
+    dev_in, dev_imgs, h2d = _upload_images(gpu, gk.device, imgs, stream)
+    in_bytes = sum(im.nbytes for im in imgs)
+    info["h2d_pinned_GBps"] = round(h2d, 1)
+    print(f"host-to-device from pinned memory: {h2d:.1f} GB/s ({in_bytes / 1e6:.1f} MB batch)")
+    results: list[Result] = []
+
+    def add(
+        name: str,
+        what: str,
+        nbytes: int,
+        call: Callable[[], None],
+        check: Callable[[], str] | None = None,
+        **extra: Any,
+    ) -> None:
+        with gk.capture() as plan:
+            call()
+        ms = bench.time_ms(lambda: plan.launch(stream))
+        host = _host_us(call, stream)
+        gbps = nbytes / (ms * 1e-3) / 1e9
+        res = Result(name, what, nbytes, ms, gbps, gbps / copy_gbps, host, extra=extra)
+        if check is not None:
+            stream.synchronize()
+            try:
+                res.check = check()
+            except Exception as exc:  # report, keep benchmarking
+                res.check = f"check failed: {type(exc).__name__}: {exc}"
+        results.append(res)
+        print(
+            f"  {name:<28} {ms * 1e3:9.1f} us  {gbps:8.1f} GB/s  {res.fraction_of_copy:6.1%}"
+            f"  host {host:6.1f} us/call  {res.check}",
+            flush=True,
+        )
+
+    # ---- preprocess: uint8 (n, 1024, 1024, 3) -> (n, 3, S, S) -----------------------------
+    for side, dtype, interp in [
+        (256, np.float32, "bilinear"),
+        (512, np.float32, "bilinear"),
+        (256, np.float16, "bilinear"),
+        (256, np.float32, "area"),  # integer factor: OpenCV's box average
+        (224, np.float32, "area"),  # fractional factor: area weights
+        (256, np.float32, "bilinear-u8"),
+    ]:
+        dt = np.dtype(dtype)
+        out = gpu.DeviceBuffer.empty((n, 3, side, side), dt, device=gk.device)
+        kw = {"dtype": dt, "interpolation": interp, "stream": stream}
+
+        def call(out=out, side=side, kw=kw) -> None:
+            gk.preprocess_async(dev_imgs, out, (side, side), **kw)
+
+        def check(out=out, side=side, dt=dt, interp=interp) -> str:
+            got = out.copy_to_host(stream=stream)
+            want = cpu.preprocess(imgs, (side, side), interpolation=interp, dtype=dt)
+            return _compare(got, want)
+
+        name = f"preprocess {side} {dt.name}" + ("" if interp == "bilinear" else f" {interp}")
+        add(
+            name,
+            f"{n}x1024x1024x3 uint8 -> {n}x3x{side}x{side} {dt.name} ({interp})",
+            in_bytes + out.nbytes,
+            call,
+            check,
+        )
+        out.close()
+
+    # ---- postprocess: float32 (n, 3, 512, 512) -> uint8 (h, w, 3) -------------------------
+    batch = (rng.standard_normal((n, 3, 512, 512)) * 0.3 + 0.5).astype(np.float32)
+    dev_batch = gpu.DeviceBuffer.empty(batch.shape, np.float32, device=gk.device)
+    dev_batch.copy_from_host(batch, stream=stream)
+    for side in (512, 1024):
+        per = side * side * 3
+        dev_out = gpu.DeviceBuffer(n * per, device=gk.device)
+        outs = [gpu.DeviceImage(dev_out.ptr + i * per, side, side, 3) for i in range(n)]
+
+        def call(outs=outs) -> None:
+            gk.postprocess_async(dev_batch, batch.shape, outs, stream=stream)
+
+        def check(dev_out=dev_out, side=side) -> str:
+            got = dev_out.copy_to_host(stream=stream).reshape(n, side, side, 3)
+            want = np.stack(cpu.postprocess(batch, [(side, side)] * n))
+            return _compare(got, want)
+
+        add(
+            f"postprocess 512->{side}",
+            f"{n}x3x512x512 float32 -> {n}x{side}x{side}x3 uint8",
+            batch.nbytes + n * per,
+            call,
+            check,
+        )
+        dev_out.close()
+
+    for extra_case in _optional_cases(gk, cpu, gpu, rng, n, stream):
+        add(*extra_case)
+
+    stream.synchronize()
+    dev_in.close()
+    dev_batch.close()
+    summary = {
+        "info": info,
+        "goal_fraction_of_copy": GOAL,
+        "results": [asdict(r) for r in results],
+    }
+    _print_table(info, results)
+    return summary
+
+
+def _optional_cases(gk, cpu, gpu, rng, n, stream) -> list[tuple]:
+    """adapt and the tile blend: (name, what, bytes, call, check)."""
+    cases: list[tuple] = []
+    src = (rng.standard_normal((n, 3, 512, 512)) * 0.5).astype(np.float32)
+    dev_src = gpu.DeviceBuffer.empty(src.shape, np.float32, device=gk.device)
+    dev_src.copy_from_host(src, stream=stream)
+    _KEEP.append(dev_src)
+    for side, out_dt, interp in [(256, np.float16, "bilinear"), (512, np.float16, "bilinear"),
+                                 (256, np.float32, "area")]:  # fmt: skip
+        out = gpu.DeviceBuffer.empty((n, 3, side, side), out_dt, device=gk.device)
+        _KEEP.append(out)
+        kw = {"dst_order": "BGR", "scale": 0.5, "offset": 0.5, "interpolation": interp}
+
+        def call(out=out, side=side, out_dt=out_dt, kw=kw) -> None:
+            gk.adapt_async(dev_src, src.shape, out, (side, side), dtype=out_dt, stream=stream, **kw)
+
+        def check(out=out, side=side, out_dt=out_dt, kw=kw) -> str:
+            got = out.copy_to_host(stream=stream)
+            return _compare(got, cpu.adapt(src, (side, side), dtype=out_dt, **kw))
+
+        name = f"adapt 512->{side} {np.dtype(out_dt).name}" + (" area" if interp == "area" else "")
+        what = f"{n}x3x512x512 float32 -> {n}x3x{side}x{side} {np.dtype(out_dt).name} (BGR)"
+        cases.append((name, what, src.nbytes + out.nbytes, call, check))
+
+    # tile blend: an x2 upscaler's 256x256 float32 tiles (NCHW batch) of a 1000x1500 image
+    plan = cpu.plan_tiles((1000, 1500), 128, 16)
+    tiles = (rng.standard_normal((len(plan), 3, 256, 256)) * 0.2 + 0.5).astype(np.float32)
+    dev_tiles = gpu.DeviceBuffer.empty(tiles.shape, np.float32, device=gk.device)
+    dev_tiles.copy_from_host(tiles, stream=stream)
+    out = gpu.DeviceBuffer.empty((3, 2000, 3000), np.float32, device=gk.device)
+    _KEEP.extend([dev_tiles, out])
+
+    def call_blend() -> None:
+        gk.blend_tiles_async(plan, dev_tiles, out, scale=2, channels=3, layout="chw", stream=stream)
+
+    def check_blend() -> str:
+        got = out.copy_to_host(stream=stream)
+        want = plan.blend([t.transpose(1, 2, 0) for t in tiles], 2).transpose(2, 0, 1)
+        return _compare(got, np.ascontiguousarray(want))
+
+    cases.append(
+        (
+            "tile blend x2",
+            f"{len(plan)}x3x256x256 float32 tiles -> 3x2000x3000 float32 (1000x1500, x2)",
+            tiles.nbytes + out.nbytes,
+            call_blend,
+            check_blend,
+        )
+    )
+    return cases
+
+
+_KEEP: list = []  # device buffers of the optional cases, alive until the end of the run
+
+
+def _host_us(call: Callable[[], None], stream: Any, reps: int = 20) -> float:
+    """Host microseconds of one validating, packing, launching ``*_async`` call."""
+    call()
+    stream.synchronize()
+    t = time.perf_counter()
+    for _ in range(reps):
+        call()
+    us = (time.perf_counter() - t) / reps * 1e6
+    stream.synchronize()
+    return us
+
+
+def _version(dist: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "?"
+
+
+def _print_table(info: dict[str, Any], results: list[Result]) -> None:
+    print()
+    print(f"GPU kernel benchmark on {info['gpu']} ({info['arch']})")
+    print(
+        f"device-to-device copy {info['d2d_copy_GBps']} GB/s (read + write); "
+        f"H2D from pinned {info['h2d_pinned_GBps']} GB/s; goal >= {GOAL:.0%} of the copy"
+    )
+    print()
+    print("| case | shapes | kernel us | GB/s | of copy | goal | host us/call | vs CPU |")
+    print("|---|---|---:|---:|---:|---|---:|---|")
+    for r in results:
+        ok = "met" if r.fraction_of_copy >= GOAL else "MISSED"
+        print(
+            f"| {r.name} | {r.what} | {r.ms * 1e3:.1f} | {r.gbps:.0f} | "
+            f"{r.fraction_of_copy:.0%} | {ok} | {r.host_us_per_call:.0f} | {r.check} |"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", help="write the results as JSON to this path")
+    parser.add_argument("--iters", type=int, default=50, help="timed launches per case")
+    parser.add_argument("--device", type=int, default=0, help="CUDA device ordinal")
+    parser.add_argument("--quick", action="store_true", help="batch of 4 instead of 8")
+    args = parser.parse_args(argv)
+    summary = run(args)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(summary, f, indent=2)
+        print(f"\nwrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1902 @@
+"""vetrina CUDA kernels: NVRTC compilation with an on-disk cache, device memory, the launcher.
+
+The CUDA C sources in ``kernels/cuda/`` (preprocess, postprocess, adapt, tiles) implement the
+CPU kernels' semantics (``vetrina.kernels``, docs/kernels.md) operation for operation: same tap
+formulas, same per-image resampling mode (bilinear, area, OpenCV's integer box and 8-bit
+bilinear), float32 arithmetic in the same order, compiled by NVRTC through cuda-python
+(``cuda.bindings``) with ``--fmad=false``, so GPU results equal the CPU's bit for bit (the
+tests allow 1 LSB / a few ulps). Placements, validation and tile weights come from the CPU
+package itself, so both sides place and weigh pixels identically.
+
+* :func:`compile_kernels` (alias :func:`compile_all`) needs NVRTC only, no GPU or driver: CI
+  compiles every kernel for sm_80 and sm_90. Cubins are cached on disk, keyed by the sha256 of
+  the sources, options, NVRTC version and architecture (:func:`cache_dir`).
+* :class:`GpuKernels` loads the cubins for a device's compute capability into its primary
+  context. ``*_async`` methods take device memory and queue on the caller's stream;
+  :meth:`~GpuKernels.preprocess`, :meth:`~GpuKernels.postprocess`, :meth:`~GpuKernels.adapt`
+  and :meth:`~GpuKernels.blend_tiles` take numpy arrays like their CPU namesakes (upload
+  through pinned memory, run, download).
+* :class:`DeviceBuffer` (``cudaMalloc``, 256-byte aligned, ``__cuda_array_interface__``),
+  :class:`PinnedBuffer` (``cudaMallocHost``), :class:`Stream`, :class:`Event`,
+  :class:`DeviceImage` (a uint8 image in device memory).
+
+Importing this module imports no CUDA library: ``cuda.bindings`` is imported inside the
+functions that need it, and a missing package raises :class:`CudaUnavailableError` naming
+``pip install 'vetrina[gpu]'``. Asking for a GPU that is not there is an error, never a CPU
+fallback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import functools
+import hashlib
+import math
+import os
+import re
+import struct
+import tempfile
+import threading
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from .fit import Placement
+    from .tiling import TilePlan
+
+__all__ = [
+    "NVRTC_OPTIONS",
+    "SOURCES",
+    "CompileError",
+    "CompiledModule",
+    "CudaError",
+    "CudaUnavailableError",
+    "DeviceBuffer",
+    "DeviceImage",
+    "Event",
+    "GpuKernels",
+    "LaunchPlan",
+    "PinnedBuffer",
+    "Stream",
+    "cache_dir",
+    "compile_all",
+    "compile_kernels",
+    "compile_source",
+    "device_count",
+    "gpu_unavailable_reason",
+    "kernel_names",
+    "normalize_arch",
+    "nvrtc_version",
+    "supported_archs",
+]
+
+SOURCE_DIR = Path(__file__).resolve().with_name("cuda")
+"""Folder of the CUDA C sources (``*.cu``) and their headers (``*.cuh``)."""
+SOURCES = ("preprocess", "postprocess", "adapt", "tiles")
+"""The compiled units: ``kernels/cuda/<name>.cu``, one module each."""
+NVRTC_OPTIONS = (
+    "--std=c++17",
+    "-default-device",
+    "--fmad=false",
+    "--ftz=false",
+    "--prec-div=true",
+    "--prec-sqrt=true",
+)
+"""NVRTC options besides ``--gpu-architecture``: IEEE float32 without contraction (the CPU
+build's ``-ffp-contract=off``), so GPU and CPU round every operation the same way."""
+INSTALL_HINT = "pip install 'vetrina[gpu]'"
+ALIGNMENT = 256
+"""Alignment of device allocations and of every image in the staging buffers."""
+MAX_IMAGES_PER_LAUNCH = 32
+"""Images described by one launch (VT_MAX_IMAGES in common.cuh); larger batches take several."""
+_CACHE_FORMAT = b"vetrina-cuda-cache-1"
+_GLOBAL_RE = re.compile(r'extern\s+"C"\s+__global__\s+void\s+(\w+)\s*\(')
+
+
+class CudaUnavailableError(RuntimeError):
+    """cuda-python, NVRTC, the NVIDIA driver or the requested GPU is not available."""
+
+
+class CudaError(RuntimeError):
+    """A CUDA runtime, driver or NVRTC call failed."""
+
+
+class CompileError(RuntimeError):
+    """NVRTC rejected a kernel source; ``log`` holds NVRTC's compile log."""
+
+    def __init__(self, message: str, log: str) -> None:
+        super().__init__(message)
+        self.log = log
+
+
+# ----------------------------------------------------------------------------------------------
+# cuda.bindings, imported lazily
+# ----------------------------------------------------------------------------------------------
+
+
+def _bindings() -> tuple[Any, Any, Any]:
+    """(driver, nvrtc, runtime) modules of cuda.bindings; a clear error when missing."""
+    try:
+        from cuda.bindings import driver, nvrtc, runtime
+    except ImportError as exc:
+        raise CudaUnavailableError(
+            f"vetrina's CUDA kernels need cuda-python (the cuda-bindings package, 12.6.1 or "
+            f"newer) and NVRTC (nvidia-cuda-nvrtc): {INSTALL_HINT} ({exc})"
+        ) from exc
+    return driver, nvrtc, runtime
+
+
+def _err_name(err: Any) -> str:
+    return getattr(err, "name", None) or str(err)
+
+
+def _check(result: Any, what: str) -> Any:
+    """Unpack a cuda.bindings ``(err, *values)`` result; raise :class:`CudaError` on failure."""
+    if isinstance(result, tuple):
+        err, values = result[0], result[1:]
+    else:
+        err, values = result, ()
+    if int(err) != 0:
+        raise CudaError(f"{what} failed: {_err_name(err)}{_err_detail(err)}")
+    if not values:
+        return None
+    return values[0] if len(values) == 1 else values
+
+
+def _err_detail(err: Any) -> str:
+    driver, _, runtime = _bindings()
+    try:
+        if isinstance(err, runtime.cudaError_t):
+            text = runtime.cudaGetErrorString(err)[1]
+        elif isinstance(err, driver.CUresult):
+            text = driver.cuGetErrorString(err)[1]
+        else:
+            return ""
+    except Exception:  # the driver library may be missing: the name is enough
+        return ""
+    if isinstance(text, bytes):
+        text = text.decode(errors="replace")
+    return f" ({text})" if text else ""
+
+
+def _handle(obj: Any) -> int:
+    """The integer value of a cuda.bindings handle (stream, event, pointer)."""
+    if isinstance(obj, int):
+        return obj
+    try:
+        from cuda.bindings.utils import get_cuda_native_handle
+    except ImportError:  # cuda-bindings < 13
+        return int(obj)
+    try:
+        return int(get_cuda_native_handle(obj))
+    except (TypeError, ValueError):
+        return int(obj)
+
+
+# ----------------------------------------------------------------------------------------------
+# NVRTC compilation and the cubin cache (no GPU needed)
+# ----------------------------------------------------------------------------------------------
+
+
+def _nvrtc_call(fn: Callable[..., Any], *args: Any) -> Any:
+    """Call an NVRTC function; a missing libnvrtc becomes a CudaUnavailableError."""
+    try:
+        return fn(*args)
+    except (RuntimeError, OSError) as exc:  # cuda.pathfinder: library not found
+        if isinstance(exc, CudaError):
+            raise
+        raise CudaUnavailableError(
+            f"cannot load NVRTC (libnvrtc): {exc}; install the nvidia-cuda-nvrtc wheel or a "
+            f"CUDA toolkit ({INSTALL_HINT})"
+        ) from exc
+
+
+def nvrtc_version() -> tuple[int, int]:
+    """(major, minor) of the NVRTC library that compiles the kernels."""
+    _, nvrtc, _ = _bindings()
+    major, minor = _check(_nvrtc_call(nvrtc.nvrtcVersion), "nvrtcVersion")
+    return int(major), int(minor)
+
+
+def supported_archs() -> list[str]:
+    """The ``sm_XY`` targets this NVRTC can compile for."""
+    _, nvrtc, _ = _bindings()
+    archs = _check(_nvrtc_call(nvrtc.nvrtcGetSupportedArchs), "nvrtcGetSupportedArchs")
+    return [f"sm_{int(a)}" for a in archs]
+
+
+def normalize_arch(arch: str | int | tuple[int, int]) -> str:
+    """``"sm_90"``, ``"90"``, ``90``, ``"9.0"`` or ``(9, 0)`` -> ``"sm_90"``."""
+    if isinstance(arch, tuple) and len(arch) == 2 and all(isinstance(v, int) for v in arch):
+        return f"sm_{arch[0]}{arch[1]}"
+    if isinstance(arch, int) and not isinstance(arch, bool) and 10 <= arch < 1000:
+        return f"sm_{arch}"
+    if isinstance(arch, str):
+        m = re.fullmatch(r"(?:sm_|compute_)?(\d)\.?(\d{1,2})", arch.strip())
+        if m:
+            return f"sm_{m.group(1)}{m.group(2)}"
+    raise ValueError(
+        f"arch is {arch!r}; expected a compute capability such as 'sm_90', 90, '9.0' or (9, 0)"
+    )
+
+
+def cache_dir() -> Path:
+    """Where compiled cubins are cached: ``$VETRINA_CACHE_DIR/cuda``, else
+    ``$XDG_CACHE_HOME/vetrina/cuda``, else ``~/.cache/vetrina/cuda``."""
+    root = os.environ.get("VETRINA_CACHE_DIR")
+    if root:
+        return Path(root).expanduser() / "cuda"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "vetrina" / "cuda"
+
+
+def _read_sources(name: str) -> tuple[str, dict[str, str]]:
+    if name not in SOURCES:
+        raise ValueError(f"kernel source is {name!r}; expected one of {', '.join(SOURCES)}")
+    source = (SOURCE_DIR / f"{name}.cu").read_text(encoding="utf-8")
+    headers = {p.name: p.read_text(encoding="utf-8") for p in sorted(SOURCE_DIR.glob("*.cuh"))}
+    return source, headers
+
+
+def kernel_names(name: str) -> list[str]:
+    """The ``extern "C" __global__`` kernels that ``kernels/cuda/<name>.cu`` defines."""
+    source, _ = _read_sources(name)
+    return _GLOBAL_RE.findall(source)
+
+
+@dataclass(frozen=True)
+class CompiledModule:
+    """One compiled source: its cubin and where it came from."""
+
+    name: str
+    arch: str
+    cubin: bytes
+    key: str
+    """sha256 of the sources, options, NVRTC version and architecture."""
+    from_cache: bool
+    path: Path | None
+    """The cache file, or None when caching was off or the cache was not writable."""
+    log: str
+    """NVRTC's compile log (warnings); empty for a cache hit."""
+
+
+def _cache_key(name: str, source: str, headers: dict[str, str], arch: str) -> str:
+    h = hashlib.sha256()
+    h.update(_CACHE_FORMAT + b"\0")
+    h.update(f"{name}\0{arch}\0nvrtc {nvrtc_version()}\0".encode())
+    for opt in NVRTC_OPTIONS:
+        h.update(opt.encode() + b"\0")
+    h.update(source.encode() + b"\0")
+    for hname in sorted(headers):
+        h.update(hname.encode() + b"\0" + headers[hname].encode() + b"\0")
+    return h.hexdigest()
+
+
+def _nvrtc_compile(
+    name: str, source: str, headers: dict[str, str], arch: str, *, target: str = "cubin"
+) -> tuple[bytes, str]:
+    """NVRTC: source -> (cubin for ``arch`` | PTX for its virtual architecture, log)."""
+    _, nvrtc, _ = _bindings()
+    ok = nvrtc.nvrtcResult.NVRTC_SUCCESS
+    hnames = sorted(headers)
+    prog = _check(
+        _nvrtc_call(
+            nvrtc.nvrtcCreateProgram,
+            source.encode(),
+            f"{name}.cu".encode(),
+            len(hnames),
+            [headers[h].encode() for h in hnames],
+            [h.encode() for h in hnames],
+        ),
+        "nvrtcCreateProgram",
+    )
+    try:
+        gpu_arch = arch if target == "cubin" else arch.replace("sm_", "compute_")
+        opts = [o.encode() for o in (*NVRTC_OPTIONS, f"--gpu-architecture={gpu_arch}")]
+        (err,) = nvrtc.nvrtcCompileProgram(prog, len(opts), opts)
+        size = _check(nvrtc.nvrtcGetProgramLogSize(prog), "nvrtcGetProgramLogSize")
+        buf = bytearray(max(size, 1))  # filled in place (never a shared bytes constant)
+        _check(nvrtc.nvrtcGetProgramLog(prog, buf), "nvrtcGetProgramLog")
+        log = bytes(buf).split(b"\0", 1)[0].decode(errors="replace").strip()
+        if err != ok:
+            raise CompileError(
+                f"NVRTC could not compile kernels/cuda/{name}.cu for {arch} "
+                f"({_err_name(err)}):\n{log}",
+                log,
+            )
+        if target == "ptx":
+            size = _check(nvrtc.nvrtcGetPTXSize(prog), "nvrtcGetPTXSize")
+            out = bytearray(size)
+            _check(nvrtc.nvrtcGetPTX(prog, out), "nvrtcGetPTX")
+            return bytes(out).split(b"\0", 1)[0], log
+        size = _check(nvrtc.nvrtcGetCUBINSize(prog), "nvrtcGetCUBINSize")
+        out = bytearray(size)
+        _check(nvrtc.nvrtcGetCUBIN(prog, out), "nvrtcGetCUBIN")
+        cubin = bytes(out)
+    finally:
+        nvrtc.nvrtcDestroyProgram(prog)
+    if not cubin.startswith(b"\x7fELF"):
+        raise CudaError(f"NVRTC returned no cubin for kernels/cuda/{name}.cu ({arch})")
+    return cubin, log
+
+
+def compile_source(
+    name: str,
+    arch: str | int | tuple[int, int] = "sm_90",
+    *,
+    cache: str | os.PathLike[str] | None = None,
+    use_cache: bool = True,
+) -> CompiledModule:
+    """Compile ``kernels/cuda/<name>.cu`` to a cubin for ``arch`` (no GPU needed).
+
+    ``cache``: the cache folder (default :func:`cache_dir`); ``use_cache=False`` always
+    compiles and writes nothing. A cache that cannot be written only loses the caching.
+    Raises :class:`CompileError` with NVRTC's log when the source does not compile.
+    """
+    arch = normalize_arch(arch)
+    archs = supported_archs()
+    if arch not in archs:
+        raise CudaUnavailableError(
+            f"this NVRTC {nvrtc_version()} cannot compile for {arch}; it supports "
+            f"{', '.join(archs)} (a newer nvidia-cuda-nvrtc may: {INSTALL_HINT})"
+        )
+    source, headers = _read_sources(name)
+    key = _cache_key(name, source, headers, arch)
+    path = Path(cache if cache is not None else cache_dir()) / f"{name}-{arch}-{key[:32]}.cubin"
+    if use_cache:
+        with contextlib.suppress(OSError):
+            data = path.read_bytes()
+            if data.startswith(b"\x7fELF"):
+                return CompiledModule(name, arch, data, key, True, path, "")
+    cubin, log = _nvrtc_compile(name, source, headers, arch)
+    stored: Path | None = None
+    if use_cache:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{name}-", suffix=".tmp")
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(cubin)
+                os.replace(tmp, path)
+            finally:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+            stored = path
+        except OSError as exc:
+            warnings.warn(
+                f"vetrina: cannot write the CUDA kernel cache {path.parent}: {exc}; "
+                f"set VETRINA_CACHE_DIR to a writable folder",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+    return CompiledModule(name, arch, cubin, key, False, stored, log)
+
+
+def compile_kernels(
+    arch: str | int | tuple[int, int] = "sm_90",
+    *,
+    cache: str | os.PathLike[str] | None = None,
+    use_cache: bool = True,
+) -> dict[str, bytes]:
+    """Compile every kernel source for ``arch``: ``{name: cubin}`` (no GPU needed)."""
+    return {
+        name: compile_source(name, arch, cache=cache, use_cache=use_cache).cubin for name in SOURCES
+    }
+
+
+compile_all = compile_kernels
+"""Alias of :func:`compile_kernels`."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Devices, contexts, streams, events
+# ----------------------------------------------------------------------------------------------
+
+
+def gpu_unavailable_reason() -> str | None:
+    """None when at least one CUDA GPU is usable, else why not (for messages and test skips)."""
+    try:
+        _, _, runtime = _bindings()
+    except CudaUnavailableError as exc:
+        return str(exc)
+    try:
+        err, count = runtime.cudaGetDeviceCount()
+    except Exception as exc:  # the driver library cannot even be loaded
+        return f"no NVIDIA driver: {exc}"
+    if int(err) != 0:
+        return f"no usable CUDA GPU: cudaGetDeviceCount returned {_err_name(err)}"
+    if count < 1:
+        return "no CUDA GPU is visible (cudaGetDeviceCount returned 0)"
+    return None
+
+
+def device_count() -> int:
+    """Number of visible CUDA GPUs; 0 without a driver or GPU (never raises for that)."""
+    if gpu_unavailable_reason() is not None:
+        return 0
+    _, _, runtime = _bindings()
+    return int(runtime.cudaGetDeviceCount()[1])
+
+
+class _Context:
+    """The primary context of one device, retained for the life of the process."""
+
+    _lock: ClassVar[threading.Lock] = threading.Lock()
+    _all: ClassVar[dict[int, _Context]] = {}
+
+    def __init__(self, device: int) -> None:
+        driver, _, runtime = _bindings()
+        self.device = device
+        _check(driver.cuInit(0), "cuInit")
+        self.cu_device = _check(driver.cuDeviceGet(device), f"cuDeviceGet({device})")
+        self.ctx = _check(
+            driver.cuDevicePrimaryCtxRetain(self.cu_device), "cuDevicePrimaryCtxRetain"
+        )
+        self.activate()
+        attr = runtime.cudaDeviceAttr
+        major = _check(
+            runtime.cudaDeviceGetAttribute(attr.cudaDevAttrComputeCapabilityMajor, device),
+            "cudaDeviceGetAttribute",
+        )
+        minor = _check(
+            runtime.cudaDeviceGetAttribute(attr.cudaDevAttrComputeCapabilityMinor, device),
+            "cudaDeviceGetAttribute",
+        )
+        self.capability = (int(major), int(minor))
+        raw = _check(driver.cuDeviceGetName(256, self.cu_device), "cuDeviceGetName")
+        self.name = bytes(raw).split(b"\0", 1)[0].decode(errors="replace").strip()
+
+    def activate(self) -> None:
+        """Make this device's primary context current on the calling thread."""
+        driver, _, runtime = _bindings()
+        _check(driver.cuCtxSetCurrent(self.ctx), "cuCtxSetCurrent")
+        _check(runtime.cudaSetDevice(self.device), "cudaSetDevice")
+
+    @classmethod
+    def get(cls, device: int) -> _Context:
+        if not isinstance(device, int) or isinstance(device, bool) or device < 0:
+            raise ValueError(f"device is {device!r}; expected a CUDA device ordinal (int >= 0)")
+        with cls._lock:
+            ctx = cls._all.get(device)
+            if ctx is None:
+                reason = gpu_unavailable_reason()
+                if reason is not None:
+                    raise CudaUnavailableError(
+                        f"a CUDA GPU was asked for (device {device}) but {reason}; vetrina "
+                        f"never falls back to the CPU silently: use the CPU kernels "
+                        f"(vetrina.kernels) instead"
+                    )
+                count = device_count()
+                if device >= count:
+                    raise CudaUnavailableError(
+                        f"CUDA device {device} was asked for but only {count} GPU(s) are "
+                        f"visible (ordinals 0..{count - 1})"
+                    )
+                ctx = cls._all[device] = _Context(device)
+            else:
+                ctx.activate()
+            return ctx
+
+
+def _stream_handle(stream: Any) -> int:
+    """int handle of a stream given as None/int (0 = legacy default stream), a :class:`Stream`,
+    an object with ``__cuda_stream__()`` (cuda.core), ``cuda_stream`` (PyTorch) or ``ptr``
+    (CuPy), or a cuda.bindings stream."""
+    if stream is None:
+        return 0
+    if isinstance(stream, Stream):
+        return stream.handle
+    if isinstance(stream, (int, np.integer)) and not isinstance(stream, bool):
+        if int(stream) < 0:
+            raise ValueError(f"stream is {stream!r}; expected a CUDA stream handle")
+        return int(stream)
+    protocol = getattr(stream, "__cuda_stream__", None)
+    if callable(protocol):
+        return int(protocol()[1])
+    for attr in ("cuda_stream", "ptr"):  # PyTorch, CuPy
+        handle = getattr(stream, attr, None)
+        if isinstance(handle, int) and not isinstance(handle, bool):
+            return handle
+    if type(stream).__module__.startswith("cuda."):  # a cuda.bindings stream object
+        with contextlib.suppress(TypeError, ValueError):
+            return _handle(stream)
+    raise TypeError(
+        f"stream has type {type(stream).__name__}; expected None, an int handle, a "
+        f"vetrina Stream or an object with __cuda_stream__"
+    )
+
+
+class Stream:
+    """A CUDA stream (non-blocking with respect to the legacy default stream by default)."""
+
+    def __init__(self, device: int = 0, *, non_blocking: bool = True) -> None:
+        _, _, runtime = _bindings()
+        self._ctx = _Context.get(device)
+        flags = runtime.cudaStreamNonBlocking if non_blocking else runtime.cudaStreamDefault
+        self._obj = _check(runtime.cudaStreamCreateWithFlags(flags), "cudaStreamCreateWithFlags")
+        self.handle: int = _handle(self._obj)
+        self.device = device
+
+    def synchronize(self) -> None:
+        """Wait until everything queued on the stream has run."""
+        _, _, runtime = _bindings()
+        _check(runtime.cudaStreamSynchronize(self.handle), "cudaStreamSynchronize")
+
+    def close(self) -> None:
+        """Destroy the stream (work already queued still runs)."""
+        if self._obj is not None:
+            _, _, runtime = _bindings()
+            obj, self._obj = self._obj, None
+            self._ctx.activate()
+            _check(runtime.cudaStreamDestroy(obj), "cudaStreamDestroy")
+
+    def __cuda_stream__(self) -> tuple[int, int]:
+        return (0, self.handle)
+
+    def __int__(self) -> int:
+        return self.handle
+
+    def __enter__(self) -> Stream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
+
+    def __repr__(self) -> str:
+        return f"Stream(device={self.device}, handle=0x{self.handle:x})"
+
+
+class Event:
+    """A CUDA event for timing: ``record(stream)``, then ``end.elapsed_ms(start)``."""
+
+    def __init__(self, device: int = 0) -> None:
+        _, _, runtime = _bindings()
+        self._ctx = _Context.get(device)
+        self._obj = _check(runtime.cudaEventCreate(), "cudaEventCreate")
+
+    def record(self, stream: Any = None) -> None:
+        _, _, runtime = _bindings()
+        _check(runtime.cudaEventRecord(self._obj, _stream_handle(stream)), "cudaEventRecord")
+
+    def synchronize(self) -> None:
+        _, _, runtime = _bindings()
+        _check(runtime.cudaEventSynchronize(self._obj), "cudaEventSynchronize")
+
+    def elapsed_ms(self, start: Event) -> float:
+        """Milliseconds from ``start`` to this event (both recorded and complete)."""
+        _, _, runtime = _bindings()
+        self.synchronize()
+        return float(
+            _check(runtime.cudaEventElapsedTime(start._obj, self._obj), "cudaEventElapsedTime")
+        )
+
+    def close(self) -> None:
+        if self._obj is not None:
+            _, _, runtime = _bindings()
+            obj, self._obj = self._obj, None
+            _check(runtime.cudaEventDestroy(obj), "cudaEventDestroy")
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
+
+
+# ----------------------------------------------------------------------------------------------
+# Memory
+# ----------------------------------------------------------------------------------------------
+
+
+def _as_dtype(dtype: Any) -> np.dtype:
+    return np.dtype(dtype)
+
+
+class DeviceBuffer:
+    """Device memory from ``cudaMalloc`` (256-byte aligned), with an optional array view.
+
+    ``ptr`` and ``nbytes`` describe the allocation; ``shape``/``dtype`` (default: ``nbytes``
+    uint8 values) describe it through ``__cuda_array_interface__`` for CuPy, PyTorch or
+    Numba. Freed by :meth:`close`, by ``with``, or when garbage collected.
+    """
+
+    def __init__(
+        self,
+        nbytes: int,
+        *,
+        device: int = 0,
+        shape: Sequence[int] | None = None,
+        dtype: Any = np.uint8,
+    ) -> None:
+        if not isinstance(nbytes, (int, np.integer)) or isinstance(nbytes, bool) or nbytes < 1:
+            raise ValueError(f"DeviceBuffer: nbytes is {nbytes!r}; expected an int >= 1")
+        _, _, runtime = _bindings()
+        self._ctx = _Context.get(device)
+        self.device = device
+        self.nbytes = int(nbytes)
+        self._owner: DeviceBuffer | None = None
+        self.ptr: int = _handle(_check(runtime.cudaMalloc(self.nbytes), f"cudaMalloc({nbytes})"))
+        self._set_view(shape, dtype)
+
+    def _set_view(self, shape: Sequence[int] | None, dtype: Any) -> None:
+        dt = _as_dtype(dtype)
+        shp = (self.nbytes // dt.itemsize,) if shape is None else tuple(int(s) for s in shape)
+        need = math.prod(shp) * dt.itemsize
+        if need > self.nbytes or any(s < 0 for s in shp):
+            raise ValueError(
+                f"DeviceBuffer: shape {shp} of {dt} needs {need} bytes; the buffer has "
+                f"{self.nbytes}"
+            )
+        self.shape, self.dtype = shp, dt
+
+    @classmethod
+    def empty(
+        cls, shape: Sequence[int], dtype: Any = np.float32, *, device: int = 0
+    ) -> DeviceBuffer:
+        """An uninitialised device array of ``shape`` and ``dtype``."""
+        dt = _as_dtype(dtype)
+        shp = tuple(int(s) for s in shape)
+        return cls(max(1, math.prod(shp) * dt.itemsize), device=device, shape=shp, dtype=dt)
+
+    def view(self, shape: Sequence[int], dtype: Any = np.uint8, offset: int = 0) -> DeviceBuffer:
+        """A non-owning view of ``shape``/``dtype`` at byte ``offset`` (keeps this alive)."""
+        dt = _as_dtype(dtype)
+        if offset < 0 or offset % dt.itemsize:
+            raise ValueError(f"DeviceBuffer.view: offset {offset} is not a multiple of {dt}")
+        v = object.__new__(DeviceBuffer)
+        v._ctx, v.device, v._owner = self._ctx, self.device, self
+        v.ptr, v.nbytes = self.ptr + offset, self.nbytes - offset
+        v._set_view(shape, dt)
+        return v
+
+    @property
+    def __cuda_array_interface__(self) -> dict[str, Any]:
+        return {
+            "shape": self.shape,
+            "typestr": self.dtype.str,
+            "data": (self.ptr, False),
+            "strides": None,
+            "version": 3,
+        }
+
+    def copy_from_host(self, src: np.ndarray, *, stream: Any = None, offset: int = 0) -> None:
+        """Queue a copy of ``src`` (any layout; made C-contiguous) to byte ``offset``.
+
+        Asynchronous on ``stream``. From pinned memory (:class:`PinnedBuffer`) keep ``src``
+        unchanged until the stream reaches this point; from pageable memory CUDA stages the
+        data before returning.
+        """
+        _, _, runtime = _bindings()
+        src = np.ascontiguousarray(src)
+        if offset < 0 or offset + src.nbytes > self.nbytes:
+            raise ValueError(
+                f"DeviceBuffer.copy_from_host: {src.nbytes} bytes at offset {offset} do not "
+                f"fit {self.nbytes} bytes"
+            )
+        if src.nbytes == 0:
+            return
+        self._ctx.activate()
+        _check(
+            runtime.cudaMemcpyAsync(
+                self.ptr + offset,
+                src.ctypes.data,
+                src.nbytes,
+                runtime.cudaMemcpyKind.cudaMemcpyHostToDevice,
+                _stream_handle(stream),
+            ),
+            "cudaMemcpyAsync (host to device)",
+        )
+
+    def copy_to_host(
+        self, out: np.ndarray | None = None, *, stream: Any = None, offset: int = 0
+    ) -> np.ndarray:
+        """Copy to the host. Without ``out``: a new array of this buffer's shape/dtype, the
+        stream synchronised. With ``out`` (C-contiguous, e.g. a pinned view): queued on
+        ``stream`` and returned at once (synchronise before reading it)."""
+        _, _, runtime = _bindings()
+        sync = out is None
+        if out is None:
+            out = np.empty(self.shape, dtype=self.dtype)
+        if not (isinstance(out, np.ndarray) and out.flags.c_contiguous and out.flags.writeable):
+            raise ValueError(
+                "DeviceBuffer.copy_to_host: out must be a writeable C-contiguous array"
+            )
+        if offset < 0 or offset + out.nbytes > self.nbytes:
+            raise ValueError(
+                f"DeviceBuffer.copy_to_host: {out.nbytes} bytes at offset {offset} exceed "
+                f"{self.nbytes} bytes"
+            )
+        if out.nbytes:
+            self._ctx.activate()
+            handle = _stream_handle(stream)
+            _check(
+                runtime.cudaMemcpyAsync(
+                    out.ctypes.data,
+                    self.ptr + offset,
+                    out.nbytes,
+                    runtime.cudaMemcpyKind.cudaMemcpyDeviceToHost,
+                    handle,
+                ),
+                "cudaMemcpyAsync (device to host)",
+            )
+            if sync:
+                _check(runtime.cudaStreamSynchronize(handle), "cudaStreamSynchronize")
+        return out
+
+    def fill_bytes(self, value: int = 0, *, stream: Any = None) -> None:
+        """Queue a memset of every byte to ``value``."""
+        _, _, runtime = _bindings()
+        self._ctx.activate()
+        _check(
+            runtime.cudaMemsetAsync(self.ptr, int(value), self.nbytes, _stream_handle(stream)),
+            "cudaMemsetAsync",
+        )
+
+    def close(self) -> None:
+        """Free the memory (waits for the device, like cudaFree). Views only drop their
+        reference."""
+        if self._owner is not None:
+            self._owner = None
+            self.ptr = 0
+            return
+        if self.ptr:
+            _, _, runtime = _bindings()
+            ptr, self.ptr = self.ptr, 0
+            self._ctx.activate()
+            _check(runtime.cudaFree(ptr), "cudaFree")
+
+    @property
+    def closed(self) -> bool:
+        return self.ptr == 0
+
+    def __enter__(self) -> DeviceBuffer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"DeviceBuffer(ptr=0x{self.ptr:x}, nbytes={self.nbytes}, shape={self.shape}, "
+            f"dtype={self.dtype}, device={self.device})"
+        )
+
+
+class PinnedBuffer:
+    """Page-locked host memory from ``cudaMallocHost``; ``array`` is a uint8 numpy view and
+    :meth:`view` gives typed views. Views must not be used after :meth:`close`."""
+
+    def __init__(self, nbytes: int, *, device: int = 0) -> None:
+        if not isinstance(nbytes, (int, np.integer)) or isinstance(nbytes, bool) or nbytes < 1:
+            raise ValueError(f"PinnedBuffer: nbytes is {nbytes!r}; expected an int >= 1")
+        _, _, runtime = _bindings()
+        self._ctx = _Context.get(device)
+        self.nbytes = int(nbytes)
+        self.ptr: int = _handle(
+            _check(runtime.cudaMallocHost(self.nbytes), f"cudaMallocHost({nbytes})")
+        )
+        self.array: np.ndarray = np.ctypeslib.as_array(
+            (ctypes.c_uint8 * self.nbytes).from_address(self.ptr)
+        )
+
+    def view(self, shape: Sequence[int], dtype: Any = np.uint8, offset: int = 0) -> np.ndarray:
+        """A C-contiguous numpy view of ``shape``/``dtype`` starting at byte ``offset``."""
+        dt = _as_dtype(dtype)
+        shp = tuple(int(s) for s in shape)
+        n = math.prod(shp) * dt.itemsize
+        if offset < 0 or offset + n > self.nbytes or offset % dt.itemsize:
+            raise ValueError(
+                f"PinnedBuffer.view: {shp} of {dt} at offset {offset} does not fit "
+                f"{self.nbytes} bytes"
+            )
+        return self.array[offset : offset + n].view(dt).reshape(shp)
+
+    def close(self) -> None:
+        if self.ptr:
+            _, _, runtime = _bindings()
+            ptr, self.ptr = self.ptr, 0
+            self.array = np.empty(0, dtype=np.uint8)
+            _check(runtime.cudaFreeHost(ptr), "cudaFreeHost")
+
+    def __enter__(self) -> PinnedBuffer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
+
+
+# ----------------------------------------------------------------------------------------------
+# Kernel parameters: byte for byte the structs of kernels/cuda/*.cu (which static_assert the
+# same offsets and sizes), packed little-endian without padding
+# ----------------------------------------------------------------------------------------------
+
+# src, row_pitch, px_pitch, ch[3], y axis, x axis, mode, kx, ky, q
+_PRE_IMAGE = struct.Struct("<Qqi3i4i4i3if")
+_PRE_TAIL = struct.Struct("<3f3f3f")  # scale, offset, pad
+_PRE_TAIL_AT, _PRE_SIZE = 2560, 2600
+# dst, row_pitch, alpha, alpha_pitch, h, w, nout, fill[4], y axis, x axis
+_POST_IMAGE = struct.Struct("<QqQq3i4B4i4i")
+_POST_TAIL = struct.Struct("<3q2i3ii3f3f")  # sn, sc, sh, H, W, bc[3], mode, scale, offset
+_POST_TAIL_AT, _POST_SIZE = 2560, 2632
+_ADAPT_HEAD = struct.Struct("<3q4i4i4i")  # sn, sc, sh, cin, cout, mode, pad, y, x
+_ADAPT_CH_AT, _ADAPT_SCALE_AT, _ADAPT_OFFSET_AT, _ADAPT_SIZE = 72, 328, 584, 840
+# tiles, out, wy, wx, ys, xs, tile strides (k, y, x, c), output strides (y, x, c), ny, nx, TH, TW,
+# OH, OW, C, in_kind, out_kind, pad
+_BLEND = struct.Struct("<6Q4q3q9i4x")
+_KINDS = {np.dtype(np.float32): 0, np.dtype(np.float16): 1, np.dtype(np.uint8): 2}
+MAX_ADAPT_CHANNELS = 64
+
+# resampling modes (resample.cuh)
+_M_LINEAR, _M_AREA, _M_BOX, _M_U8, _M_U8_2X = 0, 1, 2, 3, 4
+_DBL_EPS = 2.220446049250313e-16
+
+
+def _cv_integer_scale(src: int, dst: int) -> tuple[bool, int]:
+    """OpenCV's integer area factor test (the CPU's _cv_integer_scale): 1 / (dst / src)
+    within DBL_EPSILON of an integer, for a downscale."""
+    scale = 1.0 / (dst / src)
+    r = math.floor(scale + 0.5)
+    return src >= dst and abs(scale - r) < _DBL_EPS, int(r)
+
+
+def _pre_mode(method: str, box: Sequence[int]) -> tuple[int, int, int, float]:
+    """(mode, kx, ky, q) of one image, chosen exactly as the CPU's preprocess_batch does."""
+    sh, sw, ch, cw = box[2], box[3], box[6], box[7]
+    if method == "bilinear-u8":
+        return (_M_U8_2X if sh == 2 * ch and sw == 2 * cw else _M_U8), 0, 0, 0.0
+    if method == "area":
+        okx, kx = _cv_integer_scale(sw, cw)
+        oky, ky = _cv_integer_scale(sh, ch)
+        if okx and oky:
+            return _M_BOX, kx, ky, float(np.float32(1) / np.float32(kx * ky))
+        return _M_AREA, 0, 0, 0.0
+    # bilinear: the CPU's integer-factor shortcut equals the general formula bit for bit
+    return _M_LINEAR, 0, 0, 0.0
+
+
+class _Args:
+    """Kernel parameters for cuLaunchKernel: each value is a 0-d numpy array holding the exact
+    bytes of one parameter; ``address`` is the ``void**`` array pointing at them."""
+
+    def __init__(self, *values: np.ndarray) -> None:
+        self.values = [np.ascontiguousarray(v) for v in values]
+        self.pointers = np.array([v.ctypes.data for v in self.values], dtype=np.uint64)
+
+    @property
+    def address(self) -> int:
+        return int(self.pointers.ctypes.data)
+
+
+def _u64(value: int) -> np.ndarray:
+    return np.array(value, dtype=np.uint64)
+
+
+def _i32(value: int) -> np.ndarray:
+    return np.array(value, dtype=np.int32)
+
+
+def _grid(w: int, h: int, n: int, block: tuple[int, int, int]) -> tuple[int, int, int]:
+    return (-(-w // block[0]), -(-h // block[1]), n)
+
+
+class DeviceImage(NamedTuple):
+    """A uint8 HWC image (or an alpha plane, ``channels=1``) in device memory.
+
+    ``row_pitch``: bytes from one row to the next (0: ``width * channels``); the pixels of a
+    row are adjacent, ``channels`` bytes each.
+    """
+
+    ptr: int
+    height: int
+    width: int
+    channels: int = 3
+    row_pitch: int = 0
+
+    @property
+    def pitch(self) -> int:
+        return self.row_pitch or self.width * self.channels
+
+
+# ----------------------------------------------------------------------------------------------
+# Backends: where memory lives and how a launch runs
+# ----------------------------------------------------------------------------------------------
+
+
+class _CudaBackend:
+    """The real one: cubins loaded into the device's primary context, cuLaunchKernel."""
+
+    def __init__(self, device: int, cache: str | os.PathLike[str] | None) -> None:
+        driver, _, _ = _bindings()
+        self.ctx = _Context.get(device)
+        self.device = device
+        self.arch = normalize_arch(self.ctx.capability)
+        archs = supported_archs()
+        if self.arch not in archs:
+            raise CudaUnavailableError(
+                f"GPU {device} ({self.ctx.name}) is {self.arch}, which this NVRTC "
+                f"{nvrtc_version()} cannot compile for (it supports {', '.join(archs)}); "
+                f"install a newer nvidia-cuda-nvrtc ({INSTALL_HINT})"
+            )
+        self.modules: dict[str, Any] = {}
+        self.functions: dict[str, Any] = {}
+        for name in SOURCES:
+            cubin = compile_source(name, self.arch, cache=cache).cubin
+            image = np.frombuffer(cubin, dtype=np.uint8)
+            self.modules[name] = _check(
+                driver.cuModuleLoadData(image), f"cuModuleLoadData({name}, {self.arch})"
+            )
+            for kernel in kernel_names(name):
+                self.functions[kernel] = _check(
+                    driver.cuModuleGetFunction(self.modules[name], kernel.encode()),
+                    f"cuModuleGetFunction({kernel})",
+                )
+
+    def activate(self) -> None:
+        self.ctx.activate()
+
+    def launch(
+        self,
+        kernel: str,
+        grid: tuple[int, int, int],
+        block: tuple[int, int, int],
+        args: _Args,
+        stream: int,
+    ) -> None:
+        driver, _, _ = _bindings()
+        _check(
+            driver.cuLaunchKernel(
+                self.functions[kernel], *grid, *block, 0, stream, args.address, 0
+            ),
+            f"cuLaunchKernel({kernel}, grid={grid}, block={block})",
+        )
+
+    def device_buffer(self, nbytes: int) -> Any:
+        return DeviceBuffer(nbytes, device=self.device)
+
+    def pinned(self, nbytes: int) -> Any:
+        return PinnedBuffer(nbytes, device=self.device)
+
+    def h2d(self, dst: int, src: np.ndarray, stream: int) -> None:
+        _, _, runtime = _bindings()
+        _check(
+            runtime.cudaMemcpyAsync(
+                dst,
+                src.ctypes.data,
+                src.nbytes,
+                runtime.cudaMemcpyKind.cudaMemcpyHostToDevice,
+                stream,
+            ),
+            "cudaMemcpyAsync (host to device)",
+        )
+
+    def d2h(self, dst: np.ndarray, src: int, stream: int) -> None:
+        _, _, runtime = _bindings()
+        _check(
+            runtime.cudaMemcpyAsync(
+                dst.ctypes.data,
+                src,
+                dst.nbytes,
+                runtime.cudaMemcpyKind.cudaMemcpyDeviceToHost,
+                stream,
+            ),
+            "cudaMemcpyAsync (device to host)",
+        )
+
+    def d2d(self, dst: int, src: int, nbytes: int, stream: int) -> None:
+        _, _, runtime = _bindings()
+        _check(
+            runtime.cudaMemcpyAsync(
+                dst, src, nbytes, runtime.cudaMemcpyKind.cudaMemcpyDeviceToDevice, stream
+            ),
+            "cudaMemcpyAsync (device to device)",
+        )
+
+    def memset(self, dst: int, value: int, nbytes: int, stream: int) -> None:
+        _, _, runtime = _bindings()
+        _check(runtime.cudaMemsetAsync(dst, value, nbytes, stream), "cudaMemsetAsync")
+
+    def synchronize(self, stream: int) -> None:
+        _, _, runtime = _bindings()
+        _check(runtime.cudaStreamSynchronize(stream), "cudaStreamSynchronize")
+
+    def new_stream(self) -> Any:
+        # blocking: ordered with the legacy default stream, so DeviceBuffer copies made without
+        # a stream (stream=None -> 0) see the results of kernels queued without a stream
+        return Stream(self.device, non_blocking=False)
+
+    def close(self) -> None:
+        driver, _, _ = _bindings()
+        self.functions.clear()
+        modules, self.modules = self.modules, {}
+        for mod in modules.values():
+            with contextlib.suppress(Exception):
+                driver.cuModuleUnload(mod)
+
+
+class _Scratch:
+    """Growable staging memory (pinned host + device) of the synchronous numpy methods."""
+
+    def __init__(self, backend: Any) -> None:
+        self.backend = backend
+        self.buffers: dict[str, Any] = {}
+
+    def get(self, key: str, nbytes: int, *, pinned: bool) -> Any:
+        buf = self.buffers.get(key)
+        if buf is None or buf.nbytes < nbytes:
+            if buf is not None:
+                buf.close()
+                del self.buffers[key]
+            size = max(ALIGNMENT, 1 << max(0, int(nbytes - 1).bit_length()))
+            make = self.backend.pinned if pinned else self.backend.device_buffer
+            buf = self.buffers[key] = make(size)
+        return buf
+
+    def close(self) -> None:
+        for buf in self.buffers.values():
+            with contextlib.suppress(Exception):
+                buf.close()
+        self.buffers.clear()
+
+
+def _align(n: int) -> int:
+    return -(-n // ALIGNMENT) * ALIGNMENT
+
+
+# ----------------------------------------------------------------------------------------------
+# The launcher
+# ----------------------------------------------------------------------------------------------
+
+_BLOCK = (32, 8, 1)
+
+
+def _ptr_of(fn: str, name: str, value: Any) -> int:
+    """A device pointer given as an int, a DeviceBuffer or a __cuda_array_interface__ object."""
+    if isinstance(value, DeviceBuffer):
+        ptr = value.ptr
+    elif isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        ptr = int(value)
+    elif hasattr(value, "__cuda_array_interface__"):
+        ptr = int(value.__cuda_array_interface__["data"][0])
+    else:
+        raise TypeError(
+            f"{fn}: {name} has type {type(value).__name__}; expected a device pointer (int), "
+            f"a DeviceBuffer or an object with __cuda_array_interface__"
+        )
+    if ptr <= 0:
+        raise ValueError(f"{fn}: {name} is a null device pointer")
+    return ptr
+
+
+def _check_batch_shape(fn: str, shape: Any, channels: int | None) -> tuple[int, int, int, int]:
+    want = "(N, 3, H, W)" if channels == 3 else "(N, C, H, W)"
+    if (
+        not isinstance(shape, (tuple, list))
+        or len(shape) != 4
+        or not all(isinstance(v, (int, np.integer)) and v >= 1 for v in shape)
+        or (channels is not None and shape[1] != channels)
+    ):
+        raise ValueError(f"{fn}: batch_shape is {shape!r}; expected {want} of ints >= 1")
+    n, c, h, w = (int(v) for v in shape)
+    return n, c, h, w
+
+
+def _check_strides(fn: str, strides: Any, shape: tuple[int, int, int, int]) -> tuple[int, ...]:
+    _, c, h, w = shape
+    if strides is None:
+        return (c * h * w, h * w, w)
+    if (
+        not isinstance(strides, (tuple, list))
+        or len(strides) != 3
+        or not all(isinstance(v, (int, np.integer)) and v >= 0 for v in strides)
+    ):
+        raise ValueError(
+            f"{fn}: batch_strides is {strides!r}; expected 3 element strides (image, channel, "
+            f"row), columns adjacent"
+        )
+    return tuple(int(v) for v in strides)
+
+
+class GpuKernels:
+    """The CUDA kernels on one GPU, with the CPU kernels' semantics (docs/kernels.md).
+
+    ``GpuKernels(device)`` compiles (or loads from the cache) the cubins for the device's
+    compute capability and loads them into its primary context; it raises
+    :class:`CudaUnavailableError` when cuda-python, the driver or the GPU is missing.
+
+    Two levels of API:
+
+    * ``*_async`` methods take device memory (:class:`DeviceImage`, :class:`DeviceBuffer`,
+      ``__cuda_array_interface__`` objects or int pointers) and only queue work on
+      ``stream``: None = this object's own :attr:`stream` (a blocking stream: ordered
+      with the legacy default stream that copies without a stream use), 0 = the legacy
+      default stream, an int handle, a :class:`Stream`, or anything with
+      ``__cuda_stream__``. One launch covers up to 32 images.
+    * :meth:`preprocess`, :meth:`postprocess`, :meth:`adapt` and :meth:`blend_tiles` take
+      and return numpy arrays with the arguments of their ``vetrina.kernels`` namesakes
+      (``TilePlan.blend`` for the last): they upload through pinned memory, run on
+      :attr:`stream` (or ``stream``), download and synchronise.
+
+    :meth:`capture` records ``*_async`` launches for cheap replay. Methods may be called from
+    any thread (each makes the device's primary context current first).
+    """
+
+    def __init__(self, device: int = 0, *, cache: str | os.PathLike[str] | None = None) -> None:
+        self._init(_CudaBackend(device, cache))
+
+    def _init(self, backend: Any) -> None:
+        self._backend = backend
+        self.device: int = backend.device
+        self.arch: str = backend.arch
+        self.stream = backend.new_stream()
+        self._scratch = _Scratch(backend)
+        self._lock = threading.Lock()
+        self._plan: LaunchPlan | None = None
+        self._blend_cache: dict[tuple, tuple] = {}
+
+    @classmethod
+    def _with_backend(cls, backend: Any) -> GpuKernels:
+        """Construct over another backend (the host emulation used by the CPU-only tests)."""
+        self = object.__new__(cls)
+        self._init(backend)
+        return self
+
+    @property
+    def name(self) -> str:
+        """The GPU's name (e.g. 'NVIDIA H100 80GB HBM3')."""
+        ctx = getattr(self._backend, "ctx", None)
+        return ctx.name if ctx is not None else str(getattr(self._backend, "name", "?"))
+
+    def close(self) -> None:
+        """Free the staging memory and the stream, unload the kernels."""
+        self._scratch.close()
+        for tables in self._blend_cache.values():
+            with contextlib.suppress(Exception):
+                tables[0].close()
+        self._blend_cache.clear()
+        with contextlib.suppress(Exception):
+            self.stream.close()
+        self._backend.close()
+
+    def __enter__(self) -> GpuKernels:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _stream(self, stream: Any) -> int:
+        return self.stream.handle if stream is None else _stream_handle(stream)
+
+    def _launch(self, kernel: str, grid: tuple[int, int, int], args: _Args, stream: int) -> None:
+        if self._plan is not None:
+            self._plan.launches.append((kernel, grid, args, stream))
+            return
+        self._backend.activate()  # the primary context, current on this thread
+        self._backend.launch(kernel, grid, _BLOCK, args, stream)
+
+    @contextlib.contextmanager
+    def capture(self) -> Iterator[LaunchPlan]:
+        """Record the launches of ``*_async`` calls instead of running them::
+
+            with gk.capture() as plan:
+                gk.preprocess_async(images, out, (256, 256))
+            plan.launch(stream)  # as often as needed: no validation or packing cost
+
+        The plan keeps the packed parameters (device pointers included): replay it only while
+        the memory it names is alive. Not thread-safe with other calls on this object.
+        """
+        plan = LaunchPlan(self)
+        self._plan = plan
+        try:
+            yield plan
+        finally:
+            self._plan = None
+
+    # ------------------------------------------------------------------------------------------
+    # preprocess
+    # ------------------------------------------------------------------------------------------
+
+    def preprocess_async(
+        self,
+        images: Sequence[DeviceImage],
+        out: Any,
+        size: tuple[int, int],
+        *,
+        scale: float | Sequence[float] = 1 / 255,
+        offset: float | Sequence[float] = 0.0,
+        src_order: str = "RGB",
+        dst_order: str = "RGB",
+        interpolation: str = "bilinear",
+        fit: str = "stretch",
+        pad_value: float | Sequence[float] = 0.0,
+        dtype: Any = None,
+        stream: Any = None,
+    ) -> list[Placement]:
+        """Queue uint8 device images -> ``out``, a C-contiguous (N, 3, H, W) float32/float16
+        device array; returns the :class:`Placement` of every image.
+
+        Arguments and numerics as ``vetrina.kernels.preprocess``.
+        """
+        from . import _checks as ck
+        from .fit import FITS, plan_fit
+        from .prepost import INTERPOLATIONS
+
+        fn = "preprocess_async"
+        imgs = list(images)
+        if not imgs:
+            raise ValueError(f"{fn}: images is empty; expected at least one DeviceImage")
+        for i, im in enumerate(imgs):
+            _check_device_image(fn, f"images[{i}]", im, (1, 3, 4))
+        h, w = ck.check_size(fn, "size", size)
+        sc = ck.per_channel(fn, "scale", scale)
+        of = ck.per_channel(fn, "offset", offset)
+        pad = ck.per_channel(fn, "pad_value", pad_value)
+        swap = ck.check_order(fn, "src_order", src_order) != ck.check_order(
+            fn, "dst_order", dst_order
+        )
+        method = ck.check_choice(fn, "interpolation", interpolation, INTERPOLATIONS)
+        ck.check_choice(fn, "fit", fit, FITS)
+        dt = ck.F32 if dtype is None else ck.check_dtype(fn, "dtype", dtype)
+        out_ptr = _ptr_of(fn, "out", out)
+        handle = self._stream(stream)
+        placements = [_plan_fit(plan_fit, (im.height, im.width), (h, w), fit) for im in imgs]
+        padv = pad * sc + of  # float32, like the pixels (as the CPU)
+        tail = _PRE_TAIL.pack(*sc.tolist(), *of.tolist(), *padv.tolist())
+        kernel = "vt_preprocess_f32" if dt == ck.F32 else "vt_preprocess_f16"
+        per_image = 3 * h * w * dt.itemsize
+        for start in range(0, len(imgs), MAX_IMAGES_PER_LAUNCH):
+            chunk = imgs[start : start + MAX_IMAGES_PER_LAUNCH]
+            buf = bytearray(_PRE_SIZE)
+            for k, im in enumerate(chunk):
+                p = placements[start + k]
+                box = p.src_box + p.dst_box
+                mode, kx, ky, q = _pre_mode(method, box)
+                chans = (0, 0, 0) if im.channels == 1 else ((2, 1, 0) if swap else (0, 1, 2))
+                sy, sx, sh, sw, top, left, ch, cw = box
+                _PRE_IMAGE.pack_into(
+                    buf, k * _PRE_IMAGE.size, im.ptr, im.pitch, im.channels, *chans,
+                    sy, sh, top, ch, sx, sw, left, cw, mode, kx, ky, q,
+                )  # fmt: skip
+            buf[_PRE_TAIL_AT : _PRE_TAIL_AT + _PRE_TAIL.size] = tail
+            args = _Args(
+                np.frombuffer(buf, dtype=np.uint8), _u64(out_ptr + start * per_image),
+                _i32(h), _i32(w),
+            )  # fmt: skip
+            self._launch(kernel, _grid(w, h, len(chunk), _BLOCK), args, handle)
+        return placements
+
+    def preprocess(
+        self,
+        images: Sequence[np.ndarray],
+        size: tuple[int, int],
+        *,
+        scale: float | Sequence[float] = 1 / 255,
+        offset: float | Sequence[float] = 0.0,
+        src_order: str = "RGB",
+        dst_order: str = "RGB",
+        interpolation: str = "bilinear",
+        fit: str = "stretch",
+        pad_value: float | Sequence[float] = 0.0,
+        dtype: Any = None,
+        return_placements: bool = False,
+        stream: Any = None,
+    ) -> np.ndarray | tuple[np.ndarray, list[Placement]]:
+        """numpy uint8 images -> numpy (N, 3, H, W) batch computed on the GPU (synchronous).
+
+        Arguments and result as ``vetrina.kernels.preprocess`` (no ``out``/``num_threads``):
+        the images are packed into pinned memory, uploaded in one copy, processed by
+        :meth:`preprocess_async` and downloaded.
+        """
+        from . import _checks as ck
+
+        fn = "preprocess"
+        imgs = ck.check_sequence(fn, "images", images)
+        if not imgs:
+            raise ValueError(f"{fn}: images is empty; expected at least one image")
+        views = [ck.check_image(fn, i, img) for i, img in enumerate(imgs)]
+        h, w = ck.check_size(fn, "size", size)
+        dt = ck.F32 if dtype is None else ck.check_dtype(fn, "dtype", dtype)
+        if not isinstance(return_placements, (bool, np.bool_)):
+            raise ValueError(f"{fn}: return_placements is {return_placements!r}; expected a bool")
+        offsets, total = [], 0
+        for v in views:
+            offsets.append(total)
+            total += _align(v.shape[0] * v.shape[1] * v.shape[2])
+        out_nbytes = len(views) * 3 * h * w * dt.itemsize
+        handle = self._stream(stream)
+        with self._lock:
+            self._backend.activate()  # this device's context, also on a new thread
+            pin_in = self._scratch.get("pin_in", total, pinned=True)
+            dev_in = self._scratch.get("dev_in", total, pinned=False)
+            dev_out = self._scratch.get("dev_out", out_nbytes, pinned=False)
+            pin_out = self._scratch.get("pin_out", out_nbytes, pinned=True)
+            self._backend.synchronize(handle)  # earlier work on the staging buffers is done
+            dev_imgs = []
+            for v, off in zip(views, offsets, strict=True):
+                np.copyto(pin_in.view(v.shape, np.uint8, off), v)
+                dev_imgs.append(DeviceImage(dev_in.ptr + off, v.shape[0], v.shape[1], v.shape[2]))
+            self._backend.h2d(dev_in.ptr, pin_in.view((total,), np.uint8), handle)
+            placements = self.preprocess_async(
+                dev_imgs,
+                dev_out.ptr,
+                (h, w),
+                scale=scale,
+                offset=offset,
+                src_order=src_order,
+                dst_order=dst_order,
+                interpolation=interpolation,
+                fit=fit,
+                pad_value=pad_value,
+                dtype=dt,
+                stream=handle,
+            )
+            host = pin_out.view((len(views), 3, h, w), dt)
+            self._backend.d2h(host, dev_out.ptr, handle)
+            self._backend.synchronize(handle)
+            result = host.copy()
+        return (result, placements) if return_placements else result
+
+    # ------------------------------------------------------------------------------------------
+    # postprocess
+    # ------------------------------------------------------------------------------------------
+
+    def postprocess_async(
+        self,
+        batch: Any,
+        batch_shape: tuple[int, int, int, int],
+        outputs: Sequence[DeviceImage],
+        *,
+        alphas: Sequence[DeviceImage | None] | None = None,
+        scale: float | Sequence[float] = 255.0,
+        offset: float | Sequence[float] = 0.0,
+        src_order: str = "RGB",
+        dst_order: str = "RGB",
+        placements: Sequence[Placement] | None = None,
+        interpolation: str = "bilinear",
+        fill: int | Sequence[int] = 0,
+        dtype: Any = np.float32,
+        batch_strides: tuple[int, int, int] | None = None,
+        stream: Any = None,
+    ) -> None:
+        """Queue a float32/float16 (N, 3, H, W) device batch -> N uint8 device images.
+
+        ``outputs[i]``: the destination (h, w, 3 or 4) image, whose size is the output size;
+        4 channels need ``alphas[i]``, a 1-channel (h, w) device plane copied as channel 3.
+        ``dtype``: the batch's; ``batch_strides``: its element strides (image, channel, row),
+        default contiguous. Other arguments and numerics as ``vetrina.kernels.postprocess``.
+        """
+        from . import _checks as ck
+        from .fit import check_placement
+        from .prepost import POST_INTERPOLATIONS, _check_fill, _inverse_boxes
+
+        fn = "postprocess_async"
+        dt = ck.check_dtype(fn, "dtype", dtype)
+        shape = _check_batch_shape(fn, batch_shape, 3)
+        n, _, big_h, big_w = shape
+        strides = _check_strides(fn, batch_strides, shape)
+        outs = list(outputs)
+        if len(outs) != n:
+            raise ValueError(f"{fn}: outputs has {len(outs)} entries; expected {n}")
+        alist = [None] * n if alphas is None else list(alphas)
+        if len(alist) != n:
+            raise ValueError(f"{fn}: alphas has {len(alist)} entries; expected {n}")
+        for i, (o, a) in enumerate(zip(outs, alist, strict=True)):
+            _check_device_image(fn, f"outputs[{i}]", o, (3, 4))
+            if (o.channels == 4) != (a is not None):
+                raise ValueError(
+                    f"{fn}: outputs[{i}] has {o.channels} channels and alphas[{i}] is "
+                    f"{'set' if a is not None else 'None'}; 4 channels go with an alpha plane"
+                )
+            if a is not None:
+                _check_device_image(fn, f"alphas[{i}]", a, (1,))
+                if (a.height, a.width) != (o.height, o.width):
+                    raise ValueError(
+                        f"{fn}: alphas[{i}] is {a.height}x{a.width}; expected the output size "
+                        f"{o.height}x{o.width}"
+                    )
+        plist = None
+        if placements is not None:
+            plist = ck.check_sequence(fn, "placements", placements)
+            if len(plist) != n:
+                raise ValueError(f"{fn}: placements has {len(plist)} entries; expected {n}")
+            plist = [check_placement(fn, f"placements[{i}]", p) for i, p in enumerate(plist)]
+        sc = ck.per_channel(fn, "scale", scale)
+        of = ck.per_channel(fn, "offset", offset)
+        swap = ck.check_order(fn, "src_order", src_order) != ck.check_order(
+            fn, "dst_order", dst_order
+        )
+        method = ck.check_choice(fn, "interpolation", interpolation, POST_INTERPOLATIONS)
+        fills = _check_fill(fn, fill).tolist()
+        src = _ptr_of(fn, "batch", batch)
+        bc = (2, 1, 0) if swap else (0, 1, 2)
+        mode = _M_AREA if method == "area" else _M_LINEAR
+        tail = _POST_TAIL.pack(
+            *strides, big_h, big_w, *bc, mode, *sc[list(bc)].tolist(), *of[list(bc)].tolist()
+        )
+        boxes = []
+        for i, o in enumerate(outs):
+            if plist is None:
+                boxes.append((0, 0, big_h, big_w, 0, 0, o.height, o.width))
+            else:
+                boxes.append(_inverse_boxes(fn, i, plist[i], (big_h, big_w), (o.height, o.width)))
+        handle = self._stream(stream)
+        kernel = "vt_postprocess_f32" if dt == ck.F32 else "vt_postprocess_f16"
+        for start in range(0, n, MAX_IMAGES_PER_LAUNCH):
+            chunk = range(start, min(n, start + MAX_IMAGES_PER_LAUNCH))
+            buf = bytearray(_POST_SIZE)
+            max_h = max_w = 1
+            for k, i in enumerate(chunk):
+                o, a = outs[i], alist[i]
+                by, bx, bh, bw, top, left, ch, cw = boxes[i]
+                _POST_IMAGE.pack_into(
+                    buf, k * _POST_IMAGE.size, o.ptr, o.pitch,
+                    0 if a is None else a.ptr, 0 if a is None else a.pitch,
+                    o.height, o.width, o.channels, *fills, 0,
+                    by, bh, top, ch, bx, bw, left, cw,
+                )  # fmt: skip
+                max_h, max_w = max(max_h, o.height), max(max_w, o.width)
+            buf[_POST_TAIL_AT : _POST_TAIL_AT + _POST_TAIL.size] = tail
+            args = _Args(
+                np.frombuffer(buf, dtype=np.uint8), _u64(src + start * strides[0] * dt.itemsize)
+            )
+            self._launch(kernel, _grid(max_w, max_h, len(chunk), _BLOCK), args, handle)
+
+    def postprocess(
+        self,
+        batch: np.ndarray,
+        sizes: Sequence[tuple[int, int]] | None = None,
+        *,
+        scale: float | Sequence[float] = 255.0,
+        offset: float | Sequence[float] = 0.0,
+        src_order: str = "RGB",
+        dst_order: str = "RGB",
+        alphas: Sequence[np.ndarray | None] | None = None,
+        placements: Sequence[Placement] | None = None,
+        interpolation: str = "bilinear",
+        fill: int | Sequence[int] = 0,
+        stream: Any = None,
+    ) -> list[np.ndarray]:
+        """numpy float32/float16 (N, 3, H, W) batch -> list of uint8 images, on the GPU
+        (synchronous); arguments as ``vetrina.kernels.postprocess`` (no ``num_threads``)."""
+        from . import _checks as ck
+        from .fit import check_placement
+        from .prepost import _check_alphas
+
+        fn = "postprocess"
+        batch = ck.check_float_batch(fn, batch)
+        dt = batch.dtype
+        n, _, big_h, big_w = batch.shape
+        plist = None
+        if placements is not None:
+            plist = ck.check_sequence(fn, "placements", placements)
+            if len(plist) != n:
+                raise ValueError(
+                    f"{fn}: placements has {len(plist)} entries; expected {n} (one per batch image)"
+                )
+            plist = [check_placement(fn, f"placements[{i}]", p) for i, p in enumerate(plist)]
+        if sizes is None:
+            targets = [(big_h, big_w) if plist is None else plist[i].src_hw for i in range(n)]
+            for i, hw in enumerate(targets):
+                if not (1 <= hw[0] <= ck.MAX_SIZE and 1 <= hw[1] <= ck.MAX_SIZE):
+                    raise ValueError(
+                        f"{fn}: placements[{i}].src_hw is {hw}; larger than {ck.MAX_SIZE} "
+                        f"(pass sizes to choose the output size)"
+                    )
+        else:
+            seq = ck.check_sequence(fn, "sizes", sizes)
+            if len(seq) != n:
+                raise ValueError(
+                    f"{fn}: sizes has {len(seq)} entries; expected {n} (one per batch image)"
+                )
+            targets = [ck.check_size(fn, f"sizes[{i}]", s) for i, s in enumerate(seq)]
+        alist = _check_alphas(fn, alphas, targets)
+        batch_nbytes = batch.size * dt.itemsize
+        in_total = _align(batch_nbytes)
+        alpha_off = []
+        for a in alist:
+            alpha_off.append(in_total)
+            if a is not None:
+                in_total += _align(a.shape[0] * a.shape[1])
+        out_off, out_total = [], 0
+        for (h, w), a in zip(targets, alist, strict=True):
+            out_off.append(out_total)
+            out_total += _align(h * w * (3 if a is None else 4))
+        handle = self._stream(stream)
+        with self._lock:
+            self._backend.activate()  # this device's context, also on a new thread
+            pin_in = self._scratch.get("pin_in", in_total, pinned=True)
+            dev_in = self._scratch.get("dev_in", in_total, pinned=False)
+            dev_out = self._scratch.get("dev_out", out_total, pinned=False)
+            pin_out = self._scratch.get("pin_out", out_total, pinned=True)
+            self._backend.synchronize(handle)
+            np.copyto(pin_in.view(batch.shape, dt, 0), batch)
+            dev_outs, dev_alphas = [], []
+            for i, ((h, w), a) in enumerate(zip(targets, alist, strict=True)):
+                dev_outs.append(DeviceImage(dev_out.ptr + out_off[i], h, w, 3 if a is None else 4))
+                if a is None:
+                    dev_alphas.append(None)
+                else:
+                    np.copyto(pin_in.view(a.shape, np.uint8, alpha_off[i]), a)
+                    dev_alphas.append(DeviceImage(dev_in.ptr + alpha_off[i], h, w, 1))
+            self._backend.h2d(dev_in.ptr, pin_in.view((in_total,), np.uint8), handle)
+            self.postprocess_async(
+                dev_in.ptr,
+                (n, 3, big_h, big_w),
+                dev_outs,
+                alphas=dev_alphas,
+                scale=scale,
+                offset=offset,
+                src_order=src_order,
+                dst_order=dst_order,
+                placements=plist,
+                interpolation=interpolation,
+                fill=fill,
+                dtype=dt,
+                stream=handle,
+            )
+            host = pin_out.view((out_total,), np.uint8)
+            self._backend.d2h(host, dev_out.ptr, handle)
+            self._backend.synchronize(handle)
+            return [
+                host[off : off + h * w * o.channels].reshape(h, w, o.channels).copy()
+                for off, (h, w), o in zip(out_off, targets, dev_outs, strict=True)
+            ]
+
+    # ------------------------------------------------------------------------------------------
+    # adapt
+    # ------------------------------------------------------------------------------------------
+
+    def adapt_async(
+        self,
+        batch: Any,
+        batch_shape: tuple[int, int, int, int],
+        out: Any,
+        size: tuple[int, int] | None = None,
+        *,
+        scale: float | Sequence[float] = 1.0,
+        offset: float | Sequence[float] = 0.0,
+        src_order: str = "RGB",
+        dst_order: str = "RGB",
+        dtype: Any = None,
+        interpolation: str = "bilinear",
+        batch_dtype: Any = np.float32,
+        batch_strides: tuple[int, int, int] | None = None,
+        channels: Sequence[int] | None = None,
+        stream: Any = None,
+    ) -> None:
+        """Queue a float32/float16 (N, C, H, W) device batch -> ``out``, a C-contiguous
+        (N, C', h, w) float32/float16 device array (``size = (h, w)``, None: keep H, W).
+
+        Arguments and numerics as ``vetrina.kernels.adapt``; ``dtype`` is the output's
+        (default: ``batch_dtype``, the input's). ``batch_strides``: the input's element strides
+        (image, channel, row). ``channels``: an explicit map (output channel k reads input
+        channel ``channels[k]``; C' = its length, up to 64) instead of the identity/RGB<->BGR
+        map given by the orders; ``scale``/``offset`` then have one value per output channel.
+        """
+        from . import _checks as ck
+        from .prepost import POST_INTERPOLATIONS
+
+        fn = "adapt_async"
+        dt_in = ck.check_dtype(fn, "batch_dtype", batch_dtype)
+        dt_out = dt_in if dtype is None else ck.check_dtype(fn, "dtype", dtype)
+        shape = _check_batch_shape(fn, batch_shape, None)
+        n, c, big_h, big_w = shape
+        strides = _check_strides(fn, batch_strides, shape)
+        h, w = (big_h, big_w) if size is None else ck.check_size(fn, "size", size)
+        if channels is None:
+            if c > MAX_ADAPT_CHANNELS:
+                raise ValueError(
+                    f"{fn}: batch has {c} channels; expected at most {MAX_ADAPT_CHANNELS}"
+                )
+            chmap = list(range(c))
+            swap = ck.check_order(fn, "src_order", src_order) != ck.check_order(
+                fn, "dst_order", dst_order
+            )
+            if swap:
+                if c not in (3, 4):
+                    raise ValueError(
+                        f"{fn}: src_order {src_order!r} != dst_order {dst_order!r} needs 3 or 4 "
+                        f"channels; batch has {c}"
+                    )
+                chmap[0], chmap[2] = 2, 0
+        else:
+            chmap = list(channels) if isinstance(channels, (list, tuple, np.ndarray)) else []
+            if (
+                not chmap
+                or len(chmap) > MAX_ADAPT_CHANNELS
+                or not all(ck.is_int(v) and 0 <= int(v) < c for v in chmap)
+            ):
+                raise ValueError(
+                    f"{fn}: channels is {channels!r}; expected 1..{MAX_ADAPT_CHANNELS} input "
+                    f"channel indices in 0..{c - 1}"
+                )
+        oc = len(chmap)
+        sc = ck.per_channel(fn, "scale", scale, oc)
+        of = ck.per_channel(fn, "offset", offset, oc)
+        method = ck.check_choice(fn, "interpolation", interpolation, POST_INTERPOLATIONS)
+        src = _ptr_of(fn, "batch", batch)
+        dst = _ptr_of(fn, "out", out)
+        if n > 65535:
+            raise ValueError(f"{fn}: batch has {n} images; at most 65535 per call")
+        buf = bytearray(_ADAPT_SIZE)
+        mode = _M_AREA if method == "area" else _M_LINEAR
+        _ADAPT_HEAD.pack_into(
+            buf, 0, *strides, c, oc, mode, 0, 0, big_h, 0, h, 0, big_w, 0, w
+        )  # fmt: skip
+        struct.pack_into(f"<{oc}i", buf, _ADAPT_CH_AT, *(int(v) for v in chmap))
+        struct.pack_into(f"<{oc}f", buf, _ADAPT_SCALE_AT, *sc.tolist())
+        struct.pack_into(f"<{oc}f", buf, _ADAPT_OFFSET_AT, *of.tolist())
+        kernel = f"vt_adapt_{_short(dt_in)}_{_short(dt_out)}"
+        args = _Args(np.frombuffer(buf, dtype=np.uint8), _u64(src), _u64(dst))
+        self._launch(kernel, _grid(w, h, n, _BLOCK), args, self._stream(stream))
+
+    def adapt(
+        self,
+        batch: np.ndarray,
+        size: tuple[int, int] | None = None,
+        *,
+        scale: float | Sequence[float] = 1.0,
+        offset: float | Sequence[float] = 0.0,
+        src_order: str = "RGB",
+        dst_order: str = "RGB",
+        dtype: Any = None,
+        interpolation: str = "bilinear",
+        stream: Any = None,
+    ) -> np.ndarray:
+        """numpy float32/float16 (N, C, H, W) -> numpy (N, C, h, w) on the GPU (synchronous);
+        arguments as ``vetrina.kernels.adapt`` (no ``out``/``num_threads``)."""
+        from . import _checks as ck
+
+        fn = "adapt"
+        batch = ck.check_float_batch(fn, batch, channels=None)
+        n, c, big_h, big_w = batch.shape
+        h, w = (big_h, big_w) if size is None else ck.check_size(fn, "size", size)
+        dt_out = batch.dtype if dtype is None else ck.check_dtype(fn, "dtype", dtype)
+        in_total = _align(batch.size * batch.itemsize)
+        out_nbytes = n * c * h * w * dt_out.itemsize
+        handle = self._stream(stream)
+        with self._lock:
+            self._backend.activate()  # this device's context, also on a new thread
+            pin_in = self._scratch.get("pin_in", in_total, pinned=True)
+            dev_in = self._scratch.get("dev_in", in_total, pinned=False)
+            dev_out = self._scratch.get("dev_out", out_nbytes, pinned=False)
+            pin_out = self._scratch.get("pin_out", out_nbytes, pinned=True)
+            self._backend.synchronize(handle)
+            np.copyto(pin_in.view(batch.shape, batch.dtype, 0), batch)
+            self._backend.h2d(dev_in.ptr, pin_in.view((in_total,), np.uint8), handle)
+            self.adapt_async(
+                dev_in.ptr,
+                batch.shape,
+                dev_out.ptr,
+                (h, w),
+                scale=scale,
+                offset=offset,
+                src_order=src_order,
+                dst_order=dst_order,
+                dtype=dt_out,
+                interpolation=interpolation,
+                batch_dtype=batch.dtype,
+                stream=handle,
+            )
+            host = pin_out.view((n, c, h, w), dt_out)
+            self._backend.d2h(host, dev_out.ptr, handle)
+            self._backend.synchronize(handle)
+            return host.copy()
+
+    # ------------------------------------------------------------------------------------------
+    # tiles
+    # ------------------------------------------------------------------------------------------
+
+    def _blend_tables(self, plan: TilePlan, scale: int) -> Any:
+        """Device copy of the plan's float32 weights (TilePlan.weights) and scaled origins,
+        uploaded once per (plan geometry, scale) and kept."""
+        key = (plan.ys, plan.xs, plan.tile_hw, scale)
+        cache = self._blend_cache
+        hit = cache.get(key)
+        if hit is not None:
+            return hit
+        wys, wxs = plan.weights(scale)
+        host = np.concatenate(
+            [
+                np.concatenate(wys).astype(np.float32).view(np.uint8),
+                np.concatenate(wxs).astype(np.float32).view(np.uint8),
+                (np.array(plan.ys, dtype=np.int32) * scale).view(np.uint8),
+                (np.array(plan.xs, dtype=np.int32) * scale).view(np.uint8),
+            ]
+        )
+        buf = self._backend.device_buffer(_align(host.nbytes))
+        handle = self.stream.handle
+        self._backend.activate()
+        self._backend.h2d(buf.ptr, host, handle)
+        self._backend.synchronize(handle)  # usable from any stream from now on
+        th, tw = plan.tile_hw[0] * scale, plan.tile_hw[1] * scale
+        ny, nx = len(plan.ys), len(plan.xs)
+        wy = buf.ptr
+        wx = wy + 4 * ny * th
+        ys = wx + 4 * nx * tw
+        xs = ys + 4 * ny
+        cache[key] = (buf, wy, wx, ys, xs)
+        if len(cache) > 64:  # drop the oldest geometry (its memory is freed with it)
+            old = cache.pop(next(iter(cache)))
+            old[0].close()
+        return cache[key]
+
+    def blend_tiles_async(
+        self,
+        plan: TilePlan,
+        tiles: Any,
+        out: Any,
+        *,
+        scale: int = 1,
+        channels: int | None = None,
+        dtype: Any = np.float32,
+        layout: str = "hwc",
+        stream: Any = None,
+    ) -> None:
+        """Queue the feathered blend of ``len(plan)`` processed tiles in device memory into
+        ``out``, as ``TilePlan.blend`` (same weights, sums and rounding).
+
+        ``layout="hwc"``: ``tiles`` is a C-contiguous (T, th, tw[, C]) array (the tiles of
+        :meth:`TilePlan.split`, processed, stacked) and ``out`` (H, W[, C]);
+        ``layout="chw"``: ``tiles`` is a (T, C, th, tw) batch (a model's NCHW output) and
+        ``out`` (C, H, W). Sizes are the plan's times ``scale``; ``channels`` None means 2-D
+        tiles (hwc) or 1 channel; ``dtype``: uint8, float32 or float16, of tiles and output.
+        """
+        from . import _checks as ck
+        from .tiling import MAX_SCALE, TilePlan
+
+        fn = "blend_tiles_async"
+        if not isinstance(plan, TilePlan):
+            raise TypeError(f"{fn}: plan has type {type(plan).__name__}; expected a TilePlan")
+        if not ck.is_int(scale) or not 1 <= int(scale) <= MAX_SCALE:
+            raise ValueError(f"{fn}: scale is {scale!r}; expected an int in 1..{MAX_SCALE}")
+        s = int(scale)
+        try:
+            kind = _KINDS[np.dtype(dtype)]
+        except (TypeError, KeyError):
+            raise ValueError(
+                f"{fn}: dtype is {dtype!r}; expected uint8, float32 or float16"
+            ) from None
+        if channels is not None and not (ck.is_int(channels) and 1 <= channels <= 1 << 16):
+            raise ValueError(f"{fn}: channels is {channels!r}; expected None or an int >= 1")
+        if layout not in ("hwc", "chw"):
+            raise ValueError(f"{fn}: layout is {layout!r}; expected 'hwc' or 'chw'")
+        c = 1 if channels is None else int(channels)
+        th, tw = plan.tile_hw[0] * s, plan.tile_hw[1] * s
+        oh, ow = plan.image_hw[0] * s, plan.image_hw[1] * s
+        if layout == "hwc":
+            tstr = (th * tw * c, tw * c, c, 1)
+            ostr = (ow * c, c, 1)
+        else:
+            tstr = (c * th * tw, tw, 1, th * tw)
+            ostr = (ow, 1, oh * ow)
+        src = _ptr_of(fn, "tiles", tiles)
+        dst = _ptr_of(fn, "out", out)
+        _, wy, wx, ys, xs = self._blend_tables(plan, s)
+        buf = _BLEND.pack(
+            src, dst, wy, wx, ys, xs, *tstr, *ostr,
+            len(plan.ys), len(plan.xs), th, tw, oh, ow, c, kind, kind,
+        )  # fmt: skip
+        args = _Args(np.frombuffer(buf, dtype=np.uint8))
+        self._launch("vt_tile_blend", _grid(ow, oh, 1, _BLOCK), args, self._stream(stream))
+
+    def blend_tiles(
+        self, plan: TilePlan, tiles: Sequence[np.ndarray], scale: int = 1, *, stream: Any = None
+    ) -> np.ndarray:
+        """``plan.blend(tiles, scale)`` on the GPU (synchronous): numpy tiles (each
+        ``scale * tile_hw`` [+ channels], uint8/float32/float16) -> the blended image."""
+        from . import _checks as ck
+        from .tiling import MAX_SCALE, TilePlan
+
+        fn = "blend_tiles"
+        if not isinstance(plan, TilePlan):
+            raise TypeError(f"{fn}: plan has type {type(plan).__name__}; expected a TilePlan")
+        if not ck.is_int(scale) or not 1 <= int(scale) <= MAX_SCALE:
+            raise ValueError(f"{fn}: scale is {scale!r}; expected an int in 1..{MAX_SCALE}")
+        seq = ck.check_sequence(fn, "tiles", tiles)
+        if len(seq) != len(plan):
+            raise ValueError(f"{fn}: tiles has {len(seq)} entries; expected {len(plan)}")
+        s = int(scale)
+        want = (plan.tile_hw[0] * s, plan.tile_hw[1] * s)
+        first = seq[0]
+        for i, t in enumerate(seq):
+            if not isinstance(t, np.ndarray):
+                raise TypeError(f"{fn}: tiles[{i}] has type {type(t).__name__}; expected an array")
+            if t.dtype not in _KINDS or t.ndim not in (2, 3) or t.shape[:2] != want:
+                raise ValueError(
+                    f"{fn}: tiles[{i}] is {t.dtype} {t.shape}; expected uint8, float32 or "
+                    f"float16 of {want} (+ channels) = tile size {plan.tile_hw} x scale {scale}"
+                )
+            if t.dtype != first.dtype or t.shape != first.shape:
+                raise ValueError(
+                    f"{fn}: tiles[{i}] is {t.dtype} {t.shape} but tiles[0] is "
+                    f"{first.dtype} {first.shape}; expected one dtype and shape"
+                )
+        channels = first.shape[2] if first.ndim == 3 else None
+        out_shape = (plan.image_hw[0] * s, plan.image_hw[1] * s, *first.shape[2:])
+        in_nbytes = len(seq) * first.nbytes
+        out_nbytes = math.prod(out_shape) * first.itemsize
+        handle = self._stream(stream)
+        with self._lock:
+            self._backend.activate()  # this device's context, also on a new thread
+            pin_in = self._scratch.get("pin_in", in_nbytes, pinned=True)
+            dev_in = self._scratch.get("dev_in", in_nbytes, pinned=False)
+            dev_out = self._scratch.get("dev_out", out_nbytes, pinned=False)
+            pin_out = self._scratch.get("pin_out", out_nbytes, pinned=True)
+            self._backend.synchronize(handle)
+            stacked = pin_in.view((len(seq), *first.shape), first.dtype)
+            for i, t in enumerate(seq):
+                np.copyto(stacked[i], t)
+            self._backend.h2d(dev_in.ptr, pin_in.view((in_nbytes,), np.uint8), handle)
+            self.blend_tiles_async(
+                plan, dev_in.ptr, dev_out.ptr, scale=s, channels=channels, dtype=first.dtype,
+                stream=handle,
+            )  # fmt: skip
+            host = pin_out.view(out_shape, first.dtype)
+            self._backend.d2h(host, dev_out.ptr, handle)
+            self._backend.synchronize(handle)
+            return host.copy()
+
+
+class LaunchPlan:
+    """Launches recorded by :meth:`GpuKernels.capture`, replayed by :meth:`launch`."""
+
+    def __init__(self, kernels: GpuKernels) -> None:
+        self._kernels = kernels
+        self.launches: list[tuple[str, tuple[int, int, int], _Args, int]] = []
+
+    def launch(self, stream: Any = ...) -> None:
+        """Queue every recorded launch, on ``stream`` (default: each launch's own stream)."""
+        backend = self._kernels._backend
+        backend.activate()
+        for kernel, grid, args, recorded in self.launches:
+            handle = recorded if stream is ... else self._kernels._stream(stream)
+            backend.launch(kernel, grid, _BLOCK, args, handle)
+
+
+@functools.lru_cache(maxsize=4096)
+def _plan_fit(
+    plan_fit: Callable[..., Placement], src_hw: tuple[int, int], dst_hw: tuple[int, int], fit: str
+) -> Placement:
+    """``vetrina.kernels.plan_fit``, memoised (Placements are immutable): the CPU's placement
+    for the same sizes, without re-validating it on every call."""
+    return plan_fit(src_hw, dst_hw, fit)
+
+
+def _short(dt: np.dtype) -> str:
+    return "f32" if dt == np.float32 else "f16"
+
+
+def _check_device_image(fn: str, name: str, im: Any, channels: tuple[int, ...]) -> None:
+    if not isinstance(im, DeviceImage):
+        raise TypeError(f"{fn}: {name} has type {type(im).__name__}; expected a DeviceImage")
+    if not (isinstance(im.ptr, (int, np.integer)) and im.ptr > 0):
+        raise ValueError(f"{fn}: {name}.ptr is {im.ptr!r}; expected a device pointer")
+    if not (1 <= im.height <= 1 << 20 and 1 <= im.width <= 1 << 20):
+        raise ValueError(f"{fn}: {name} is {im.height}x{im.width}; expected a non-empty image")
+    if im.channels not in channels:
+        raise ValueError(
+            f"{fn}: {name} has {im.channels} channels; expected "
+            f"{' or '.join(str(c) for c in channels)}"
+        )
+    if im.row_pitch and im.row_pitch < im.width * im.channels:
+        raise ValueError(
+            f"{fn}: {name}.row_pitch is {im.row_pitch}; expected 0 or >= width * channels "
+            f"({im.width * im.channels})"
+        )
