@@ -871,6 +871,22 @@ def _pre_mode(method: str, box: Sequence[int]) -> tuple[int, int, int, float]:
     return _M_LINEAR, 0, 0, 0.0
 
 
+_PRE_FAMILIES = {"bilinear": "", "area": "_area", "bilinear-u8": "_u8"}
+"""Preprocess kernel of each interpolation method (preprocess.cu, VT_FAM_*)."""
+_AREA_MAX8, _BOX_MAXP = 7, 8  # VT_AREA_MAX8 (resample.cuh), VT_BOX_MAXP (preprocess.cu)
+
+
+def _pre_fast_ok(mode: int, kx: int, box: Sequence[int]) -> bool:
+    """Whether the method's fast preprocess kernel takes this image; otherwise the launch
+    goes to the generic kernel (vt_preprocess_any_*): area windows wider than 8 columns."""
+    sw, cw = box[3], box[7]
+    if mode == _M_AREA:
+        return sw < cw or sw <= _AREA_MAX8 * cw
+    if mode == _M_BOX:
+        return kx <= _BOX_MAXP
+    return True
+
+
 class _Args:
     """Kernel parameters for cuLaunchKernel: each value is a 0-d numpy array holding the exact
     bytes of one parameter; ``address`` is the ``void**`` array pointing at them."""
@@ -892,8 +908,28 @@ def _i32(value: int) -> np.ndarray:
     return np.array(value, dtype=np.int32)
 
 
-def _grid(w: int, h: int, n: int, block: tuple[int, int, int]) -> tuple[int, int, int]:
-    return (-(-w // block[0]), -(-h // block[1]), n)
+_MIN_THREADS = 1 << 19
+"""Threads a launch keeps before its threads take several rows each: about two waves of
+resident threads on an H100/H200 (132 SMs x 2048), so that the last wave's tail stays short."""
+_MAX_ROWS = 8
+_MAX_GRID_Y = 65535
+
+
+def _grid(
+    w: int, h: int, n: int, block: tuple[int, int, int], *, px_per_thread: int = 1
+) -> tuple[int, int, int]:
+    """Grid of a launch over ``n`` images of up to ``h`` x ``w`` output pixels.
+
+    Each thread takes ``px_per_thread`` adjacent pixels of a row (x) and ``rows`` consecutive
+    rows (y), which the kernels derive from the grid (vt_rows_per_thread in common.cuh):
+    ``rows`` grows with the launch's size, so that large launches amortise the per-thread
+    setup (tap coordinates, tile ranges) while small ones keep every thread busy.
+    """
+    cols = -(-w // px_per_thread)  # threads along a row
+    gx = -(-cols // block[0])
+    threads = gx * block[0] * h * n
+    rows = max(1, min(_MAX_ROWS, threads // _MIN_THREADS), -(-h // (block[1] * _MAX_GRID_Y)))
+    return (gx, -(-h // (block[1] * rows)), n)
 
 
 class DeviceImage(NamedTuple):
@@ -1064,6 +1100,8 @@ def _align(n: int) -> int:
 # ----------------------------------------------------------------------------------------------
 
 _BLOCK = (32, 8, 1)
+_POST_PX = 4
+"""Output pixels per postprocess thread (4 RGB pixels = 3 words; postprocess.cu)."""
 
 
 def _ptr_of(fn: str, name: str, value: Any) -> int:
@@ -1258,15 +1296,17 @@ class GpuKernels:
         placements = [_plan_fit(plan_fit, (im.height, im.width), (h, w), fit) for im in imgs]
         padv = pad * sc + of  # float32, like the pixels (as the CPU)
         tail = _PRE_TAIL.pack(*sc.tolist(), *of.tolist(), *padv.tolist())
-        kernel = "vt_preprocess_f32" if dt == ck.F32 else "vt_preprocess_f16"
         per_image = 3 * h * w * dt.itemsize
         for start in range(0, len(imgs), MAX_IMAGES_PER_LAUNCH):
             chunk = imgs[start : start + MAX_IMAGES_PER_LAUNCH]
             buf = bytearray(_PRE_SIZE)
+            fast, modes = True, set()
             for k, im in enumerate(chunk):
                 p = placements[start + k]
                 box = p.src_box + p.dst_box
                 mode, kx, ky, q = _pre_mode(method, box)
+                fast = fast and _pre_fast_ok(mode, kx, box)
+                modes.add(mode)
                 chans = (0, 0, 0) if im.channels == 1 else ((2, 1, 0) if swap else (0, 1, 2))
                 sy, sx, sh, sw, top, left, ch, cw = box
                 _PRE_IMAGE.pack_into(
@@ -1278,6 +1318,13 @@ class GpuKernels:
                 np.frombuffer(buf, dtype=np.uint8), _u64(out_ptr + start * per_image),
                 _i32(h), _i32(w),
             )  # fmt: skip
+            if not fast:
+                family = "_any"
+            elif modes == {_M_BOX}:
+                family = "_box"  # integer area factors only: the lighter kernel
+            else:
+                family = _PRE_FAMILIES[method]
+            kernel = f"vt_preprocess{family}_{_short(dt)}"
             self._launch(kernel, _grid(w, h, len(chunk), _BLOCK), args, handle)
         return placements
 
@@ -1436,7 +1483,8 @@ class GpuKernels:
             else:
                 boxes.append(_inverse_boxes(fn, i, plist[i], (big_h, big_w), (o.height, o.width)))
         handle = self._stream(stream)
-        kernel = "vt_postprocess_f32" if dt == ck.F32 else "vt_postprocess_f16"
+        # bilinear and area are separate kernels (postprocess.cu: each keeps its own registers)
+        kernel = f"vt_postprocess{'_area' if mode == _M_AREA else ''}_{_short(dt)}"
         for start in range(0, n, MAX_IMAGES_PER_LAUNCH):
             chunk = range(start, min(n, start + MAX_IMAGES_PER_LAUNCH))
             buf = bytearray(_POST_SIZE)
@@ -1455,7 +1503,8 @@ class GpuKernels:
             args = _Args(
                 np.frombuffer(buf, dtype=np.uint8), _u64(src + start * strides[0] * dt.itemsize)
             )
-            self._launch(kernel, _grid(max_w, max_h, len(chunk), _BLOCK), args, handle)
+            grid = _grid(max_w, max_h, len(chunk), _BLOCK, px_per_thread=_POST_PX)
+            self._launch(kernel, grid, args, handle)
 
     def postprocess(
         self,
@@ -1642,7 +1691,8 @@ class GpuKernels:
         struct.pack_into(f"<{oc}i", buf, _ADAPT_CH_AT, *(int(v) for v in chmap))
         struct.pack_into(f"<{oc}f", buf, _ADAPT_SCALE_AT, *sc.tolist())
         struct.pack_into(f"<{oc}f", buf, _ADAPT_OFFSET_AT, *of.tolist())
-        kernel = f"vt_adapt_{_short(dt_in)}_{_short(dt_out)}"
+        area = "_area" if mode == _M_AREA else ""  # a kernel per mode (adapt.cu)
+        kernel = f"vt_adapt{area}_{_short(dt_in)}_{_short(dt_out)}"
         args = _Args(np.frombuffer(buf, dtype=np.uint8), _u64(src), _u64(dst))
         self._launch(kernel, _grid(w, h, n, _BLOCK), args, self._stream(stream))
 

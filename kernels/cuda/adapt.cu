@@ -1,6 +1,8 @@
 // vetrina adapt: float32/float16 NCHW batch -> float32/float16 NCHW batch between two stages
-// whose contracts differ (value range, dtype, size, channel order or count). One thread per
-// output pixel and all its channels; grid z = image.
+// whose contracts differ (value range, dtype, size, channel order or count); grid z = image.
+// Each thread takes one output column and `rows` consecutive output rows
+// (vt_rows_per_thread): its x taps (a VtWin) are computed once, each row's y taps once for
+// all channels, and a warp's threads share the row.
 //
 // Per output pixel (CPU: adapt_batch): resample the whole input plane to (h, w) (bilinear or
 // area; a tap of weight 0 is never read), output channel k takes input channel ch[k], then
@@ -37,35 +39,123 @@ struct VtAdaptPlane {
     }
 };
 
-template <typename TI, typename TO>
-VT_DEV void vt_adapt(const VtAdapt& a, const TI* in, TO* out) {
-    const int x = blockIdx.x * blockDim.x + threadIdx.x;
-    const int y = blockIdx.y * blockDim.y + threadIdx.y;
-    const int i = blockIdx.z;
-    const int h = a.y.olen, w = a.x.olen;
-    if (x >= w || y >= h) return;
-    VtTaps ty, tx;
-    vt_taps(a.mode, a.y, y, &ty);
-    vt_taps(a.mode, a.x, x, &tx);
-    const vt_i64 plane = (vt_i64)h * w;
-    TO* o = out + (vt_i64)i * a.cout * plane + (vt_i64)y * w + x;
-    const TI* base = in + (vt_i64)i * a.sn;
-    for (int k = 0; k < a.cout; ++k) {
-        const VtAdaptPlane<TI> p = {base + (vt_i64)a.ch[k] * a.sc, a.sh};
-        const float v = vt_sample<true>(p, a.y, ty, a.x, tx);
-        vt_store(o + k * plane, v * a.scale[k] + a.offset[k]);
+// One input row resampled along x over the window: s = p0*w0; s = s + pk*wk (vt_row).
+template <int MAXP, typename TI>
+VT_DEV float vt_adapt_hrow(const TI* p, const VtWin<MAXP>& xw) {
+    float s = vt_load(p) * xw.w[0];
+    VT_UNROLL
+    for (int j = 1; j < MAXP; ++j) {
+        if (j >= xw.n) break;
+        s = s + vt_load(p + j) * xw.w[j];
+    }
+    return s;
+}
+
+// x window of at most MAXP columns; y as vt_sample (one tap of weight 1: h0 alone).
+template <int MODE, int MAXP, typename TI, typename TO>
+VT_DEV void vt_adapt_win(const VtAdapt& a, const TI* base, TO* o, vt_i64 plane, int w,
+                         const VtAxisK& ky, const VtAxisK& kx, int x, int ya, int yb) {
+    VtTaps tx;
+    vt_taps(MODE, kx, x, &tx);
+    VtWin<MAXP> xw;
+    vt_win(tx, &xw);
+    base += kx.s0 + xw.first;
+    for (int y = ya; y < yb; ++y, o += w) {
+        VtTaps ty;
+        vt_taps(MODE, ky, y, &ty);
+        for (int k = 0; k < a.cout; ++k) {
+            const TI* p = base + (vt_i64)a.ch[k] * a.sc;
+            float v;
+            if (ty.first < 0) {
+                v = vt_adapt_hrow(p + (vt_i64)(ky.s0 + ty.i0) * a.sh, xw);
+                if (ty.f != 0.0f) {
+                    v = v * ty.g + vt_adapt_hrow(p + (vt_i64)(ky.s0 + ty.i1) * a.sh, xw) * ty.f;
+                }
+            } else {
+                v = vt_adapt_hrow(p + (vt_i64)(ky.s0 + ty.first) * a.sh, xw) *
+                    vt_area_weight(ty, ty.first);
+                for (int r = ty.first + 1; r < ty.last; ++r) {
+                    v = v + vt_adapt_hrow(p + (vt_i64)(ky.s0 + r) * a.sh, xw) *
+                                vt_area_weight(ty, r);
+                }
+            }
+            vt_store(o + k * plane, v * a.scale[k] + a.offset[k]);
+        }
     }
 }
 
+// Area with x factors above VT_AREA_MAX8: one sample at a time.
+template <typename TI, typename TO>
+VT_DEV void vt_adapt_generic(const VtAdapt& a, const TI* base, TO* o, vt_i64 plane, int w,
+                             const VtAxisK& ky, const VtAxisK& kx, int x, int ya, int yb) {
+    VtTaps tx;
+    vt_taps(VT_M_AREA, kx, x, &tx);
+    for (int y = ya; y < yb; ++y, o += w) {
+        VtTaps ty;
+        vt_taps(VT_M_AREA, ky, y, &ty);
+        for (int k = 0; k < a.cout; ++k) {
+            const VtAdaptPlane<TI> p = {base + (vt_i64)a.ch[k] * a.sc, a.sh};
+            const float v = vt_sample<true>(p, ky, ty, kx, tx);
+            vt_store(o + k * plane, v * a.scale[k] + a.offset[k]);
+        }
+    }
+}
+
+// MODE: VT_M_LINEAR or VT_M_AREA (a.mode says the same).
+template <int MODE, typename TI, typename TO>
+VT_DEV void vt_adapt(const VtAdapt& a, const TI* in, TO* out) {
+    const int x = blockIdx.x * blockDim.x + threadIdx.x;
+    const int h = a.y.olen, w = a.x.olen;
+    const int rows = vt_rows_per_thread(h);
+    const int ya = (int)(blockIdx.y * blockDim.y + threadIdx.y) * rows;
+    if (x >= w || ya >= h) return;
+    const int yb = vt_imin(ya + rows, h);
+    const int i = blockIdx.z;
+    const VtAxisK ky = vt_axis_k(a.y, MODE), kx = vt_axis_k(a.x, MODE);
+    const vt_i64 plane = (vt_i64)h * w;
+    TO* o = out + (vt_i64)i * a.cout * plane + (vt_i64)ya * w + x;
+    const TI* base = in + (vt_i64)i * a.sn;
+    if (MODE == VT_M_LINEAR || kx.S < kx.D) {  // two taps along x
+        vt_adapt_win<MODE, 2>(a, base, o, plane, w, ky, kx, x, ya, yb);
+    } else if (kx.S <= VT_AREA_MAX8 * kx.D) {
+        vt_adapt_win<MODE, 8>(a, base, o, plane, w, ky, kx, x, ya, yb);
+    } else {
+        vt_adapt_generic(a, base, o, plane, w, ky, kx, x, ya, yb);
+    }
+}
+
+// One kernel per mode and dtype pair (kernels/gpu.py picks by name). Area is capped at 64
+// registers (4 blocks of 256 threads per SM).
+extern "C" __launch_bounds__(256, 4) __global__
+    void vt_adapt_area_f32_f32(const VtAdapt a, const float* in, float* out);
+extern "C" __launch_bounds__(256, 4) __global__
+    void vt_adapt_area_f32_f16(const VtAdapt a, const float* in, vt_u16* out);
+extern "C" __launch_bounds__(256, 4) __global__
+    void vt_adapt_area_f16_f32(const VtAdapt a, const vt_u16* in, float* out);
+extern "C" __launch_bounds__(256, 4) __global__
+    void vt_adapt_area_f16_f16(const VtAdapt a, const vt_u16* in, vt_u16* out);
+
 extern "C" __global__ void vt_adapt_f32_f32(const VtAdapt a, const float* in, float* out) {
-    vt_adapt(a, in, out);
+    vt_adapt<VT_M_LINEAR>(a, in, out);
 }
 extern "C" __global__ void vt_adapt_f32_f16(const VtAdapt a, const float* in, vt_u16* out) {
-    vt_adapt(a, in, out);
+    vt_adapt<VT_M_LINEAR>(a, in, out);
 }
 extern "C" __global__ void vt_adapt_f16_f32(const VtAdapt a, const vt_u16* in, float* out) {
-    vt_adapt(a, in, out);
+    vt_adapt<VT_M_LINEAR>(a, in, out);
 }
 extern "C" __global__ void vt_adapt_f16_f16(const VtAdapt a, const vt_u16* in, vt_u16* out) {
-    vt_adapt(a, in, out);
+    vt_adapt<VT_M_LINEAR>(a, in, out);
+}
+extern "C" __global__ void vt_adapt_area_f32_f32(const VtAdapt a, const float* in, float* out) {
+    vt_adapt<VT_M_AREA>(a, in, out);
+}
+extern "C" __global__ void vt_adapt_area_f32_f16(const VtAdapt a, const float* in, vt_u16* out) {
+    vt_adapt<VT_M_AREA>(a, in, out);
+}
+extern "C" __global__ void vt_adapt_area_f16_f32(const VtAdapt a, const vt_u16* in, float* out) {
+    vt_adapt<VT_M_AREA>(a, in, out);
+}
+extern "C" __global__ void vt_adapt_area_f16_f16(const VtAdapt a, const vt_u16* in, vt_u16* out) {
+    vt_adapt<VT_M_AREA>(a, in, out);
 }

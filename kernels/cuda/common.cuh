@@ -15,8 +15,24 @@ typedef unsigned char vt_u8;
 typedef unsigned short vt_u16;
 typedef unsigned int vt_u32;
 typedef long long vt_i64;
+typedef unsigned long long vt_u64;
 
 #define VT_DEV static __device__ __forceinline__
+
+// Register caps (__launch_bounds__) go on a separate declaration of a kernel, so that the
+// definition keeps the `extern "C" __global__ void name(` form that kernels/gpu.py's
+// kernel_names() reads. The host emulation has no such attribute.
+#ifndef __CUDACC__
+#define __launch_bounds__(...)
+#endif
+
+// Full unrolling of the small fixed-count loops that index register arrays (NVRTC); the host
+// build of the emulation tests has no such pragma and needs none.
+#ifdef __CUDACC__
+#define VT_UNROLL _Pragma("unroll")
+#else
+#define VT_UNROLL
+#endif
 
 // Largest number of images one launch describes; the launcher splits larger batches. The
 // per-image descriptors travel by value in the kernel parameters (under the 4 KiB limit).
@@ -93,9 +109,94 @@ VT_DEV float vt_h2f(vt_u16 h) {
 #endif
 }
 
+// ---------------------------------------------------------------------------------------------
+// Memory access and bit helpers (device intrinsics; plain C++ in the host emulation)
+// ---------------------------------------------------------------------------------------------
+
+// Read-only loads through the non-coherent cache: every kernel's inputs are constant for the
+// whole launch and never alias its outputs.
+template <typename T>
+VT_DEV T vt_ldg(const T* p) {
+#ifdef __CUDA_ARCH__
+    return __ldg(p);
+#else
+    return *p;
+#endif
+}
+
+// The 4-byte word at a 4-byte aligned address.
+VT_DEV vt_u32 vt_ldg_word(const vt_u8* p) {
+#ifdef __CUDA_ARCH__
+    return __ldg((const vt_u32*)p);
+#else
+    vt_u32 w;
+    __builtin_memcpy(&w, p, 4);
+    return w;
+#endif
+}
+
+VT_DEV void vt_store_word(vt_u8* p, vt_u32 w) {
+#ifdef __CUDA_ARCH__
+    *(vt_u32*)p = w;
+#else
+    __builtin_memcpy(p, &w, 4);
+#endif
+}
+
+// Bytes m .. m + 3 (m in 0..3) of the 8-byte value hi:lo.
+VT_DEV vt_u32 vt_funnel(vt_u32 lo, vt_u32 hi, int m) {
+#ifdef __CUDA_ARCH__
+    return __funnelshift_r(lo, hi, 8 * m);
+#else
+    return m ? (lo >> (8 * m)) | (hi << (32 - 8 * m)) : lo;
+#endif
+}
+
+VT_DEV float vt_bits_f(vt_u32 x) {
+#ifdef __CUDA_ARCH__
+    return __uint_as_float(x);
+#else
+    float f;
+    __builtin_memcpy(&f, &x, 4);
+    return f;
+#endif
+}
+
+// Byte k (0..3) of w as a float, exactly (float)byte: the float with bits 0x4B0000bb is
+// 2^23 + bb, and subtracting 2^23 is exact. Cheaper than an int -> float conversion.
+VT_DEV float vt_byte_f(vt_u32 w, int k) {
+#ifdef __CUDA_ARCH__
+    const vt_u32 bits = __byte_perm(w, 0x4B000000u, 0x7540u | (vt_u32)k);
+#else
+    const vt_u32 bits = 0x4B000000u | ((w >> (8 * k)) & 0xffu);
+#endif
+    return vt_bits_f(bits) - 8388608.0f;
+}
+
+// Byte k (0..3) of w.
+VT_DEV vt_u32 vt_byte(vt_u32 w, int k) { return (w >> (8 * k)) & 0xffu; }
+
+// w with byte k (0..3) replaced by the low byte of v.
+VT_DEV vt_u32 vt_put_byte(vt_u32 w, int k, vt_u32 v) {
+#ifdef __CUDA_ARCH__
+    return __byte_perm(w, v, k == 0 ? 0x3214u : (k == 1 ? 0x3240u : (k == 2 ? 0x3410u : 0x4210u)));
+#else
+    return (w & ~(0xffu << (8 * k))) | (v & 0xffu) << (8 * k);
+#endif
+}
+
+VT_DEV int vt_imin(int a, int b) { return a < b ? a : b; }
+
+// Rows per thread of a launch: the launcher shrinks grid y so that each thread takes
+// `rows` consecutive output rows (kernels/gpu.py, _grid); h is the image's height.
+VT_DEV int vt_rows_per_thread(int h) {
+    const int span = (int)(gridDim.y * blockDim.y);
+    return (h + span - 1) / span;
+}
+
 // Loads and stores of one element of a float plane (float32 or float16 storage).
-VT_DEV float vt_load(const float* p) { return *p; }
-VT_DEV float vt_load(const vt_u16* p) { return vt_h2f(*p); }
+VT_DEV float vt_load(const float* p) { return vt_ldg(p); }
+VT_DEV float vt_load(const vt_u16* p) { return vt_h2f(vt_ldg(p)); }
 VT_DEV void vt_store(float* p, float v) { *p = v; }
 VT_DEV void vt_store(vt_u16* p, float v) { *p = vt_f2h(v); }
 
@@ -110,6 +211,19 @@ VT_DEV vt_u8 vt_to_u8(float v) {
     return (vt_u8)(vt_u32)(v + half);  // v + 0.5 >= 0.5: truncation == floor
 }
 
+// vt_to_u8 in the low byte of the result (the other bytes are arbitrary), without the
+// float -> int conversion on the device: fmaxf/fminf give the same clamp (NaN -> 0, and -0
+// is harmless: -0 + 0.5 == 0.5); s = v + 0.5 lies in [0.5, 255.5], where adding 2^23 rounded
+// down is exactly 2^23 + floor(s), whose float bits are 0x4B000000 + floor(s).
+VT_DEV vt_u32 vt_to_u8_bits(float v) {
+#ifdef __CUDA_ARCH__
+    const float s = fminf(fmaxf(v, 0.0f), 255.0f) + 0.5f;
+    return __float_as_uint(__fadd_rd(s, 8388608.0f));
+#else
+    return vt_to_u8(v);
+#endif
+}
+
 // ---------------------------------------------------------------------------------------------
 // Geometry: how output index d of one axis maps onto the source
 // ---------------------------------------------------------------------------------------------
@@ -122,24 +236,3 @@ struct VtAxis {
     int s0, slen, o0, olen;
 };
 VT_SIZE(VtAxis, 16);
-
-// OpenCV INTER_LINEAR pixel-centre taps for virtual index v of a src -> dst resize, exactly as
-// the CPU's _axis_table: f = (float)((v + 0.5) * (src / dst) - 0.5) in double, s = floor(f),
-// f -= s in float32, clamps at both ends. Returns the taps i0, i1 and the weight f of i1.
-VT_DEV void vt_linear_tap(int src, int dst, int v, int* i0, int* i1, float* f) {
-    double scale = (double)src / (double)dst;
-    float ff = (float)(((double)v + 0.5) * scale - 0.5);
-    int s = (int)floor((double)ff);
-    ff = ff - (float)s;
-    if (s < 0) {
-        s = 0;
-        ff = 0.0f;
-    }
-    if (s >= src - 1) {
-        s = src - 1;
-        ff = 0.0f;
-    }
-    *i0 = s;
-    *i1 = s + 1 > src - 1 ? src - 1 : s + 1;
-    *f = ff;
-}

@@ -1,6 +1,10 @@
 // vetrina postprocess: float32 or float16 NCHW batch (N, 3, H, W) -> uint8 HWC images
-// (h, w, 3), or (h, w, 4) with an alpha plane appended. One thread per output pixel; one
-// launch covers up to VT_MAX_IMAGES images (grid z = image).
+// (h, w, 3), or (h, w, 4) with an alpha plane appended. One launch covers up to VT_MAX_IMAGES
+// images (grid z = image). Each thread takes 4 adjacent output pixels (12 or 16 bytes, stored
+// as 4-byte words when the rows are word aligned) of `rows` consecutive output rows
+// (vt_rows_per_thread): the x taps are computed once per thread, a warp's threads share each
+// row's y taps, and bilinear keeps the last two x-resampled source rows, so that an upscale
+// resamples each source row once per thread instead of once per output row.
 //
 // Per output pixel (docs/kernels.md): inside the image's content box, resample the batch box
 // (bilinear or area; a tap of weight 0 is never read, so NaN/inf stay local), then
@@ -58,37 +62,234 @@ struct VtPlane {
     }
 };
 
-template <typename T>
-VT_DEV void vt_postprocess(const VtPostBatch& b, const T* batch) {
-    const int x = blockIdx.x * blockDim.x + threadIdx.x;
-    const int y = blockIdx.y * blockDim.y + threadIdx.y;
-    const int i = blockIdx.z;
-    const VtPostImage& im = b.img[i];
-    if (x >= im.w || y >= im.h) return;
-    vt_u8* o = im.dst + (vt_i64)y * im.row_pitch + (vt_i64)x * im.nout;
-    if (im.nout == 4) o[3] = im.alpha[(vt_i64)y * im.alpha_pitch + x];
-    const int vy = y - im.y.o0, vx = x - im.x.o0;
-    if (vy < 0 || vy >= im.y.olen || vx < 0 || vx >= im.x.olen) {
-        o[0] = im.fill[0];
-        o[1] = im.fill[1];
-        o[2] = im.fill[2];
+// Where a thread's pixels go: output row y, pixels x0 .. x0 + np - 1.
+struct VtPostOut {
+    vt_u8* dst;          // &out[0, x0, 0]
+    vt_i64 pitch;
+    const vt_u8* alpha;  // &alpha[0, x0] or null
+    vt_i64 apitch;
+    int nout, np;
+    bool words;   // 4 pixels and word-aligned rows: the pixels are stored as 3 or 4 words
+    bool awords;  // 4 pixels and a word-aligned alpha plane: the alpha bytes are one word
+};
+
+// Stores one row of the thread's pixels; byte 3p + k of q[0..2] (little-endian words):
+// output channel k of pixel p. The alpha plane is copied to channel 3 of every pixel.
+VT_DEV void vt_post_write(const VtPostOut& w, int y, const vt_u32* q) {
+    vt_u8* o = w.dst + (vt_i64)y * w.pitch;
+    if (w.nout == 3 && w.words) {  // r0 g0 b0 r1 | g1 b1 r2 g2 | b2 r3 g3 b3
+        vt_store_word(o, q[0]);
+        vt_store_word(o + 4, q[1]);
+        vt_store_word(o + 8, q[2]);
         return;
     }
-    VtTaps ty, tx;
-    vt_taps(b.mode, im.y, vy, &ty);
-    vt_taps(b.mode, im.x, vx, &tx);
-    const T* base = batch + (vt_i64)i * b.sn;
-    for (int k = 0; k < 3; ++k) {
-        VtPlane<T> p = {base + (vt_i64)b.bc[k] * b.sc, b.sh};
-        const float v = vt_sample<true>(p, im.y, ty, im.x, tx);
-        o[k] = vt_to_u8(v * b.scale[k] + b.offset[k]);
+    vt_u32 a = 0u;  // alpha bytes of pixels 0..3
+    if (w.nout == 4) {
+        const vt_u8* ap = w.alpha + (vt_i64)y * w.apitch;
+        if (w.awords) {
+            a = vt_ldg_word(ap);
+        } else {
+            VT_UNROLL
+            for (int p = 0; p < 4; ++p) {
+                if (p < w.np) a = vt_put_byte(a, p, vt_ldg(ap + p));
+            }
+        }
+    }
+    VT_UNROLL
+    for (int p = 0; p < 4; ++p) {
+        const vt_u32 c0 = vt_byte(q[(3 * p) >> 2], (3 * p) & 3);
+        const vt_u32 c1 = vt_byte(q[(3 * p + 1) >> 2], (3 * p + 1) & 3);
+        const vt_u32 c2 = vt_byte(q[(3 * p + 2) >> 2], (3 * p + 2) & 3);
+        if (w.nout == 4 && w.words) {
+            vt_u32 px = vt_put_byte(0u, 0, c0);
+            px = vt_put_byte(px, 1, c1);
+            px = vt_put_byte(px, 2, c2);
+            vt_store_word(o + 4 * p, vt_put_byte(px, 3, vt_byte(a, p)));
+        } else if (p < w.np) {
+            vt_u8* px = o + p * w.nout;
+            px[0] = (vt_u8)c0;
+            px[1] = (vt_u8)c1;
+            px[2] = (vt_u8)c2;
+            if (w.nout == 4) px[3] = (vt_u8)vt_byte(a, p);
+        }
     }
 }
 
+// The fill bytes of every pixel, packed as vt_post_write takes them.
+VT_DEV void vt_post_fill(const VtPostImage& im, vt_u32* q) {
+    q[0] = q[1] = q[2] = 0u;
+    VT_UNROLL
+    for (int j = 0; j < 12; ++j) q[j >> 2] = vt_put_byte(q[j >> 2], j & 3, im.fill[j % 3]);
+}
+
+// Source row r of output channel k resampled along x at the thread's pixels: h[p * 3 + k] =
+// p0*g + p1*f, or p0*g alone for one tap (the other is never read). Branch-free, so that all
+// loads issue together: pixels outside the content box read a valid column (xf clamped by
+// the caller) and their values are not used.
+template <typename T>
+VT_DEV void vt_post_hrow(const T* const* plane, vt_i64 sh, int r, const int* xf, const float* xw,
+                         int two, float* h) {
+    VT_UNROLL
+    for (int k = 0; k < 3; ++k) {
+        const T* row = plane[k] + (vt_i64)r * sh;
+        VT_UNROLL
+        for (int p = 0; p < 4; ++p) {
+            const bool t = two >> p & 1;
+            const float p1 = t ? vt_load(row + xf[p] + 1) : 0.0f;
+            const float s = vt_load(row + xf[p]) * (1.0f - xw[p]);  // g = 1 - f (vt_linear_taps)
+            h[3 * p + k] = t ? s + p1 * xw[p] : s;
+        }
+    }
+}
+
+// Bilinear. ha, hb: source rows ra, rb resampled along x (vt_post_hrow); consecutive output
+// rows mostly share them (an upscale by 2 needs a new source row every other output row).
+template <typename T>
+VT_DEV void vt_post_linear(const VtPostBatch& b, const VtPostImage& im, const T* base,
+                           const VtPostOut& w, int x0, int ya, int yb) {
+    const VtAxisK ky = vt_axis_k(im.y, VT_M_LINEAR), kx = vt_axis_k(im.x, VT_M_LINEAR);
+    int xf[4], in = 0, two = 0;  // in, two: bit p = pixel p inside the content box, two taps
+    float xw[4];
+    VT_UNROLL
+    for (int p = 0; p < 4; ++p) {
+        const int vx = x0 + p - kx.o0;
+        const bool inside = p < w.np && vx >= 0 && vx < kx.D;
+        VtTaps t;
+        vt_linear_taps(kx, inside ? vx : 0, &t);  // outside: column 0's taps, never used
+        xf[p] = kx.s0 + t.i0;
+        xw[p] = t.f;
+        in |= (int)inside << p;
+        two |= (int)(t.f != 0.0f) << p;
+    }
+    const T* plane[3];
+    VT_UNROLL
+    for (int k = 0; k < 3; ++k) plane[k] = base + (vt_i64)b.bc[k] * b.sc;
+    float ha[12], hb[12];
+    VT_UNROLL
+    for (int j = 0; j < 12; ++j) ha[j] = hb[j] = 0.0f;
+    int ra = -1, rb = -1;  // source rows held in ha, hb (none yet)
+    for (int y = ya; y < yb; ++y) {
+        vt_u32 q[3];
+        const int vy = y - ky.o0;
+        if (vy < 0 || vy >= ky.D) {
+            vt_post_fill(im, q);
+            vt_post_write(w, y, q);
+            continue;
+        }
+        VtTaps ty;
+        vt_linear_taps(ky, vy, &ty);
+        const int r0 = ky.s0 + ty.i0, r1 = ky.s0 + ty.i1;
+        const bool tworows = ty.f != 0.0f;
+        // (warp-uniform branches: a warp's threads share the row)
+        if (r0 != ra) {
+            if (r0 == rb) {
+                VT_UNROLL
+                for (int j = 0; j < 12; ++j) ha[j] = hb[j];
+            } else {
+                vt_post_hrow(plane, b.sh, r0, xf, xw, two, ha);
+            }
+            ra = r0;
+        }
+        if (tworows && r1 != rb) {
+            vt_post_hrow(plane, b.sh, r1, xf, xw, two, hb);
+            rb = r1;
+        }
+        q[0] = q[1] = q[2] = 0u;
+        VT_UNROLL
+        for (int p = 0; p < 4; ++p) {
+            VT_UNROLL
+            for (int k = 0; k < 3; ++k) {
+                const int j = 3 * p + k;
+                float v = ha[j];
+                if (tworows) v = v * ty.g + hb[j] * ty.f;
+                const vt_u32 u = in >> p & 1 ? vt_to_u8_bits(v * b.scale[k] + b.offset[k])
+                                             : (vt_u32)im.fill[k];
+                q[j >> 2] = vt_put_byte(q[j >> 2], j & 3, u);
+            }
+        }
+        vt_post_write(w, y, q);
+    }
+}
+
+// Any mode (area): each sample as vt_sample, the row's y taps shared by the thread's pixels.
+template <int MODE, typename T>
+VT_DEV void vt_post_generic(const VtPostBatch& b, const VtPostImage& im, const T* base,
+                            const VtPostOut& w, int x0, int ya, int yb) {
+    const VtAxisK ky = vt_axis_k(im.y, MODE), kx = vt_axis_k(im.x, MODE);
+    for (int y = ya; y < yb; ++y) {
+        vt_u32 q[3];
+        vt_post_fill(im, q);
+        const int vy = y - ky.o0;
+        if (vy >= 0 && vy < ky.D) {
+            VtTaps ty;
+            vt_taps(MODE, ky, vy, &ty);
+            for (int p = 0; p < w.np; ++p) {  // not unrolled: q's words are chosen by select
+                const int vx = x0 + p - kx.o0;
+                if (vx < 0 || vx >= kx.D) continue;
+                VtTaps tx;
+                vt_taps(MODE, kx, vx, &tx);
+                VT_UNROLL
+                for (int k = 0; k < 3; ++k) {
+                    const VtPlane<T> pl = {base + (vt_i64)b.bc[k] * b.sc, b.sh};
+                    const float v = vt_sample<true>(pl, ky, ty, kx, tx);
+                    const vt_u32 u = vt_to_u8_bits(v * b.scale[k] + b.offset[k]);
+                    const int j = 3 * p + k, at = j & 3;
+                    q[0] = j >> 2 == 0 ? vt_put_byte(q[0], at, u) : q[0];
+                    q[1] = j >> 2 == 1 ? vt_put_byte(q[1], at, u) : q[1];
+                    q[2] = j >> 2 == 2 ? vt_put_byte(q[2], at, u) : q[2];
+                }
+            }
+        }
+        vt_post_write(w, y, q);
+    }
+}
+
+// MODE: VT_M_LINEAR (vt_post_linear) or VT_M_AREA (vt_post_generic); b.mode says the same.
+template <int MODE, typename T>
+VT_DEV void vt_postprocess(const VtPostBatch& b, const T* batch) {
+    const int x0 = (int)(blockIdx.x * blockDim.x + threadIdx.x) * 4;
+    const int i = blockIdx.z;
+    const VtPostImage& im = b.img[i];
+    const int rows = vt_rows_per_thread(im.h);
+    const int ya = (int)(blockIdx.y * blockDim.y + threadIdx.y) * rows;
+    if (x0 >= im.w || ya >= im.h) return;
+    const int yb = vt_imin(ya + rows, im.h);
+    VtPostOut w;
+    w.nout = im.nout;
+    w.np = vt_imin(4, im.w - x0);
+    w.dst = im.dst + (vt_i64)x0 * im.nout;
+    w.pitch = im.row_pitch;
+    w.alpha = im.nout == 4 ? im.alpha + x0 : im.alpha;
+    w.apitch = im.alpha_pitch;
+    w.words = w.np == 4 && (((vt_u64)im.dst | (vt_u64)im.row_pitch) & 3u) == 0;
+    w.awords = w.np == 4 && (((vt_u64)im.alpha | (vt_u64)im.alpha_pitch) & 3u) == 0;
+    const T* base = batch + (vt_i64)i * b.sn;
+    if (MODE == VT_M_LINEAR) {
+        vt_post_linear(b, im, base, w, x0, ya, yb);
+    } else {
+        vt_post_generic<MODE>(b, im, base, w, x0, ya, yb);
+    }
+}
+
+// One kernel per mode and batch dtype (kernels/gpu.py picks by name). Bilinear is capped at
+// 80 registers: 3 blocks of 256 threads per SM (no spills on sm_90, 8 bytes on sm_80).
+extern "C" __launch_bounds__(256, 3) __global__
+    void vt_postprocess_f32(const VtPostBatch b, const float* batch);
+extern "C" __launch_bounds__(256, 3) __global__
+    void vt_postprocess_f16(const VtPostBatch b, const vt_u16* batch);
+
 extern "C" __global__ void vt_postprocess_f32(const VtPostBatch b, const float* batch) {
-    vt_postprocess(b, batch);
+    vt_postprocess<VT_M_LINEAR>(b, batch);
 }
 
 extern "C" __global__ void vt_postprocess_f16(const VtPostBatch b, const vt_u16* batch) {
-    vt_postprocess(b, batch);
+    vt_postprocess<VT_M_LINEAR>(b, batch);
+}
+
+extern "C" __global__ void vt_postprocess_area_f32(const VtPostBatch b, const float* batch) {
+    vt_postprocess<VT_M_AREA>(b, batch);
+}
+
+extern "C" __global__ void vt_postprocess_area_f16(const VtPostBatch b, const vt_u16* batch) {
+    vt_postprocess<VT_M_AREA>(b, batch);
 }

@@ -8,7 +8,8 @@
 // the CPU's integer paths for uint8 sources.
 //
 // A sampler P has `float at(int y, int x) const` returning the source value at a row and
-// column of the full source plane; the axis windows (VtAxis.s0) are added here.
+// column of the full source plane; the axis windows (VtAxis.s0) are added here. The kernels'
+// fast paths use the same operations through VtWin (x) and a row loop mirroring vt_sample (y).
 #pragma once
 #include "common.cuh"
 
@@ -39,10 +40,56 @@ struct VtTaps {
     float wa, wm, wb;
 };
 
-VT_DEV void vt_linear_taps(const VtAxis& ax, int v, VtTaps* t) {
-    vt_linear_tap(ax.slen, ax.olen, v, &t->i0, &t->i1, &t->f);
-    if (t->f == 0.0f) t->i1 = t->i0;
-    t->g = 1.0f - t->f;
+// The constants of one axis' tap formulas. The CPU's divisions (src / dst, dst / src, 1 / that)
+// depend only on the axis, so each thread computes them once (the same double operations, so
+// the same values) instead of once per sample: double division is slow on the GPU.
+struct VtAxisK {
+    int s0, S, o0, D;   // VtAxis: window start and length, content start and length
+    double lin;         // (double)S / (double)D: bilinear (vt_linear_taps)
+    double inv, scale;  // (double)D / (double)S and 1.0 / inv: area, OpenCV 8-bit bilinear
+    float wfull;        // (float)(1.0 / scale): area downscale weight of a full cell
+};
+
+// Only the constants that `mode` (VT_M_*) uses are computed (the others are 0).
+VT_DEV VtAxisK vt_axis_k(const VtAxis& a, int mode) {
+    VtAxisK k;
+    k.s0 = a.s0;
+    k.S = a.slen;
+    k.o0 = a.o0;
+    k.D = a.olen;
+    k.lin = k.inv = k.scale = 0.0;
+    k.wfull = 0.0f;
+    if (mode == VT_M_LINEAR) {
+        k.lin = (double)a.slen / (double)a.olen;
+    } else if (mode == VT_M_AREA || mode == VT_M_U8) {
+        k.inv = (double)a.olen / (double)a.slen;
+        k.scale = 1.0 / k.inv;
+        if (mode == VT_M_AREA && a.slen >= a.olen) k.wfull = (float)(1.0 / k.scale);
+    }
+    return k;
+}
+
+// OpenCV INTER_LINEAR pixel-centre taps of virtual index v, exactly as the CPU's _axis_table:
+// f = (float)((v + 0.5) * (src / dst) - 0.5) in double, s = floor(f), f -= s in float32,
+// clamps at both ends (floorf of a float is exact: the same as floor((double)f)). Taps i0 with
+// weight g = 1 - f and i1 with weight f.
+VT_DEV void vt_linear_taps(const VtAxisK& k, int v, VtTaps* t) {
+    float ff = (float)(((double)v + 0.5) * k.lin - 0.5);
+    const float fl = floorf(ff);
+    int s = (int)fl;
+    ff = ff - fl;
+    if (s < 0) {
+        s = 0;
+        ff = 0.0f;
+    }
+    if (s >= k.S - 1) {
+        s = k.S - 1;
+        ff = 0.0f;
+    }
+    t->i0 = s;
+    t->i1 = ff != 0.0f ? s + 1 : s;  // s + 1 <= S - 1 whenever ff != 0
+    t->f = ff;
+    t->g = 1.0f - ff;
     t->first = -1;
 }
 
@@ -50,11 +97,12 @@ VT_DEV void vt_linear_taps(const VtAxis& ax, int v, VtTaps* t) {
 // (S >= D): the overlap of [v*scale, (v+1)*scale) with each source pixel over the cell width
 // (slivers under 1e-3 dropped). Upscale: sx = floor(v*scale), fx = (v+1) - (sx+1)*inv,
 // fx = fx <= 0 ? 0 : fx - floor(fx), clamped at the last pixel; taps sx (1-fx), sx+1 (fx).
-VT_DEV void vt_area_taps(const VtAxis& ax, int v, VtTaps* t) {
-    const int S = ax.slen, D = ax.olen;
-    const double inv = (double)D / (double)S;
-    const double scale = 1.0 / inv;
-    if (S >= D) {
+// The edge weights wa (head) and wb (tail) are only computed where they are used; a full cell
+// (cell == scale) takes the precomputed 1 / scale.
+VT_DEV void vt_area_taps(const VtAxisK& k, int v, VtTaps* t) {
+    const int S = k.S;
+    const double scale = k.scale;
+    if (S >= k.D) {
         const double fsx1 = (double)v * scale;
         const double fsx2 = fsx1 + scale;
         const double rest = (double)S - fsx1;
@@ -66,12 +114,16 @@ VT_DEV void vt_area_taps(const VtAxis& ax, int v, VtTaps* t) {
         t->tail = fsx2 - sx2 > 1e-3;
         t->first = t->head ? sx1 - 1 : sx1;
         t->last = t->tail ? sx2 + 1 : sx2;
-        t->wa = (float)(((double)sx1 - fsx1) / cell);
-        t->wm = (float)(1.0 / cell);
-        double tail = fsx2 - (double)sx2;
-        tail = tail < 1.0 ? tail : 1.0;
-        tail = tail < cell ? tail : cell;
-        t->wb = (float)(tail / cell);
+        t->wa = t->head ? (float)(((double)sx1 - fsx1) / cell) : 0.0f;
+        t->wm = cell == scale ? k.wfull : (float)(1.0 / cell);
+        if (t->tail) {
+            double tail = fsx2 - (double)sx2;
+            tail = tail < 1.0 ? tail : 1.0;
+            tail = tail < cell ? tail : cell;
+            t->wb = (float)(tail / cell);
+        } else {
+            t->wb = 0.0f;
+        }
         if (t->last <= t->first) {  // cannot happen (a cell is >= 1 pixel); as the CPU
             t->first = sx1 < S - 1 ? sx1 : S - 1;
             t->last = t->first + 1;
@@ -81,11 +133,11 @@ VT_DEV void vt_area_taps(const VtAxis& ax, int v, VtTaps* t) {
         return;
     }
     int sx = (int)floor((double)v * scale);
-    float fx = (float)((double)(v + 1) - (double)(sx + 1) * inv);
+    float fx = (float)((double)(v + 1) - (double)(sx + 1) * k.inv);
     if (fx <= 0.0f) {
         fx = 0.0f;
     } else {
-        fx = fx - (float)floor((double)fx);
+        fx = fx - floorf(fx);
     }
     if (sx >= S - 1) {
         sx = S - 1;
@@ -98,11 +150,11 @@ VT_DEV void vt_area_taps(const VtAxis& ax, int v, VtTaps* t) {
     t->first = -1;
 }
 
-VT_DEV void vt_taps(int mode, const VtAxis& ax, int v, VtTaps* t) {
+VT_DEV void vt_taps(int mode, const VtAxisK& k, int v, VtTaps* t) {
     if (mode == VT_M_AREA) {
-        vt_area_taps(ax, v, t);
+        vt_area_taps(k, v, t);
     } else {
-        vt_linear_taps(ax, v, t);
+        vt_linear_taps(k, v, t);
     }
 }
 
@@ -116,7 +168,7 @@ VT_DEV float vt_area_weight(const VtTaps& t, int k) {
 // (float sources: NaN/inf never leak into a neighbour); uint8 sources read both taps, which
 // is the same value.
 template <bool SKIP, class P>
-VT_DEV float vt_row(const P& p, int y, const VtAxis& ax, const VtTaps& tx) {
+VT_DEV float vt_row(const P& p, int y, const VtAxisK& ax, const VtTaps& tx) {
     if (tx.first < 0) {
         const int x0 = ax.s0 + tx.i0;
         if (SKIP && tx.f == 0.0f) return p.at(y, x0) * tx.g;
@@ -129,7 +181,7 @@ VT_DEV float vt_row(const P& p, int y, const VtAxis& ax, const VtTaps& tx) {
 
 // The resampled value at window-relative taps ty (rows) and tx (columns).
 template <bool SKIP, class P>
-VT_DEV float vt_sample(const P& p, const VtAxis& ay, const VtTaps& ty, const VtAxis& ax,
+VT_DEV float vt_sample(const P& p, const VtAxisK& ay, const VtTaps& ty, const VtAxisK& ax,
                        const VtTaps& tx) {
     if (ty.first < 0) {
         const float h0 = vt_row<SKIP>(p, ay.s0 + ty.i0, ax, tx);
@@ -142,3 +194,36 @@ VT_DEV float vt_sample(const P& p, const VtAxis& ay, const VtTaps& ty, const VtA
     }
     return s;
 }
+
+// The taps of one output column as a window of adjacent source columns: first .. first + n - 1
+// (window-relative) with weights w[0 .. n-1], summed as s = p0*w0; s = s + pk*wk -- exactly
+// vt_row's operations for both tap forms: two taps (p0*g + p1*f, or p0*g alone when f == 0,
+// where i1 == i0 + 1 whenever f != 0) and area downscale (vt_area_weight per column).
+// MAXP: the most columns a window may hold (the launcher's mode choice guarantees n <= MAXP).
+template <int MAXP>
+struct VtWin {
+    int first, n;
+    float w[MAXP];
+};
+
+template <int MAXP>
+VT_DEV void vt_win(const VtTaps& t, VtWin<MAXP>* o) {
+    static_assert(MAXP >= 2, "a window holds at least the two bilinear taps");
+    VT_UNROLL
+    for (int p = 0; p < MAXP; ++p) o->w[p] = 0.0f;
+    if (t.first < 0) {
+        o->first = t.i0;
+        o->n = t.f != 0.0f ? 2 : 1;
+        o->w[0] = t.g;
+        o->w[1] = t.f;
+        return;
+    }
+    o->first = t.first;
+    o->n = t.last - t.first;
+    VT_UNROLL
+    for (int p = 0; p < MAXP; ++p) o->w[p] = vt_area_weight(t, t.first + p);
+}
+
+// Largest area downscale factor whose windows fit 8 columns: a cell of `scale` columns spans
+// fewer than scale + 2 of them.
+#define VT_AREA_MAX8 7

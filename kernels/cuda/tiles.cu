@@ -1,5 +1,6 @@
 // vetrina tiles: seamless blending of processed tiles back into one image (CPU:
-// vetrina.kernels.TilePlan.blend). One thread per output pixel, all channels; one launch.
+// vetrina.kernels.TilePlan.blend). One launch; each thread takes one output column and `rows`
+// consecutive rows (vt_rows_per_thread), all channels.
 //
 // Output pixel (Y, X), channel c: over the tiles that cover it, in row-major tile order,
 //   w    = wy[i][Y - ys[i]] * wx[j][X - xs[j]]            (float32 feather weights)
@@ -37,43 +38,97 @@ VT_AT(VtBlend, OH, 120);
 VT_AT(VtBlend, in_kind, 132);
 VT_SIZE(VtBlend, 144);
 
-VT_DEV float vt_load_kind(const void* base, vt_i64 at, int kind) {
-    if (kind == VT_KIND_F32) return ((const float*)base)[at];
-    if (kind == VT_KIND_F16) return vt_h2f(((const vt_u16*)base)[at]);
-    return (float)((const vt_u8*)base)[at];
+VT_DEV float vt_load_px(const float* p) { return vt_ldg(p); }
+VT_DEV float vt_load_px(const vt_u16* p) { return vt_h2f(vt_ldg(p)); }
+VT_DEV float vt_load_px(const vt_u8* p) { return (float)vt_ldg(p); }
+VT_DEV void vt_store_px(float* p, float v) { *p = v; }
+VT_DEV void vt_store_px(vt_u16* p, float v) { *p = vt_f2h(v); }
+VT_DEV void vt_store_px(vt_u8* p, float v) { *p = vt_to_u8(v); }
+
+// Number of entries of the non-decreasing a[0 .. n-1] that are <= v.
+VT_DEV int vt_count_le(const int* a, int n, int v) {
+    int lo = 0, hi = n;
+    while (lo < hi) {
+        const int mid = (lo + hi) >> 1;
+        if (vt_ldg(a + mid) <= v) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo;
 }
 
-VT_DEV void vt_store_kind(void* base, vt_i64 at, int kind, float v) {
-    if (kind == VT_KIND_F32) {
-        ((float*)base)[at] = v;
-    } else if (kind == VT_KIND_F16) {
-        ((vt_u16*)base)[at] = vt_f2h(v);
+// The tiles covering output column X (or row): origins o[k] with o[k] <= X < o[k] + len form
+// the contiguous range first .. last of the sorted origins (empty when last < first).
+VT_DEV void vt_cover(const int* o, int n, int len, int X, int* first, int* last) {
+    *first = vt_count_le(o, n, X - len);
+    *last = vt_count_le(o, n, X) - 1;
+}
+
+// Thread: output column X, rows Ya .. Yb - 1. Only the (usually 1 to 4) tiles that cover a
+// pixel are visited, in row-major tile order as the CPU: the column's tile range is found
+// once, the row's is found for the first row and then walked along (warp-uniform).
+template <typename TI, typename TO>
+VT_DEV void vt_blend(const VtBlend& b, int X, int Ya, int Yb) {
+    const TI* tiles = (const TI*)b.tiles;
+    TO* out = (TO*)b.out;
+    int j0, j1, i0, i1;
+    vt_cover(b.xs, b.nx, b.TW, X, &j0, &j1);
+    vt_cover(b.ys, b.ny, b.TH, Ya, &i0, &i1);
+    for (int Y = Ya; Y < Yb; ++Y) {
+        // the row range only moves forward with Y (the same counts as vt_cover)
+        while (i1 + 1 < b.ny && vt_ldg(b.ys + i1 + 1) <= Y) ++i1;
+        while (i0 < b.ny && vt_ldg(b.ys + i0) <= Y - b.TH) ++i0;
+        for (int c0 = 0; c0 < b.C; c0 += 4) {  // up to 4 channels per pass over the tiles
+            float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+            float wsum = 0.0f;
+            for (int i = i0; i <= i1; ++i) {
+                const int yy = Y - vt_ldg(b.ys + i);
+                const float wyv = vt_ldg(b.wy + (vt_i64)i * b.TH + yy);
+                for (int j = j0; j <= j1; ++j) {
+                    const int xx = X - vt_ldg(b.xs + j);
+                    const float wv = wyv * vt_ldg(b.wx + (vt_i64)j * b.TW + xx);
+                    const TI* t = tiles + (vt_i64)(i * b.nx + j) * b.tk + (vt_i64)yy * b.ty +
+                                  (vt_i64)xx * b.tx + (vt_i64)c0 * b.tc;
+                    VT_UNROLL
+                    for (int k = 0; k < 4; ++k) {
+                        if (c0 + k < b.C) acc[k] = acc[k] + vt_load_px(t + k * b.tc) * wv;
+                    }
+                    wsum = wsum + wv;
+                }
+            }
+            TO* o = out + (vt_i64)Y * b.oy + (vt_i64)X * b.ox + (vt_i64)c0 * b.oc;
+            VT_UNROLL
+            for (int k = 0; k < 4; ++k) {
+                if (c0 + k < b.C) vt_store_px(o + k * b.oc, acc[k] / wsum);
+            }
+        }
+    }
+}
+
+template <typename TI>
+VT_DEV void vt_blend_out(const VtBlend& b, int X, int Ya, int Yb) {
+    if (b.out_kind == VT_KIND_F32) {
+        vt_blend<TI, float>(b, X, Ya, Yb);
+    } else if (b.out_kind == VT_KIND_F16) {
+        vt_blend<TI, vt_u16>(b, X, Ya, Yb);
     } else {
-        ((vt_u8*)base)[at] = vt_to_u8(v);
+        vt_blend<TI, vt_u8>(b, X, Ya, Yb);
     }
 }
 
 extern "C" __global__ void vt_tile_blend(const VtBlend b) {
     const int X = blockIdx.x * blockDim.x + threadIdx.x;
-    const int Y = blockIdx.y * blockDim.y + threadIdx.y;
-    if (X >= b.OW || Y >= b.OH) return;
-    for (int c = 0; c < b.C; ++c) {
-        float acc = 0.0f, wsum = 0.0f;
-        for (int i = 0; i < b.ny; ++i) {
-            const int yy = Y - b.ys[i];
-            if (yy < 0 || yy >= b.TH) continue;
-            const float wyv = b.wy[(vt_i64)i * b.TH + yy];
-            for (int j = 0; j < b.nx; ++j) {
-                const int xx = X - b.xs[j];
-                if (xx < 0 || xx >= b.TW) continue;
-                const float w = wyv * b.wx[(vt_i64)j * b.TW + xx];
-                const vt_i64 at = (vt_i64)(i * b.nx + j) * b.tk + (vt_i64)yy * b.ty +
-                                  (vt_i64)xx * b.tx + (vt_i64)c * b.tc;
-                acc = acc + vt_load_kind(b.tiles, at, b.in_kind) * w;
-                wsum = wsum + w;
-            }
-        }
-        vt_store_kind(b.out, (vt_i64)Y * b.oy + (vt_i64)X * b.ox + (vt_i64)c * b.oc, b.out_kind,
-                      acc / wsum);
+    const int rows = vt_rows_per_thread(b.OH);
+    const int Ya = (int)(blockIdx.y * blockDim.y + threadIdx.y) * rows;
+    if (X >= b.OW || Ya >= b.OH) return;
+    const int Yb = vt_imin(Ya + rows, b.OH);
+    if (b.in_kind == VT_KIND_F32) {
+        vt_blend_out<float>(b, X, Ya, Yb);
+    } else if (b.in_kind == VT_KIND_F16) {
+        vt_blend_out<vt_u16>(b, X, Ya, Yb);
+    } else {
+        vt_blend_out<vt_u8>(b, X, Ya, Yb);
     }
 }

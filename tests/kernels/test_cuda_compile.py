@@ -392,6 +392,22 @@ def test_emulated_tiles_equal_cpu(emu, case):
     check_tile_case(emu, case, exact=True)
 
 
+def test_emulated_multi_row_launches_equal_cpu(emu, monkeypatch):
+    """Big launches give each thread several rows (and postprocess a row cache); force that
+    path on the small test cases so it is held to the CPU too."""
+    from vetrina.kernels import gpu
+
+    monkeypatch.setattr(gpu, "_MIN_THREADS", 1)
+    for case in PRE_CASES:
+        check_pre_case(emu, case, exact=True)
+    for case in POST_CASES:
+        check_post_case(emu, case, exact=True)
+    for case in ADAPT_CASES:
+        check_adapt_case(emu, case, exact=True)
+    for case in TILE_CASES:
+        check_tile_case(emu, case, exact=True)
+
+
 def test_float16_conversion_matches_numpy(tmp_path):
     """The host path of vt_f2h/vt_h2f (the device uses PTX cvt.rn) against numpy, exhaustively
     for half -> float and on every float class for float -> half."""
