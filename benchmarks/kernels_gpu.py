@@ -48,6 +48,10 @@ class Result:
     fraction_of_copy: float
     host_us_per_call: float | None = None
     check: str = ""
+    # L2 flushed before every launch (inputs come from DRAM, like the 256 MiB copy's)
+    ms_cold: float = 0.0
+    gbps_cold: float = 0.0
+    fraction_of_copy_cold: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -81,6 +85,33 @@ class Bench:
             ),
             "cuLaunchKernel(spin)",
         )  # fmt: skip
+
+    def time_cold_ms(self, enqueue: Callable[[], None], iters: int = 20) -> float:
+        """Mean GPU milliseconds of ``enqueue()`` with the L2 cache flushed before each run.
+
+        The benchmark's inputs (25-50 MB) fit in an H100/H200's 50-60 MB L2, so back-to-back
+        runs read them from L2; the copy they are compared with streams 256 MiB from DRAM.
+        Writing a 256 MiB scratch buffer between runs evicts them; each run is timed alone.
+        """
+        gpu = self.gpu
+        if not hasattr(self, "_scratch"):
+            self._scratch = gpu.DeviceBuffer(256 << 20, device=self.gk.device)
+        enqueue()
+        pairs = []
+        for i in range(iters):
+            self._scratch.fill_bytes(i & 0xFF, stream=self.stream)
+            start, end = gpu.Event(self.gk.device), gpu.Event(self.gk.device)
+            start.record(self.stream)
+            enqueue()
+            end.record(self.stream)
+            pairs.append((start, end))
+        self.stream.synchronize()
+        total = 0.0
+        for start, end in pairs:
+            total += end.elapsed_ms(start)
+            start.close()
+            end.close()
+        return total / iters
 
     def time_ms(self, enqueue: Callable[[], None], iters: int | None = None) -> float:
         """Mean GPU milliseconds of ``enqueue()`` over ``iters`` back-to-back runs."""
@@ -203,9 +234,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         with gk.capture() as plan:
             call()
         ms = bench.time_ms(lambda: plan.launch(stream))
+        ms_cold = bench.time_cold_ms(lambda: plan.launch(stream))
         host = _host_us(call, stream)
         gbps = nbytes / (ms * 1e-3) / 1e9
-        res = Result(name, what, nbytes, ms, gbps, gbps / copy_gbps, host, extra=extra)
+        gbps_cold = nbytes / (ms_cold * 1e-3) / 1e9
+        res = Result(
+            name,
+            what,
+            nbytes,
+            ms,
+            gbps,
+            gbps / copy_gbps,
+            host,
+            extra=extra,
+            ms_cold=ms_cold,
+            gbps_cold=gbps_cold,
+            fraction_of_copy_cold=gbps_cold / copy_gbps,
+        )
         if check is not None:
             stream.synchronize()
             try:
@@ -215,6 +260,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         results.append(res)
         print(
             f"  {name:<28} {ms * 1e3:9.1f} us  {gbps:8.1f} GB/s  {res.fraction_of_copy:6.1%}"
+            f"  cold L2 {ms_cold * 1e3:7.1f} us {res.fraction_of_copy_cold:6.1%}"
             f"  host {host:6.1f} us/call  {res.check}",
             flush=True,
         )
@@ -374,14 +420,21 @@ def _print_table(info: dict[str, Any], results: list[Result]) -> None:
         f"device-to-device copy {info['d2d_copy_GBps']} GB/s (read + write); "
         f"H2D from pinned {info['h2d_pinned_GBps']} GB/s; goal >= {GOAL:.0%} of the copy"
     )
+    print("warm: back-to-back launches (inputs stay in L2); cold: L2 flushed before each launch")
     print()
-    print("| case | shapes | kernel us | GB/s | of copy | goal | host us/call | vs CPU |")
-    print("|---|---|---:|---:|---:|---|---:|---|")
+    print(
+        "| case | shapes | warm us | warm GB/s | warm of copy | cold us | cold GB/s | "
+        "cold of copy | goal (warm / cold) | host us/call | vs CPU |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|---|---:|---|")
     for r in results:
-        ok = "met" if r.fraction_of_copy >= GOAL else "MISSED"
+        ok = " / ".join(
+            "met" if f >= GOAL else "MISSED" for f in (r.fraction_of_copy, r.fraction_of_copy_cold)
+        )
         print(
             f"| {r.name} | {r.what} | {r.ms * 1e3:.1f} | {r.gbps:.0f} | "
-            f"{r.fraction_of_copy:.0%} | {ok} | {r.host_us_per_call:.0f} | {r.check} |"
+            f"{r.fraction_of_copy:.0%} | {r.ms_cold * 1e3:.1f} | {r.gbps_cold:.0f} | "
+            f"{r.fraction_of_copy_cold:.0%} | {ok} | {r.host_us_per_call:.0f} | {r.check} |"
         )
 
 
