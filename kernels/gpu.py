@@ -1524,36 +1524,13 @@ class GpuKernels:
         """numpy float32/float16 (N, 3, H, W) batch -> list of uint8 images, on the GPU
         (synchronous); arguments as ``vetrina.kernels.postprocess`` (no ``num_threads``)."""
         from . import _checks as ck
-        from .fit import check_placement
-        from .prepost import _check_alphas
+        from .prepost import _check_alphas, _check_targets
 
         fn = "postprocess"
         batch = ck.check_float_batch(fn, batch)
         dt = batch.dtype
         n, _, big_h, big_w = batch.shape
-        plist = None
-        if placements is not None:
-            plist = ck.check_sequence(fn, "placements", placements)
-            if len(plist) != n:
-                raise ValueError(
-                    f"{fn}: placements has {len(plist)} entries; expected {n} (one per batch image)"
-                )
-            plist = [check_placement(fn, f"placements[{i}]", p) for i, p in enumerate(plist)]
-        if sizes is None:
-            targets = [(big_h, big_w) if plist is None else plist[i].src_hw for i in range(n)]
-            for i, hw in enumerate(targets):
-                if not (1 <= hw[0] <= ck.MAX_SIZE and 1 <= hw[1] <= ck.MAX_SIZE):
-                    raise ValueError(
-                        f"{fn}: placements[{i}].src_hw is {hw}; larger than {ck.MAX_SIZE} "
-                        f"(pass sizes to choose the output size)"
-                    )
-        else:
-            seq = ck.check_sequence(fn, "sizes", sizes)
-            if len(seq) != n:
-                raise ValueError(
-                    f"{fn}: sizes has {len(seq)} entries; expected {n} (one per batch image)"
-                )
-            targets = [ck.check_size(fn, f"sizes[{i}]", s) for i, s in enumerate(seq)]
+        plist, targets = _check_targets(fn, batch.shape, sizes, placements)
         alist = _check_alphas(fn, alphas, targets)
         batch_nbytes = batch.size * dt.itemsize
         in_total = _align(batch_nbytes)

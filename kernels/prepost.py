@@ -158,29 +158,7 @@ def postprocess(
     fn = "postprocess"
     batch = ck.check_float_batch(fn, batch)
     n, _, big_h, big_w = batch.shape
-    plist: list[Placement] | None = None
-    if placements is not None:
-        plist = ck.check_sequence(fn, "placements", placements)
-        if len(plist) != n:
-            raise ValueError(
-                f"{fn}: placements has {len(plist)} entries; expected {n} (one per batch image)"
-            )
-        plist = [check_placement(fn, f"placements[{i}]", p) for i, p in enumerate(plist)]
-    if sizes is None:
-        targets = [(big_h, big_w) if plist is None else plist[i].src_hw for i in range(n)]
-        for i, hw in enumerate(targets):
-            if not (1 <= hw[0] <= ck.MAX_SIZE and 1 <= hw[1] <= ck.MAX_SIZE):
-                raise ValueError(
-                    f"{fn}: placements[{i}].src_hw is {hw}; larger than {ck.MAX_SIZE} "
-                    f"(pass sizes to choose the output size)"
-                )
-    else:
-        seq = ck.check_sequence(fn, "sizes", sizes)
-        if len(seq) != n:
-            raise ValueError(
-                f"{fn}: sizes has {len(seq)} entries; expected {n} (one per batch image)"
-            )
-        targets = [ck.check_size(fn, f"sizes[{i}]", s) for i, s in enumerate(seq)]
+    plist, targets = _check_targets(fn, batch.shape, sizes, placements)
     sc = ck.per_channel(fn, "scale", scale)
     of = ck.per_channel(fn, "offset", offset)
     swap = ck.check_order(fn, "src_order", src_order) != ck.check_order(fn, "dst_order", dst_order)
@@ -267,3 +245,35 @@ def _check_alphas(
                 f"{fn}: alphas[{i}] has shape {a.shape}; expected {hw} (the output size)"
             )
     return alpha_list
+
+
+def _check_targets(
+    fn: str,
+    shape: tuple[int, ...],
+    sizes: Sequence[tuple[int, int]] | None,
+    placements: Sequence[Placement] | None,
+) -> tuple[list[Placement] | None, list[tuple[int, int]]]:
+    """Validated placements (or None) and output sizes of a postprocess of ``shape``
+    (N, C, H, W); shared by the CPU and GPU launchers."""
+    n, _, big_h, big_w = shape
+    plist: list[Placement] | None = None
+    if placements is not None:
+        plist = ck.check_sequence(fn, "placements", placements)
+        if len(plist) != n:
+            raise ValueError(
+                f"{fn}: placements has {len(plist)} entries; expected {n} (one per batch image)"
+            )
+        plist = [check_placement(fn, f"placements[{i}]", p) for i, p in enumerate(plist)]
+    if sizes is None:
+        targets = [(big_h, big_w) if plist is None else plist[i].src_hw for i in range(n)]
+        for i, hw in enumerate(targets):
+            if not (1 <= hw[0] <= ck.MAX_SIZE and 1 <= hw[1] <= ck.MAX_SIZE):
+                raise ValueError(
+                    f"{fn}: placements[{i}].src_hw is {hw}; larger than {ck.MAX_SIZE} "
+                    f"(pass sizes to choose the output size)"
+                )
+        return plist, targets
+    seq = ck.check_sequence(fn, "sizes", sizes)
+    if len(seq) != n:
+        raise ValueError(f"{fn}: sizes has {len(seq)} entries; expected {n} (one per batch image)")
+    return plist, [ck.check_size(fn, f"sizes[{i}]", s) for i, s in enumerate(seq)]
