@@ -27,7 +27,7 @@ fi
 OUT="${OUT:-$ROOT/gpu-check-out}"
 mkdir -p "$OUT"
 PY="${PYTHON:-python3}"
-WORK="$(mktemp -d /tmp/vetrina-gpu-check.XXXXXX)"
+WORK="$(mktemp -d -t vetrina-gpu-check.XXXXXX)"
 export PYTHONUNBUFFERED=1
 export PYTHONDONTWRITEBYTECODE=1
 export VETRINA_CACHE_DIR="$WORK/cache"      # fresh NVRTC cubin cache
