@@ -124,18 +124,31 @@ def build_parser() -> argparse.ArgumentParser:
     zoo.required = True
     z = zoo.add_parser("list", help="list zoo models and their checkpoints")
     z.set_defaults(func=_cmd_zoo_list)
-    z = zoo.add_parser("train", help="train a zoo model from scratch on the CPU")
-    z.add_argument("name", help="zoo model name (see 'vetrina zoo list')")
+    z = zoo.add_parser("train", help="train a zoo model (or all) from scratch on the CPU")
+    z.add_argument("name", help="zoo model name or 'all' (see 'vetrina zoo list')")
     z.add_argument("--out", type=Path, help="checkpoint path (default: the zoo's own file)")
     z.add_argument("--steps", type=_positive_int, help="training steps (default: the recipe's)")
     z.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     z.add_argument("--no-progress", action="store_true", help="plain log lines, no progress bar")
     z.set_defaults(func=_cmd_zoo_train)
-    z = zoo.add_parser("eval", help="evaluate a zoo checkpoint on the held-out test split")
-    z.add_argument("name", help="zoo model name")
+    z = zoo.add_parser(
+        "eval",
+        help="measure zoo checkpoints against classical baselines on the test split",
+        description="Print the quality table (each model beside the classical tool it "
+        "replaces) on held-out renders; exit 1 if a goal is missed.",
+    )
+    z.add_argument("name", help="zoo model name or 'all'")
     z.add_argument("--checkpoint", type=Path, help="checkpoint (default: the zoo's own file)")
-    z.add_argument("--images", type=_positive_int, default=48, help="test images (default 48)")
+    z.add_argument("--images", type=_positive_int, help="test images (default: the recipe's)")
+    z.add_argument("--size", type=_positive_int, help="test image size (default: the recipe's)")
+    z.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     z.set_defaults(func=_cmd_zoo_eval)
+    z = zoo.add_parser(
+        "sheet",
+        help="draw the zoo's contact sheets (generated products, editors before/after, chains)",
+    )
+    z.add_argument("-o", "--output", type=Path, default=Path("docs"), help="folder (default docs)")
+    z.set_defaults(func=_cmd_zoo_sheet)
     return parser
 
 
@@ -281,40 +294,64 @@ def _cmd_zoo_list(args: argparse.Namespace) -> int:
 
 def _cmd_zoo_train(args: argparse.Namespace) -> int:
     _needs_convert()
-    import dataclasses
+    from vetrina.models.zoo import get_entry, resolve_names
 
-    from vetrina.models.zoo import get_entry
-
-    entry = get_entry(args.name)
-    recipe_module = entry.recipe_module()
-    recipe = recipe_module.Recipe(seed=args.seed)
-    if args.steps:
-        recipe = dataclasses.replace(recipe, steps=args.steps)
-    command = (
-        "vetrina " + " ".join(sys.argv[1:]) if sys.argv[1:] else f"vetrina zoo train {args.name}"
-    )
-    out = recipe_module.train(
-        args.out or entry.path, recipe, command=command, progress=not args.no_progress
-    )
-    print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB)")
+    names = resolve_names(args.name)
+    if args.out and len(names) > 1:
+        raise VetrinaError("--out names one file", hint="train one model at a time with --out")
+    for name in names:
+        entry = get_entry(name)
+        changes = {"seed": args.seed}
+        if args.steps:
+            changes["steps"] = args.steps
+        recipe = entry.make_recipe(**changes)
+        command = (
+            f"vetrina zoo train {name}"
+            + (f" --seed {args.seed}" if args.seed else "")
+            + (f" --steps {args.steps}" if args.steps else "")
+        )
+        out = entry.recipe_module().train(
+            args.out or entry.path, recipe, command=command, progress=not args.no_progress
+        )
+        print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB)")
     return EXIT_OK
 
 
 def _cmd_zoo_eval(args: argparse.Namespace) -> int:
     _needs_convert()
-    from vetrina.converters.convert import build_module, resolve_architecture
-    from vetrina.models.checkpoint import load_checkpoint
-    from vetrina.models.zoo import checkpoint_path, get_entry
+    from vetrina.models.evaluation import format_table
+    from vetrina.models.zoo import get_entry, load_module, resolve_names
 
-    entry = get_entry(args.name)
-    ckpt = load_checkpoint(args.checkpoint or checkpoint_path(args.name))
-    module = build_module(resolve_architecture(ckpt, entry.architecture), ckpt)
-    metrics = entry.recipe_module().evaluate(module, args.images)
-    print(
-        f"{entry.name}: test split, {metrics['images']} images at {metrics['size']}px: "
-        f"degraded {metrics['psnr_degraded']:.2f} dB -> enhanced {metrics['psnr_enhanced']:.2f} dB "
-        f"({metrics['gain_db']:+.2f} dB)"
-    )
+    names = resolve_names(args.name)
+    if args.checkpoint and len(names) > 1:
+        raise VetrinaError("--checkpoint names one file", hint="evaluate one model with it")
+    checks = []
+    for name in names:
+        entry = get_entry(name)
+        recipe_module = entry.recipe_module()
+        module = load_module(name, args.checkpoint)
+        metrics = recipe_module.evaluate(
+            module, entry.make_recipe(), images=args.images, size=args.size
+        )
+        checks.extend(recipe_module.checks(metrics, name))
+    print(format_table(checks, markdown=args.markdown))
+    missed = [f"{c.model} {c.metric}" for c in checks if c.passed is False]
+    if missed:
+        print(f"{len(missed)} goal(s) missed: {', '.join(missed)}", file=sys.stderr)
+        return EXIT_ERROR
+    print(f"all {sum(c.passed is True for c in checks)} goals met")
+    return EXIT_OK
+
+
+def _cmd_zoo_sheet(args: argparse.Namespace) -> int:
+    _needs_convert()
+    from vetrina.models.showcase import chain_sheet, zoo_sheet
+
+    for path in (
+        zoo_sheet(args.output / "zoo-sheet.png"),
+        chain_sheet(args.output / "zoo-chain.png"),
+    ):
+        print(f"wrote {path}")
     return EXIT_OK
 
 

@@ -7,7 +7,7 @@ regenerates one from its recipe.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +21,9 @@ class ZooEntry:
     name: str
     architecture: str
     checkpoint: str  # file name inside ZOO_DIR
-    recipe: str  # module implementing train(...) and evaluate(...)
+    recipe: str  # module with Recipe, train(...), evaluate(...) and checks(...)
     description: str
+    overrides: dict[str, Any] = field(default_factory=dict)  # Recipe fields for this entry
 
     @property
     def path(self) -> Path:
@@ -31,19 +32,104 @@ class ZooEntry:
     def recipe_module(self) -> Any:
         return importlib.import_module(self.recipe)
 
+    def make_recipe(self, **changes: Any) -> Any:
+        """This entry's Recipe: the recipe defaults, the entry's overrides, then ``changes``."""
+        return self.recipe_module().Recipe(**{**self.overrides, **changes})
 
+
+_T = "vetrina.models.training."
+
+#: In training order: the classifier first, because the generators are judged by it.
 ZOO: dict[str, ZooEntry] = {
     e.name: e
     for e in (
         ZooEntry(
+            name="classifier",
+            architecture="catalog-classifier",
+            checkpoint="classifier.pt",
+            recipe=_T + "classifier",
+            description="names a photo's category and colour; judges the generators",
+        ),
+        ZooEntry(
+            name="gan",
+            architecture="cgan-generator",
+            checkpoint="gan.pt",
+            recipe=_T + "gan",
+            description="class-conditional GAN: (z, category, colour) -> 64x64 product photo",
+        ),
+        ZooEntry(
+            name="vae",
+            architecture="cvae-decoder",
+            checkpoint="vae.pt",
+            recipe=_T + "vae",
+            description="conditional VAE decoder: (z, category, colour) -> 64x64 product photo",
+        ),
+        ZooEntry(
+            name="style-vintage",
+            architecture="transformer-net",
+            checkpoint="style-vintage.pt",
+            recipe=_T + "style",
+            description="fast-neural-style TransformerNet: faded warm 'vintage' catalog look",
+            overrides={"look": "vintage"},
+        ),
+        ZooEntry(
+            name="style-cartoon",
+            architecture="transformer-net",
+            checkpoint="style-cartoon.pt",
+            recipe=_T + "style",
+            description="fast-neural-style TransformerNet: flat-colour 'cartoon' catalog look",
+            overrides={"look": "cartoon"},
+        ),
+        ZooEntry(
+            name="detector",
+            architecture="defect-detector",
+            checkpoint="detector.pt",
+            recipe=_T + "detector",
+            description="marks scratches, dust, stains, watermarks, JPEG blocks (mask 0..1)",
+        ),
+        ZooEntry(
+            name="inpainter",
+            architecture="inpainter",
+            checkpoint="inpainter.pt",
+            recipe=_T + "inpainter",
+            description="repaints masked defects (image + mask -> image)",
+        ),
+        ZooEntry(
             name="enhancer",
             architecture="enhancer",
             checkpoint="enhancer.pt",
-            recipe="vetrina.models.training.enhancer",
-            description="fixes low contrast, colour cast and noise (editor, RGB [0,1])",
+            recipe=_T + "enhancer",
+            description="fixes contrast, colour cast, exposure, noise, blur, downscale",
+        ),
+        ZooEntry(
+            name="upscaler",
+            architecture="compact-upscaler",
+            checkpoint="upscaler.pt",
+            recipe=_T + "upscaler",
+            description="x2 super-resolution (PixelShuffle compact net)",
         ),
     )
 }
+
+
+def resolve_names(name: str) -> list[str]:
+    """``all`` -> every zoo model in training order; otherwise the one (checked) name."""
+    if name == "all":
+        return list(ZOO)
+    get_entry(name)
+    return [name]
+
+
+def load_module(name: str, checkpoint: str | Path | None = None) -> Any:
+    """The trained torch module of zoo model ``name`` (from its committed checkpoint)."""
+    from vetrina.converters.convert import build_module, resolve_architecture
+    from vetrina.models.checkpoint import load_checkpoint
+
+    entry = get_entry(name)
+    ckpt = load_checkpoint(checkpoint or checkpoint_path(name))
+    module = build_module(resolve_architecture(ckpt, entry.architecture), ckpt)
+    module.eval()
+    return module
 
 
 def get_entry(name: str) -> ZooEntry:

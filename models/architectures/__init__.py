@@ -41,6 +41,15 @@ class ArchitectureSpec:
 
 
 _IMAGE_01 = TensorSpec(name="image", semantic="image", channels="RGB", range=(0.0, 1.0))
+_MASK_01 = TensorSpec(name="mask", semantic="mask", channels="L", range=(0.0, 1.0))
+_Z = TensorSpec(name="z", semantic="z", layout="NC", channels="", range=None)
+_CATEGORY = TensorSpec(
+    name="category", semantic="label", layout="N", channels="", range=None, dtype="int64"
+)
+_COLOUR = TensorSpec(
+    name="colour", semantic="label", layout="N", channels="", range=None, dtype="int64"
+)
+_GENERATED = TensorSpec(name="image", semantic="image", channels="RGB", range=(-1.0, 1.0))
 
 ARCHITECTURES: dict[str, ArchitectureSpec] = {
     spec.name: spec
@@ -54,8 +63,93 @@ ARCHITECTURES: dict[str, ArchitectureSpec] = {
                 TensorSpec(name="enhanced", semantic="image", channels="RGB", range=(0.0, 1.0)),
             ),
             spatial=SpatialRules(multiple_of=2, min_size=8),
-            description="residual CNN enhancer: fixes low contrast, colour cast and noise",
+            description="residual CNN enhancer: fixes contrast, colour cast, exposure, noise, blur",
             default_config={"channels": 16, "blocks": 4},
+        ),
+        ArchitectureSpec(
+            name="catalog-classifier",
+            factory="vetrina.models.architectures.classifier:CatalogClassifier",
+            role="classifier",
+            inputs=(_IMAGE_01,),
+            outputs=(
+                TensorSpec(
+                    name="category_logits", semantic="label", layout="NC", channels="", range=None
+                ),
+                TensorSpec(
+                    name="colour_logits", semantic="label", layout="NC", channels="", range=None
+                ),
+            ),
+            spatial=SpatialRules(multiple_of=1, min_size=32),
+            description="CNN that names a product photo's category and colour (judges generators)",
+            default_config={"channels": 32},
+        ),
+        ArchitectureSpec(
+            name="cgan-generator",
+            factory="vetrina.models.architectures.gan:ConditionalGenerator",
+            role="generator",
+            inputs=(_Z, _CATEGORY, _COLOUR),
+            outputs=(_GENERATED,),
+            spatial=SpatialRules(multiple_of=1, min_size=64, max_size=64),
+            description="class-conditional GAN generator: (z, category, colour) -> 64x64 photo",
+            default_config={"z_dim": 64, "channels": 64},
+        ),
+        ArchitectureSpec(
+            name="cvae-decoder",
+            factory="vetrina.models.architectures.vae:ConditionalDecoder",
+            role="generator",
+            inputs=(_Z, _CATEGORY, _COLOUR),
+            outputs=(_GENERATED,),
+            spatial=SpatialRules(multiple_of=1, min_size=64, max_size=64),
+            description="conditional VAE decoder: (z, category, colour) -> 64x64 photo",
+            default_config={"z_dim": 32, "channels": 64},
+        ),
+        ArchitectureSpec(
+            name="transformer-net",
+            factory="vetrina.models.architectures.transformer_net:TransformerNet",
+            role="editor",
+            inputs=(
+                TensorSpec(name="image", semantic="image", channels="RGB", range=(0.0, 255.0)),
+            ),
+            outputs=(
+                TensorSpec(name="styled", semantic="image", channels="RGB", range=(0.0, 255.0)),
+            ),
+            spatial=SpatialRules(multiple_of=4, min_size=16),
+            description="Johnson et al. fast-neural-style TransformerNet (pytorch/examples names)",
+            default_config={"channels": 32, "blocks": 5},
+        ),
+        ArchitectureSpec(
+            name="defect-detector",
+            factory="vetrina.models.architectures.defects:DefectDetector",
+            role="detector",
+            inputs=(_IMAGE_01,),
+            outputs=(TensorSpec(name="mask", semantic="mask", channels="L", range=(0.0, 1.0)),),
+            spatial=SpatialRules(multiple_of=8, min_size=16),
+            description="U-Net that marks scratches, dust, stains, watermarks and JPEG blocks",
+            default_config={"channels": 16},
+        ),
+        ArchitectureSpec(
+            name="inpainter",
+            factory="vetrina.models.architectures.defects:Inpainter",
+            role="inpainter",
+            inputs=(_IMAGE_01, _MASK_01),
+            outputs=(
+                TensorSpec(name="restored", semantic="image", channels="RGB", range=(0.0, 1.0)),
+            ),
+            spatial=SpatialRules(multiple_of=8, min_size=16),
+            description="U-Net that repaints the masked defects of a photo",
+            default_config={"channels": 24},
+        ),
+        ArchitectureSpec(
+            name="compact-upscaler",
+            factory="vetrina.models.architectures.upscaler:CompactUpscaler",
+            role="upscaler",
+            inputs=(_IMAGE_01,),
+            outputs=(
+                TensorSpec(name="upscaled", semantic="image", channels="RGB", range=(0.0, 1.0)),
+            ),
+            spatial=SpatialRules(multiple_of=1, min_size=8, scale=2),
+            description="x2 super-resolution, SRVGGNetCompact-style convs + PixelShuffle",
+            default_config={"channels": 32, "convs": 8},
         ),
     )
 }

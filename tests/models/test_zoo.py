@@ -14,23 +14,48 @@ import torch
 
 from vetrina.cli import main
 from vetrina.editor import Editor
+from vetrina.errors import VetrinaError
 from vetrina.metrics import psnr
 from vetrina.model import Model
-from vetrina.models import zoo
+from vetrina.models import catalog, degrade, zoo
 from vetrina.models.checkpoint import load_checkpoint
 from vetrina.models.training import enhancer as recipe
+from vetrina.models.training.common import from_tensor, to_tensor
 
 
-def test_committed_checkpoint_is_safe_small_and_documented():
-    path = zoo.checkpoint_path("enhancer")
+@pytest.mark.parametrize("name", list(zoo.ZOO))
+def test_every_zoo_checkpoint_is_safe_small_and_documented(name):
+    entry = zoo.get_entry(name)
+    path = zoo.checkpoint_path(name)
     assert path.stat().st_size <= 8_000_000
     raw = torch.load(path, map_location="cpu", weights_only=True)
-    assert raw["architecture"] == "enhancer"
+    assert raw["architecture"] == entry.architecture
     meta = load_checkpoint(path).metadata
     for key in ("training_command", "seed", "data_version", "metrics", "recipe"):
         assert key in meta, key
-    assert meta["training_command"].startswith("vetrina zoo train enhancer")
-    assert meta["metrics"]["gain_db"] > 3.0
+    assert meta["training_command"].startswith(f"vetrina zoo train {name}")
+    assert meta["data_version"] == catalog.DATA_VERSION
+    # the recipe recorded is the one the zoo entry would run (overrides included)
+    for field, value in entry.overrides.items():
+        assert meta["recipe"][field] == value
+
+
+def test_zoo_checkpoints_fit_the_size_budget():
+    total = sum(e.path.stat().st_size for e in zoo.ZOO.values() if e.path.is_file())
+    assert total <= 30_000_000
+
+
+def test_zoo_names_resolve():
+    assert zoo.resolve_names("all") == list(zoo.ZOO)
+    assert zoo.resolve_names("enhancer") == ["enhancer"]
+    with pytest.raises(VetrinaError, match="unknown zoo model 'nope'; known: "):
+        zoo.resolve_names("nope")
+
+
+def test_enhancer_metadata_records_every_degradation():
+    meta = load_checkpoint(zoo.checkpoint_path("enhancer")).metadata
+    assert meta["degradations"] == list(degrade.KINDS)
+    assert meta["metrics"]["gain_db"] >= recipe.GAIN_GOAL_DB
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +82,7 @@ def test_engine_matches_pytorch_on_the_zoo_model(zoo_model):
     module = build_module(resolve_architecture(ckpt, None), ckpt)
     _, degraded = recipe.evaluation_set(4, 96, seed=3)
     with torch.inference_mode():
-        want = recipe._from_tensor(module(recipe._to_tensor(degraded)))
+        want = from_tensor(module(to_tensor(degraded)))
     got = np.stack(Editor(Model.open(zoo_model)).edit(list(degraded), order="RGB"))
     assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
 
@@ -83,11 +108,33 @@ def test_training_recipe_smoke(tmp_path):
 
 def test_zoo_list_and_eval_cli(capsys):
     assert main(["zoo", "list"]) == 0
-    assert "enhancer" in capsys.readouterr().out
-    assert main(["zoo", "eval", "enhancer", "--images", "6"]) == 0
-    assert "enhanced" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert all(name in out for name in zoo.ZOO)
+    # 8 images at 128 px: the committed model clears both goals there with a wide margin
+    assert main(["zoo", "eval", "enhancer", "--images", "8", "--size", "128"]) == 0
+    out = capsys.readouterr().out
+    assert "PSNR gain over degraded" in out and "CLAHE + fastNlMeans" in out
+    assert "goals met" in out
     assert main(["zoo", "train", "nope"]) == 1
     assert "unknown zoo model" in capsys.readouterr().err
+
+
+def test_zoo_eval_fails_loudly_on_a_missed_goal(tmp_path, capsys):
+    # an untrained enhancer (identity at init) gains nothing: the goal row says NO, exit 1
+    untrained = recipe.train(
+        tmp_path / "e.pt",
+        dataclasses.replace(
+            recipe.Recipe(), steps=1, batch=2, size=64, pool=2, eval_images=2, eval_size=64, lr=1e-9
+        ),
+        progress=False,
+        log=lambda _: None,
+    )
+    code = main(
+        ["zoo", "eval", "enhancer", "--checkpoint", str(untrained), "--images", "2", "--size", "64"]
+    )
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "NO" in captured.out and "goal(s) missed: enhancer PSNR gain" in captured.err
 
 
 def test_demo_end_to_end(tmp_path, capsys):
