@@ -55,7 +55,7 @@ def run_demo(
         clean_paths, degraded_paths = [], []
         for i, seed in enumerate(seeds):
             product = catalog.render(int(seed), size)
-            bad = degrade.degrade(product.image, rng, degrade.FOUNDATION_KINDS)[0]
+            bad = degrade.degrade(product.image, rng, degrade.KINDS)[0]
             name = f"{i:02d}-{product.colour}-{product.category}"
             clean_paths.append(
                 write_image(outdir / "clean" / f"{name}.png", product.image[:, :, ::-1])
