@@ -1,0 +1,235 @@
+"""How the zoo generators (GAN, VAE decoder) are judged: by the zoo classifier, on every label.
+
+For each of the 8 x 11 (category, colour) conditions the generator draws ``k`` images from the
+fixed latent seeds ``0 .. k-1`` (:func:`vetrina.models.latents.latent`). The images are rounded
+to uint8, as a deployed generator would hand them out, and the zoo classifier names their
+category and colour: the two accuracies are the fidelity figures (goal >= 0.8 each).
+
+Diversity is the mean absolute pixel difference (RGB in [0, 1]) between two images of the same
+condition drawn from different seeds, averaged over all such pairs; the same figure for ``k``
+real renders of each condition (test split, label forced) is its baseline. A collapsed
+generator scores 0 (and pixel noise scores high: read it beside the pictures). The smallest
+such distance must exceed 0.01, 2.5 grey levels on average over the image: well above what
+rounding alone makes (one level is 0.004), so two seeds never give the same picture, and below
+the closest pair of real renders of one label (about 0.02 with 8 per label), which a real
+catalog still counts as two photos. Finally the seed -> image contract: the first
+batch drawn again must give exactly the same bytes, and the first seeds drawn one image per
+call may differ from the batched images by at most one grey level (a convolution may sum in
+another order for another batch size; the rounding to uint8 can then flip).
+"""
+
+from __future__ import annotations
+
+from itertools import product
+from typing import Any
+
+import numpy as np
+
+from vetrina.models import catalog
+from vetrina.models.evaluation import Check
+from vetrina.models.latents import latents
+
+GENERATOR_SIZE = 64
+ACCURACY_GOAL = 0.8
+MIN_DISTANCE_GOAL = 0.01
+NUM_CONDITIONS = len(catalog.CATEGORIES) * len(catalog.COLOURS)
+
+
+def conditions() -> list[tuple[int, int]]:
+    """Every (category index, colour index) pair, categories outermost."""
+    return list(product(range(len(catalog.CATEGORIES)), range(len(catalog.COLOURS))))
+
+
+def samples_per_condition(images: int) -> int:
+    """``images`` spread over the 88 conditions: at least 2 per condition (for pairs)."""
+    return max(2, -(-int(images) // NUM_CONDITIONS))
+
+
+def random_labels(rng: np.random.Generator, n: int) -> tuple[Any, Any]:
+    """``n`` uniformly drawn (category, colour) index tensors."""
+    import torch
+
+    cat = torch.from_numpy(rng.integers(0, len(catalog.CATEGORIES), size=n))
+    col = torch.from_numpy(rng.integers(0, len(catalog.COLOURS), size=n))
+    return cat, col
+
+
+def standing_statistics(generator: Any, z_dim: int, batches: int, batch: int, seed: int) -> None:
+    """Re-estimate the generator's batch-norm statistics from its own forward passes."""
+    import torch
+
+    norms = [m for m in generator.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms or batches <= 0:
+        return
+    saved = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+    rng = np.random.default_rng(seed)
+    gen = torch.Generator().manual_seed(seed)
+    generator.train()
+    with torch.no_grad():
+        for _ in range(batches):
+            cat, col = random_labels(rng, batch)
+            generator(torch.randn(batch, z_dim, generator=gen), cat, col)
+    for m, momentum in zip(norms, saved, strict=True):
+        m.momentum = momentum
+    generator.eval()
+
+
+def generate(module: Any, z: Any, category: Any, colour: Any, batch: int = 128) -> np.ndarray:
+    """uint8 (N, 64, 64, 3) images of a generator whose output is in [-1, 1]."""
+    import torch
+
+    from vetrina.models.training.common import from_tensor
+
+    module.eval()
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(z), batch):
+            sl = slice(i, i + batch)
+            image = module(z[sl], category[sl], colour[sl])
+            out.append(from_tensor(image.add(1.0).mul(0.5)))
+    return np.concatenate(out)
+
+
+def condition_batch(k: int, z_dim: int) -> tuple[Any, Any, Any]:
+    """Inputs for ``k`` seeds x every condition: z (88k, z_dim), category, colour (88k,)."""
+    import torch
+
+    pairs = np.repeat(np.array(conditions(), dtype=np.int64), k, axis=0)
+    z = np.tile(latents(range(k), z_dim), (NUM_CONDITIONS, 1))
+    return torch.from_numpy(z), torch.from_numpy(pairs[:, 0]), torch.from_numpy(pairs[:, 1])
+
+
+def real_condition_images(k: int) -> np.ndarray:
+    """``k`` test-split renders of every condition (label forced), ordered like the samples."""
+    seeds = catalog.split_seeds("test", k)
+    images = []
+    for cat, col in conditions():
+        images.append(
+            catalog.render_batch(
+                seeds,
+                GENERATOR_SIZE,
+                category=catalog.CATEGORIES[cat],
+                colour=tuple(catalog.COLOURS)[col],
+            )[0]
+        )
+    return np.concatenate(images)
+
+
+def pairwise_distances(images: np.ndarray, k: int) -> np.ndarray:
+    """Mean |a - b| in [0, 1] of every pair within each consecutive group of ``k`` images."""
+    groups = images.reshape(-1, k, *images.shape[1:]).astype(np.float32) / 255.0
+    i, j = np.triu_indices(k, 1)
+    flat = groups.reshape(groups.shape[0], k, -1)
+    return np.abs(flat[:, i] - flat[:, j]).mean(axis=2).ravel()
+
+
+def evaluate_generator(
+    module: Any, z_dim: int, images: int, *, judge: Any = None, reproduce: int = 8
+) -> dict[str, Any]:
+    """Fidelity (judge accuracies), diversity and reproducibility of a generator."""
+
+    from vetrina.models.training.classifier import predict
+    from vetrina.models.training.common import to_tensor
+
+    if judge is None:
+        from vetrina.models.zoo import load_module
+
+        judge = load_module("classifier")
+    k = samples_per_condition(images)
+    z, cat, col = condition_batch(k, z_dim)
+    samples = generate(module, z, cat, col)
+    pred_cat, pred_col = predict(judge, to_tensor(samples))
+    want_cat, want_col = cat.numpy(), col.numpy()
+    per_category = {
+        name: float(np.mean(pred_cat[want_cat == i] == i))
+        for i, name in enumerate(catalog.CATEGORIES)
+    }
+    generated = pairwise_distances(samples, k)
+    real = pairwise_distances(real_condition_images(k), k)
+    # Seed -> image: the first chunk again, the same call, must give the same bytes; and
+    # the first seeds one image per call (another batch size) at most one grey level off.
+    first = min(len(z), 128)
+    again = generate(module, z[:first], cat[:first], col[:first])
+    rerun = int(np.abs(again.astype(np.int16) - samples[:first]).max())
+    alone = [
+        generate(module, z[i : i + 1], cat[i : i + 1], col[i : i + 1]) for i in range(reproduce)
+    ]
+    batch_diff = max(
+        (int(np.abs(a.astype(np.int16) - samples[i]).max()) for i, a in enumerate(alone)), default=0
+    )
+    return {
+        "category_accuracy": float(np.mean(pred_cat == want_cat)),
+        "colour_accuracy": float(np.mean(pred_col == want_col)),
+        "category_accuracy_by_category": per_category,
+        "diversity": float(generated.mean()),
+        "diversity_real": float(real.mean()),
+        "min_pairwise_distance": float(generated.min()),
+        "min_pairwise_distance_real": float(real.min()),
+        "reproduce_max_diff": rerun,
+        "batch_size_max_diff": batch_diff,
+        "samples_per_condition": k,
+        "images": len(samples),
+        "size": GENERATOR_SIZE,
+    }
+
+
+def check_size(size: int | None) -> None:
+    if size is not None and size != GENERATOR_SIZE:
+        raise ValueError(f"the zoo generators draw {GENERATOR_SIZE}x{GENERATOR_SIZE} images only")
+
+
+def generator_checks(metrics: dict[str, Any], name: str) -> list[Check]:
+    """Fidelity goals (>= 0.8), diversity beside real renders, distinct seeds, same seed."""
+    return [
+        Check(
+            name,
+            "category accuracy (zoo classifier)",
+            metrics["category_accuracy"],
+            "chance",
+            1.0 / len(catalog.CATEGORIES),
+            f">= {ACCURACY_GOAL:g}",
+            metrics["category_accuracy"] >= ACCURACY_GOAL,
+        ),
+        Check(
+            name,
+            "colour accuracy (zoo classifier)",
+            metrics["colour_accuracy"],
+            "chance",
+            1.0 / len(catalog.COLOURS),
+            f">= {ACCURACY_GOAL:g}",
+            metrics["colour_accuracy"] >= ACCURACY_GOAL,
+        ),
+        Check(
+            name,
+            "diversity (mean |a-b|, same label)",
+            metrics["diversity"],
+            "real renders",
+            metrics["diversity_real"],
+        ),
+        Check(
+            name,
+            "min distance between seeds",
+            metrics["min_pairwise_distance"],
+            "real renders",
+            metrics["min_pairwise_distance_real"],
+            f"> {MIN_DISTANCE_GOAL:g}",
+            metrics["min_pairwise_distance"] > MIN_DISTANCE_GOAL,
+        ),
+        Check(
+            name,
+            "same seed again, max diff (levels)",
+            float(metrics["reproduce_max_diff"]),
+            goal="== 0",
+            passed=metrics["reproduce_max_diff"] == 0,
+        ),
+        Check(
+            name,
+            "same seed, batch of 1, max diff",
+            float(metrics["batch_size_max_diff"]),
+            goal="<= 1",
+            passed=metrics["batch_size_max_diff"] <= 1,
+        ),
+    ]
