@@ -24,7 +24,7 @@ def test_zoo_sheet_command_draws_both_sheets(tmp_path, capsys):
     assert main(["zoo", "sheet", "-o", str(tmp_path)]) == 0
     assert "zoo-sheet.png" in capsys.readouterr().out
     sheet = read_image(tmp_path / "zoo-sheet.png").pixels
-    rows = 2 + 2 + 2 + 1 + 1  # generators, styles, detector+inpainter, enhancer, upscaler
+    rows = 2 + 1 + 1  # generators, detector, enhancer
     pad, tile = 4, showcase.TILE
     assert sheet.shape[0] == pad + rows * (tile + pad)
     chain = read_image(tmp_path / "zoo-chain.png").pixels

@@ -22,8 +22,20 @@ from vetrina.models.checkpoint import load_checkpoint
 from vetrina.models.training import enhancer as recipe
 from vetrina.models.training.common import from_tensor, to_tensor
 
+#: Zoo entries whose recipes exist (and are smoke-tested) but whose checkpoints were not trained
+#: and committed yet; the README says so. Kept exact, so it cannot go stale either way.
+NOT_YET_TRAINED = {"style-vintage", "style-cartoon", "inpainter", "upscaler"}
+TRAINED = [name for name in zoo.ZOO if name not in NOT_YET_TRAINED]
 
-@pytest.mark.parametrize("name", list(zoo.ZOO))
+
+def test_exactly_the_listed_models_lack_a_checkpoint():
+    missing = {name for name, entry in zoo.ZOO.items() if not entry.path.is_file()}
+    assert missing == NOT_YET_TRAINED
+    with pytest.raises(VetrinaError, match="run 'vetrina zoo train"):
+        zoo.checkpoint_path(sorted(NOT_YET_TRAINED)[0])
+
+
+@pytest.mark.parametrize("name", TRAINED)
 def test_every_zoo_checkpoint_is_safe_small_and_documented(name):
     entry = zoo.get_entry(name)
     path = zoo.checkpoint_path(name)
