@@ -325,6 +325,10 @@ def _cmd_zoo_eval(args: argparse.Namespace) -> int:
     names = resolve_names(args.name)
     if args.checkpoint and len(names) > 1:
         raise VetrinaError("--checkpoint names one file", hint="evaluate one model with it")
+    untrained = [n for n in names if len(names) > 1 and not get_entry(n).path.is_file()]
+    if untrained:
+        print(f"not trained yet (skipped): {', '.join(untrained)}", file=sys.stderr)
+        names = [n for n in names if n not in untrained]
     checks = []
     for name in names:
         entry = get_entry(name)
