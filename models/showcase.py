@@ -4,10 +4,11 @@ Everything is computed here, from the committed checkpoints and held-out (test s
 with the PyTorch modules: ``vetrina zoo sheet`` regenerates the PNG. Two sheets:
 
 * ``zoo_sheet``: one row of generated products per generator (one per category), then
-  before/after pairs for every trained editor;
+  before/after pairs for every editor (the upscaler's "before" is bicubic from the same
+  half-size image);
 * ``chain_sheet``: a request ("red sneaker, seed 7") turned into a catalog image by
-  generate -> enhance, and a supplier photo with defects cleaned by detect -> repaint ->
-  enhance.
+  generate -> upscale x2 -> enhance, and a supplier photo with defects cleaned by
+  detect -> inpaint -> enhance.
 """
 
 from __future__ import annotations
@@ -73,12 +74,27 @@ def _show(image: np.ndarray) -> np.ndarray:
     return cv2.resize(image, (TILE, TILE), interpolation=cv2.INTER_NEAREST)
 
 
-def zoo_sheet(out: str | os.PathLike[str]) -> Path:
-    """Generated products per category, then before/after pairs for each trained editor.
+def _inpaint(module: Any, images: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """The inpainter over uint8 images and 0/1 masks (N, H, W)."""
+    import torch
 
-    The style editors, the inpainter and the upscaler join the sheet once they are trained.
-    """
-    m = _modules(("gan", "vae", "detector", "enhancer"))
+    mask = torch.from_numpy(masks.astype(np.float32)[:, None])
+    return from_tensor(_run(module, to_tensor(images), mask))
+
+
+def _local_defects(photos: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Photos with local defects only (a whole-image JPEG save leaves nothing to repaint)."""
+    local = tuple(k for k in defects.KINDS if k != "jpeg")
+    return defects.add_defects_batch(photos, np.random.default_rng(seed), local)
+
+
+def zoo_sheet(out: str | os.PathLike[str]) -> Path:
+    """Generated products per category, then before/after pairs for each editor."""
+    from vetrina.models.training.style import stylize
+    from vetrina.models.training.upscaler import downscale, upscale
+
+    editors = ("detector", "inpainter", "enhancer", "upscaler", "style-vintage", "style-cartoon")
+    m = _modules(("gan", "vae", *editors))
     rows: list[list[np.ndarray]] = []
     labels: list[str] = []
     for name in ("gan", "vae"):
@@ -101,6 +117,22 @@ def zoo_sheet(out: str | os.PathLike[str]) -> Path:
     enhanced = from_tensor(_run(m["enhancer"], to_tensor(degraded)))
     rows.append([x for d, e in zip(degraded, enhanced, strict=True) for x in (d, e)])
     labels.append("enhancer")
+
+    bad, masks = _local_defects(photos, seed=6)
+    inpainted = _inpaint(m["inpainter"], bad, masks > 0)
+    rows.append([x for b, i in zip(bad, inpainted, strict=True) for x in (b, i)])
+    labels.append("inpainter")
+
+    small = np.stack([downscale(x) for x in photos])
+    bicubic = [cv2.resize(x, (TILE, TILE), interpolation=cv2.INTER_CUBIC) for x in small]
+    doubled = upscale(m["upscaler"], small)
+    rows.append([x for b, u in zip(bicubic, doubled, strict=True) for x in (b, u)])
+    labels.append("upscaler")
+
+    for look in ("vintage", "cartoon"):
+        styled = stylize(m[f"style-{look}"], photos)
+        rows.append([x for p, s in zip(photos, styled, strict=True) for x in (p, s)])
+        labels.append(f"style-{look}")
     sheet = contact_sheet(rows, labels)
     return write_image(Path(out), sheet[:, :, ::-1])
 
@@ -108,11 +140,15 @@ def zoo_sheet(out: str | os.PathLike[str]) -> Path:
 def chain_sheet(
     out: str | os.PathLike[str], *, category: str = "sneaker", colour: str = "red", seed: int = 7
 ) -> Path:
-    """Row 1: request -> GAN -> enhancer. Row 2: defective photo -> detected mask -> repaint
-    (OpenCV Telea on the detected mask, until the zoo inpainter is trained) -> enhancer."""
-    m = _modules(("gan", "enhancer", "detector"))
+    """Row 1: request -> GAN (64 px) -> upscaler (128 px) -> enhancer. Row 2: defective photo
+    -> detected mask -> inpainter on that mask -> enhancer."""
+    from vetrina.models.training.detector import THRESHOLD
+    from vetrina.models.training.upscaler import upscale
+
+    m = _modules(("gan", "upscaler", "enhancer", "detector", "inpainter"))
     generated = generate(m["gan"], category, colour, seed)
-    polished = from_tensor(_run(m["enhancer"], to_tensor(generated[None])))[0]
+    doubled = upscale(m["upscaler"], generated[None])
+    polished = from_tensor(_run(m["enhancer"], to_tensor(doubled)))[0]
     request = np.full((TILE, TILE, 3), 255, np.uint8)
     for i, text in enumerate((colour, category, f"seed {seed}")):
         cv2.putText(
@@ -125,17 +161,13 @@ def chain_sheet(
             1,
             cv2.LINE_AA,
         )
-    photo = _test_photos(1, start=900)
-    # local defects only: a whole-image JPEG save is marked everywhere and leaves nothing to repaint
-    local = tuple(k for k in defects.KINDS if k != "jpeg")
-    bad, _ = defects.add_defects_batch(photo, np.random.default_rng(11), local)
-    mask = _run(m["detector"], to_tensor(bad)).numpy()[0, 0]
-    hard = (mask > 0.5).astype(np.uint8) * 255
-    repainted = cv2.inpaint(bad[0], hard, 3, cv2.INPAINT_TELEA)
-    cleaned = from_tensor(_run(m["enhancer"], to_tensor(repainted[None])))[0]
+    bad, _ = _local_defects(_test_photos(1, start=900), seed=11)
+    mask = _run(m["detector"], to_tensor(bad)).numpy()[:, 0]
+    repainted = _inpaint(m["inpainter"], bad, mask >= THRESHOLD)
+    cleaned = from_tensor(_run(m["enhancer"], to_tensor(repainted)))[0]
     rows = [
-        [request, _show(generated), _show(polished)],
-        [bad[0], _overlay(bad[0], mask), repainted, cleaned],
+        [request, _show(generated), doubled[0], polished],
+        [bad[0], _overlay(bad[0], mask[0]), repainted[0], cleaned],
     ]
     sheet = contact_sheet(rows, ["generate", "clean"])
     return write_image(Path(out), sheet[:, :, ::-1])

@@ -78,7 +78,7 @@ ZOO: dict[str, ZooEntry] = {
             checkpoint="style-cartoon.pt",
             recipe=_T + "style",
             description="fast-neural-style TransformerNet: flat-colour 'cartoon' catalog look",
-            overrides={"look": "cartoon"},
+            overrides={"look": "cartoon", "steps": 3600},  # the cartoon look needs longer
         ),
         ZooEntry(
             name="detector",

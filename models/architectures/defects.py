@@ -140,6 +140,7 @@ class Inpainter(nn.Module):
         self.head = nn.Conv2d(channels, 4, 3, padding=1)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
+        nn.init.constant_(self.head.bias[3:], 2.0)  # start close to the input (gate 0.88)
 
     def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         fill = masked_fill(image, mask)

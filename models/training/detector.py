@@ -172,7 +172,7 @@ def train(
     rng = seed_everything(recipe.seed)
     config = {"channels": recipe.channels}
     model = get_architecture(ARCHITECTURE).build(config)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     log(f"rendering {recipe.pool} training images at {recipe.size}px ...")
     pool = render_pool(recipe.pool, recipe.size, "train")[0]
     optimiser = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=1e-4)
@@ -197,11 +197,12 @@ def train(
         bar.update(bce=bce.item(), dice=dice.item())
     bar.close()
     train_seconds = time.perf_counter() - started
+    cpu_seconds = time.process_time() - cpu_started
     metrics = evaluate(model, recipe)
     log(
         f"test split: mask IoU {metrics['iou']:.3f} (per image {metrics['iou_per_image']:.3f}; "
         + ", ".join(f"{k} {metrics[f'iou_{k}']:.3f}" for k in KINDS)
-        + f") in {train_seconds:.0f} s"
+        + f") in {train_seconds:.0f} s ({cpu_seconds:.0f} s CPU)"
     )
     return save_checkpoint(
         out,
@@ -213,6 +214,7 @@ def train(
             command=command,
             metrics=metrics,
             train_seconds=train_seconds,
+            train_cpu_seconds=round(cpu_seconds, 1),
             defects=list(KINDS),
             threshold=THRESHOLD,
             final_bce=bar.values.get("bce"),

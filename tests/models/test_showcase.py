@@ -24,11 +24,12 @@ def test_zoo_sheet_command_draws_both_sheets(tmp_path, capsys):
     assert main(["zoo", "sheet", "-o", str(tmp_path)]) == 0
     assert "zoo-sheet.png" in capsys.readouterr().out
     sheet = read_image(tmp_path / "zoo-sheet.png").pixels
-    rows = 2 + 1 + 1  # generators, detector, enhancer
+    rows = 2 + 1 + 1 + 1 + 1 + 2  # generators, detector, enhancer, inpainter, upscaler, looks
     pad, tile = 4, showcase.TILE
     assert sheet.shape[0] == pad + rows * (tile + pad)
     chain = read_image(tmp_path / "zoo-chain.png").pixels
-    assert chain.shape[0] == pad + 2 * (tile + pad)
+    label = 110  # contact_sheet's label column
+    assert chain.shape == (pad + 2 * (tile + pad), label + pad + 4 * (tile + pad), 3)
     # every tile of the generated rows shows a product, not a blank background
     first_row = sheet[pad : pad + tile]
     assert first_row.std() > 20
