@@ -120,8 +120,6 @@ def load_checkpoint(path: str | os.PathLike[str], *, trusted: bool = False) -> C
 
 
 def _interpret(raw: Any, path: Path) -> Checkpoint:
-    import torch
-
     if not isinstance(raw, dict):
         raise CheckpointError(f"{path}: holds a {type(raw).__name__}, not a dict of weights")
     sha = file_sha256(path)
@@ -137,14 +135,15 @@ def _interpret(raw: Any, path: Path) -> Checkpoint:
             sha,
             path,
         )
-    tensors = {k: v for k, v in raw.items() if isinstance(v, torch.Tensor)}
-    if tensors and len(tensors) == len(raw):
-        return Checkpoint(None, {}, tensors, {}, sha, path)
-    raise CheckpointError(
-        f"{path}: not a vetrina checkpoint nor a plain state_dict (top-level keys: "
-        f"{', '.join(sorted(map(str, raw))[:8])})",
-        hint="public formats (CycleGAN, Real-ESRGAN, ...) are not supported yet",
-    )
+    # A bare state_dict, or a public project's file (BasicSR/Real-ESRGAN 'params_ema' or
+    # 'params', DataParallel 'module.' keys): how it was unwrapped goes into the metadata.
+    from vetrina.models.architectures.detect import unwrap_public
+
+    try:
+        state_dict, notes = unwrap_public(raw)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{path}: {exc.message}", hint=exc.hint) from None
+    return Checkpoint(None, {}, state_dict, notes, sha, path)
 
 
 def _short(exc: BaseException) -> str:

@@ -50,6 +50,13 @@ _COLOUR = TensorSpec(
     name="colour", semantic="label", layout="N", channels="", range=None, dtype="int64"
 )
 _GENERATED = TensorSpec(name="image", semantic="image", channels="RGB", range=(-1.0, 1.0))
+# Public formats (models/architectures/public): latent z as the public DCGAN takes it, and
+# images in [-1, 1] (CycleGAN, pix2pix) or [0, 1] (Real-ESRGAN).
+_Z_NCHW = TensorSpec(name="z", semantic="z", layout="NCHW", channels="", range=None)
+_TRANSLATED = TensorSpec(name="translated", semantic="image", channels="RGB", range=(-1.0, 1.0))
+_UPSCALED = TensorSpec(name="upscaled", semantic="image", channels="RGB", range=(0.0, 1.0))
+_PUBLIC = "vetrina.models.architectures.public"
+_CYCLEGAN_REPO = "junyanz/pytorch-CycleGAN-and-pix2pix"
 
 ARCHITECTURES: dict[str, ArchitectureSpec] = {
     spec.name: spec
@@ -150,6 +157,86 @@ ARCHITECTURES: dict[str, ArchitectureSpec] = {
             spatial=SpatialRules(multiple_of=1, min_size=8, scale=2),
             description="x2 super-resolution, SRVGGNetCompact-style convs + PixelShuffle",
             default_config={"channels": 32, "convs": 8},
+        ),
+        ArchitectureSpec(
+            name="cyclegan-resnet",
+            factory=f"{_PUBLIC}.cyclegan:resnet_generator",
+            role="editor",
+            inputs=(_GENERATED,),
+            outputs=(_TRANSLATED,),
+            spatial=SpatialRules(multiple_of=4, min_size=8),
+            description=f"CycleGAN ResnetGenerator ({_CYCLEGAN_REPO} latest_net_G.pth)",
+            default_config={"ngf": 64, "n_blocks": 9, "norm": "instance", "use_dropout": False},
+        ),
+        ArchitectureSpec(
+            name="pix2pix-unet256",
+            factory=f"{_PUBLIC}.pix2pix:unet_256",
+            role="editor",
+            inputs=(_GENERATED,),
+            outputs=(_TRANSLATED,),
+            spatial=SpatialRules(multiple_of=256, min_size=256),
+            description=f"pix2pix UnetGenerator unet_256, 8 levels ({_CYCLEGAN_REPO})",
+            default_config={"ngf": 64, "norm": "batch", "use_dropout": False, "num_downs": 8},
+        ),
+        ArchitectureSpec(
+            name="pix2pix-unet128",
+            factory=f"{_PUBLIC}.pix2pix:unet_128",
+            role="editor",
+            inputs=(_GENERATED,),
+            outputs=(_TRANSLATED,),
+            spatial=SpatialRules(multiple_of=128, min_size=128),
+            description=f"pix2pix UnetGenerator unet_128, 7 levels ({_CYCLEGAN_REPO})",
+            default_config={"ngf": 64, "norm": "batch", "use_dropout": False, "num_downs": 7},
+        ),
+        ArchitectureSpec(
+            name="dcgan-generator",
+            factory=f"{_PUBLIC}.dcgan:dcgan_generator",
+            role="generator",
+            inputs=(_Z_NCHW,),
+            outputs=(_GENERATED,),
+            spatial=SpatialRules(multiple_of=1, min_size=64, max_size=64),
+            description="DCGAN Generator, z (N, nz, 1, 1) -> 64x64 (pytorch/examples dcgan)",
+            default_config={"nz": 100, "ngf": 64},
+        ),
+        ArchitectureSpec(
+            name="srvgg-compact-x4",
+            factory=f"{_PUBLIC}.realesrgan:srvgg_compact_x4",
+            role="upscaler",
+            inputs=(_IMAGE_01,),
+            outputs=(_UPSCALED,),
+            spatial=SpatialRules(multiple_of=1, min_size=4, scale=4),
+            description="Real-ESRGAN SRVGGNetCompact x4 (xinntao/Real-ESRGAN realesr-*v3.pth)",
+            default_config={"num_feat": 64, "num_conv": 16, "act_type": "prelu", "upscale": 4},
+        ),
+        ArchitectureSpec(
+            name="srvgg-compact-x2",
+            factory=f"{_PUBLIC}.realesrgan:srvgg_compact_x2",
+            role="upscaler",
+            inputs=(_IMAGE_01,),
+            outputs=(_UPSCALED,),
+            spatial=SpatialRules(multiple_of=1, min_size=4, scale=2),
+            description="Real-ESRGAN SRVGGNetCompact x2 (xinntao/Real-ESRGAN)",
+            default_config={"num_feat": 64, "num_conv": 16, "act_type": "prelu", "upscale": 2},
+        ),
+        ArchitectureSpec(
+            name="rrdbnet-x4",
+            factory=f"{_PUBLIC}.realesrgan:rrdbnet_x4",
+            role="upscaler",
+            inputs=(_IMAGE_01,),
+            outputs=(_UPSCALED,),
+            spatial=SpatialRules(multiple_of=1, min_size=4, scale=4),
+            description="ESRGAN RRDBNet x4 (XPixelGroup/BasicSR; Real-ESRGAN RealESRGAN_x4plus)",
+            default_config={"num_feat": 64, "num_block": 23, "num_grow_ch": 32, "scale": 4},
+        ),
+        ArchitectureSpec(
+            name="rrdbnet-x2",
+            factory=f"{_PUBLIC}.realesrgan:rrdbnet_x2",
+            role="upscaler",
+            inputs=(_IMAGE_01,),
+            outputs=(_UPSCALED,),
+            spatial=SpatialRules(multiple_of=2, min_size=4, scale=2),
+            description="ESRGAN RRDBNet x2, pixel-unshuffled input (Real-ESRGAN RealESRGAN_x2plus)",
+            default_config={"num_feat": 64, "num_block": 23, "num_grow_ch": 32, "scale": 2},
         ),
     )
 }
