@@ -1,13 +1,17 @@
 """Checkpoint -> verified ONNX with the model contract in its metadata.
 
-The output file appears only when the export passed the ONNX checker and the parity gate;
-a refused export leaves nothing behind.
+Steps: load the checkpoint safely and build the module (:mod:`.source`), export and check
+(:mod:`.export`), optionally simplify (onnxslim), verify against PyTorch under the
+precision's gate (:mod:`.verify`), write the contract. The output file appears only when every
+step passed; a refused export leaves nothing behind.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import os
+import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,13 +19,27 @@ from typing import Any
 from vetrina import __version__
 from vetrina.atomic import atomic_output
 from vetrina.contract import METADATA_KEY, Contract
-from vetrina.errors import CheckpointError, VerificationError
-from vetrina.models.architectures import ArchitectureSpec, get_architecture
-from vetrina.models.checkpoint import Checkpoint, load_checkpoint
+from vetrina.errors import ConversionError, VerificationError
 from vetrina.timing import StepTimes
 
-from .export import export_onnx
-from .verify import DEFAULT_GATES, Gate, VerificationReport, verify
+from .export import export_onnx, model_opset, slim_onnx
+from .sizes import Size
+from .source import Source, build_module, identify, load_source, resolve_architecture
+from .verify import Gate, VerificationReport, gate_for, verification_inputs, verify
+
+PRECISIONS = ("fp32", "fp16", "int8")
+INT8_TARGETS = ("cpu", "tensorrt")
+
+__all__ = [
+    "ConversionResult",
+    "build_contract",
+    "build_module",
+    "convert",
+    "identify",
+    "load_source",
+    "resolve_architecture",
+    "write_contract",
+]
 
 
 @dataclass
@@ -32,55 +50,6 @@ class ConversionResult:
     times: StepTimes
 
 
-def resolve_architecture(checkpoint: Checkpoint, arch: str | None) -> ArchitectureSpec:
-    """The architecture named by ``--arch`` or by the checkpoint; a disagreement is an error."""
-    if arch and checkpoint.architecture and arch != checkpoint.architecture:
-        raise CheckpointError(
-            f"--arch {arch} contradicts the checkpoint, which says {checkpoint.architecture!r}",
-            hint="drop --arch for vetrina checkpoints",
-        )
-    name = arch or checkpoint.architecture
-    if name is None:
-        raise CheckpointError(
-            f"{checkpoint.path}: a bare state_dict does not name its architecture",
-            hint="pass --arch NAME (see 'vetrina zoo list')",
-        )
-    return get_architecture(name)
-
-
-def build_module(spec: ArchitectureSpec, checkpoint: Checkpoint) -> Any:
-    """Build the module and load the weights strictly, listing every mismatch on failure."""
-    module = spec.build(checkpoint.config)
-    own = module.state_dict()
-    given = checkpoint.state_dict
-    missing = sorted(set(own) - set(given))
-    unexpected = sorted(set(given) - set(own))
-    wrong = sorted(
-        f"{k} {tuple(given[k].shape)} != {tuple(own[k].shape)}"
-        for k in set(own) & set(given)
-        if tuple(given[k].shape) != tuple(own[k].shape)
-    )
-    if missing or unexpected or wrong:
-        parts = []
-        for label, items in (
-            ("missing", missing),
-            ("unexpected", unexpected),
-            ("wrong shape", wrong),
-        ):
-            if items:
-                shown = ", ".join(items[:6]) + (
-                    f" (+{len(items) - 6} more)" if len(items) > 6 else ""
-                )
-                parts.append(f"{label}: {shown}")
-        raise CheckpointError(
-            f"{checkpoint.path}: weights do not fit architecture {spec.name!r} with config "
-            f"{checkpoint.config or spec.default_config}: " + "; ".join(parts),
-            hint="check --arch and the checkpoint's config",
-        )
-    module.load_state_dict(given, strict=True)
-    return module.eval()
-
-
 def convert(
     checkpoint_path: str | os.PathLike[str],
     output: str | os.PathLike[str],
@@ -88,70 +57,228 @@ def convert(
     arch: str | None = None,
     opset: int | None = None,
     gate: Gate | None = None,
+    gate_overrides: dict[str, float | None] | None = None,
     trusted: bool = False,
+    static: Size | None = None,
+    slim: bool = False,
+    sizes: Sequence[Size] | None = None,
+    precision: str = "fp32",
+    target: str | None = None,
+    calibration: Any = None,
+    keep_fp32: Sequence[str] = (),
+    max_trials: int = 24,
 ) -> ConversionResult:
     """Export a checkpoint to ``output`` (ONNX), verify it against PyTorch and write the
-    contract. Raises :class:`VerificationError` (with the report) when over the gate."""
-    import onnx
-    import torch
+    contract. Raises :class:`VerificationError` (with the report) when over the gate.
 
+    ``gate`` replaces the precision's default gate; ``gate_overrides`` then changes some of
+    its fields (``max_abs``, ``min_psnr``, ``min_ssim``, ``max_delta_e``). ``static`` fixes
+    height x width (batch stays dynamic); ``sizes`` are the verification sizes.
+
+    ``precision`` "fp16" or "int8" rewrites the verified-exportable fp32 graph at the ONNX
+    level (:mod:`.reduced`): fp32 inputs/outputs, fp32 islands by rule, then, if the
+    precision's gate still fails, the smallest extra set of fp32 islands found by search. int8
+    needs ``target`` ("cpu": uint8 activations for ONNX Runtime CPU; "tensorrt": symmetric
+    int8) and ``calibration`` (a folder of images or a uint8 RGB array).
+    """
     times = StepTimes()
     output = Path(output)
-    gate = gate or DEFAULT_GATES["fp32"]
+    _check_precision(precision, target, calibration, keep_fp32)
+    if static is not None and sizes is not None and any(tuple(s) != static for s in sizes):
+        raise ConversionError(
+            f"verification sizes {_sizes(sizes)} differ from --static {_sizes([static])}",
+            hint="a static model runs at its one size; drop --sizes",
+        )
     with times.step("load checkpoint"):
-        checkpoint = load_checkpoint(checkpoint_path, trusted=trusted)
-        spec = resolve_architecture(checkpoint, arch)
-        module = build_module(spec, checkpoint)
-    with atomic_output(output) as tmp:
+        source = load_source(checkpoint_path, arch=arch, trusted=trusted)
+    verify_sizes = [static] if static else sizes
+    active = gate_for(precision, gate, **(gate_overrides or {}))
+    reduced: dict[str, Any] | None = None
+    with atomic_output(output) as tmp, tempfile.TemporaryDirectory(prefix="vetrina-") as work:
+        exported = tmp if precision == "fp32" else Path(work) / "fp32.onnx"
         with times.step("export + check"):
-            export_onnx(module, spec, tmp, opset=opset)
+            export_onnx(source.module, source.spec, exported, opset=opset, static=static)
+        if slim:
+            with times.step("slim"):
+                slim_onnx(exported)
+        if precision != "fp32":
+            with times.step(f"{precision} + island search"):
+                reduced = _reduce(
+                    source,
+                    exported,
+                    tmp,
+                    precision=precision,
+                    gate=active,
+                    sizes=verify_sizes,
+                    target=target,
+                    calibration=calibration,
+                    keep_fp32=keep_fp32,
+                    max_trials=max_trials,
+                )
         with times.step("verify"):
-            report = verify(tmp, module, spec, gate=gate, precision="fp32")
+            report = verify(
+                tmp,
+                source.module,
+                source.spec,
+                gate=active,
+                precision=precision,
+                sizes=verify_sizes,
+            )
         if not report.passed:
             raise VerificationError(
-                f"exported model differs from PyTorch beyond the gate (worst max abs "
-                f"{report.worst_max_abs:.2e}, worst PSNR {report.worst_psnr:.1f} dB); not written",
+                f"exported model differs from PyTorch beyond the gate "
+                f"({'; '.join(report.failures()[:3])}); not written",
                 report=report,
-                hint="see the report above; loosen with --max-abs/--min-psnr only if the "
-                "difference is acceptable",
+                hint="see the report above; loosen with --max-abs/--min-psnr/--min-ssim/"
+                "--max-delta-e only if the difference is acceptable",
             )
         with times.step("write contract"):
-            model = onnx.load(str(tmp))
-            contract = Contract(
-                role=spec.role,
-                inputs=spec.inputs,
-                outputs=spec.outputs,
-                spatial=spec.spatial,
-                provenance={
-                    "architecture": spec.name,
-                    "config": {**spec.default_config, **checkpoint.config},
-                    "checkpoint": checkpoint.path.name if checkpoint.path else None,
-                    "checkpoint_sha256": checkpoint.sha256,
-                    "checkpoint_metadata": _small(checkpoint.metadata),
-                    "precision": "fp32",
-                    "opset": max(
-                        o.version for o in model.opset_import if o.domain in ("", "ai.onnx")
-                    ),
-                    "exporter": "torch.onnx (dynamo)",
-                    "torch": str(torch.__version__),
-                    "onnx": onnx.__version__,
-                    "vetrina": __version__,
-                    "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            contract = build_contract(
+                source,
+                report,
+                precision=precision,
+                extra={
+                    "static_size": list(static) if static else None,
+                    "slim": slim,
+                    "reduced_precision": reduced,
                 },
-                verification=report.summary(),
+                model_path=tmp,
             )
-            _set_metadata(model, METADATA_KEY, contract.to_json())
-            onnx.save(model, str(tmp))
+            write_contract(tmp, contract)
     return ConversionResult(output, contract, report, times)
 
 
-def _set_metadata(model: Any, key: str, value: str) -> None:
+def _check_precision(
+    precision: str, target: str | None, calibration: Any, keep_fp32: Sequence[str]
+) -> None:
+    """Refuse option combinations that cannot mean what the user asked, before any work."""
+    if precision not in PRECISIONS:
+        raise ConversionError(
+            f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}"
+        )
+    if precision == "int8":
+        if target not in INT8_TARGETS:
+            raise ConversionError(
+                "int8 needs --target: 'cpu' (uint8 activations, fast on ONNX Runtime CPU) or "
+                "'tensorrt' (symmetric int8 with zero points 0, what TensorRT parses)",
+                hint="pass --target cpu or --target tensorrt",
+            )
+        if calibration is None:
+            raise ConversionError(
+                "int8 needs calibration images",
+                hint="pass --calib DIR (a folder of representative photos), or --calib catalog "
+                "for rendered catalog products",
+            )
+    elif target is not None or calibration is not None:
+        raise ConversionError(
+            f"--target and --calib apply to int8 only, not {precision}",
+            hint="drop them, or pass --precision int8",
+        )
+    if keep_fp32 and precision == "fp32":
+        raise ConversionError("--keep-fp32 applies to fp16 and int8 only")
+
+
+def _reduce(
+    source: Source,
+    exported: Path,
+    output: Path,
+    *,
+    precision: str,
+    gate: Gate,
+    sizes: Sequence[Size] | None,
+    target: str | None,
+    calibration: Any,
+    keep_fp32: Sequence[str],
+    max_trials: int,
+) -> dict[str, Any]:
+    """Rewrite the fp32 export at ``precision`` into ``output``; the island search judges each
+    candidate with the same verification (cases and gate) as the final check."""
+    from .reduced import reduce_precision
+
+    cases = verification_inputs(source.spec, source.module, sizes)
+    samples = [
+        case if isinstance(case, dict) else {source.spec.inputs[0].name: case} for _, case in cases
+    ]
+
+    def passes(path: Path) -> bool:
+        return verify(
+            path, source.module, source.spec, gate=gate, precision=precision, inputs=cases
+        ).passed
+
+    if isinstance(calibration, str) and calibration == "catalog":
+        from .calibration import catalog_images
+
+        calibration = catalog_images(32, (256, 256), start=1000)  # not the verification images
+    result = reduce_precision(
+        exported,
+        output,
+        precision,
+        passes=passes,
+        samples=samples,
+        keep_fp32=keep_fp32,
+        target=target,
+        calibration=calibration,
+        inputs=source.spec.inputs,
+        max_trials=max_trials,
+    )
+    return result.provenance()
+
+
+def build_contract(
+    source: Source,
+    report: VerificationReport,
+    *,
+    precision: str,
+    model_path: str | os.PathLike[str],
+    extra: dict[str, Any] | None = None,
+) -> Contract:
+    """The contract of a verified export: the architecture's tensors and size rules, the
+    provenance (checkpoint, config, versions, precision) and the verification summary."""
+    import onnx
+    import torch
+
+    spec, checkpoint = source.spec, source.checkpoint
+    model = onnx.load(str(model_path), load_external_data=False)
+    provenance = {
+        "architecture": spec.name,
+        "config": source.config,
+        "checkpoint": checkpoint.path.name if checkpoint.path else None,
+        "checkpoint_sha256": checkpoint.sha256,
+        "checkpoint_metadata": _small(checkpoint.metadata),
+        "precision": precision,
+        "opset": model_opset(model),
+        "exporter": "torch.onnx (dynamo)",
+        "torch": str(torch.__version__),
+        "onnx": onnx.__version__,
+        "vetrina": __version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    if ":" in spec.factory and not spec.factory.startswith("vetrina."):
+        provenance["factory"] = spec.factory
+    provenance.update({k: v for k, v in (extra or {}).items() if v is not None})
+    return Contract(
+        role=spec.role,
+        inputs=spec.inputs,
+        outputs=spec.outputs,
+        spatial=spec.spatial,
+        provenance=provenance,
+        verification=report.summary(),
+    )
+
+
+def write_contract(path: str | os.PathLike[str], contract: Contract) -> None:
+    """Store ``contract`` in the ONNX file's metadata (key :data:`METADATA_KEY`)."""
+    import onnx
+
+    model = onnx.load(str(path))
     for prop in model.metadata_props:
-        if prop.key == key:
-            prop.value = value
-            return
-    entry = model.metadata_props.add()
-    entry.key, entry.value = key, value
+        if prop.key == METADATA_KEY:
+            prop.value = contract.to_json()
+            break
+    else:
+        entry = model.metadata_props.add()
+        entry.key, entry.value = METADATA_KEY, contract.to_json()
+    onnx.save(model, str(path))
 
 
 def _small(metadata: dict[str, Any]) -> dict[str, Any]:
@@ -161,3 +288,7 @@ def _small(metadata: dict[str, Any]) -> dict[str, Any]:
         for k, v in metadata.items()
         if isinstance(v, (str, int, float, bool)) or k == "metrics"
     }
+
+
+def _sizes(sizes: Sequence[Size]) -> str:
+    return ",".join(f"{h}x{w}" for h, w in sizes)

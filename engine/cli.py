@@ -40,22 +40,71 @@ def build_parser() -> argparse.ArgumentParser:
         "convert",
         help="checkpoint -> verified ONNX with a model contract",
         description="Export a PyTorch checkpoint to ONNX (dynamic batch/height/"
-        "width), check it, verify it against PyTorch and store the contract. "
-        "Nothing is written when the parity gate fails.",
+        "width), check it, verify it against PyTorch (tensor errors, PSNR, SSIM, CIEDE2000) "
+        "and store the contract. Nothing is written when the parity gate fails.",
     )
     p.add_argument("checkpoint", type=Path, help="vetrina checkpoint or bare state_dict (.pt)")
     p.add_argument("-o", "--output", type=Path, required=True, help="output .onnx file")
-    p.add_argument("--arch", help="architecture name (needed for bare state_dicts)")
+    _add_arch_argument(p)
     p.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's)")
-    p.add_argument("--max-abs", type=float, help="gate: largest allowed abs error (default 1e-3)")
-    p.add_argument("--min-psnr", type=float, help="gate: smallest allowed PSNR in dB (default 60)")
-    p.add_argument("--report", type=Path, help="write the verification report as JSON")
     p.add_argument(
-        "--trust-pickle",
-        action="store_true",
-        help="allow checkpoints with pickled code (only for files you trust)",
+        "--static",
+        type=_size,
+        metavar="HxW",
+        help="fix height x width (batch stays dynamic); must keep the model's size rules",
     )
+    p.add_argument(
+        "--slim", action="store_true", help="simplify the graph with onnxslim (then verified)"
+    )
+    p.add_argument(
+        "--precision",
+        choices=("fp32", "fp16", "int8"),
+        default="fp32",
+        help="fp16: fp32 inputs/outputs and fp32 islands where fp16 breaks; int8: explicit "
+        "Q/DQ from calibration images (needs --target and --calib). The gate follows it.",
+    )
+    p.add_argument(
+        "--target",
+        choices=("cpu", "tensorrt"),
+        help="int8 flavour: cpu = uint8 activations (fast on ONNX Runtime CPU), "
+        "tensorrt = symmetric int8 with zero points 0",
+    )
+    p.add_argument(
+        "--calib",
+        metavar="DIR|catalog",
+        help="int8 calibration images: a folder of representative photos, or 'catalog' for "
+        "rendered catalog products",
+    )
+    p.add_argument(
+        "--keep-fp32",
+        metavar="NODE[,NODE...]",
+        type=lambda text: [n for n in text.split(",") if n],
+        default=[],
+        help="ONNX node names to keep in fp32 besides the automatic islands",
+    )
+    _add_gate_arguments(p)
+    p.add_argument("--trust-pickle", action="store_true", help=_TRUST_HELP)
     p.set_defaults(func=_cmd_convert)
+
+    p = sub.add_parser(
+        "verify",
+        help="verify an ONNX model against a PyTorch checkpoint",
+        description="Run the ONNX model (ONNX Runtime, CPU) and the checkpoint (PyTorch) on "
+        "the same inputs and compare every output: max/mean abs error, PSNR, SSIM, "
+        "CIEDE2000. The gate follows the model's precision (from its contract). "
+        "Exits 1 when over the gate.",
+    )
+    p.add_argument("model", type=Path, help="ONNX model (fp32, fp16 or int8)")
+    p.add_argument("checkpoint", type=Path, help="vetrina checkpoint or bare state_dict (.pt)")
+    _add_arch_argument(p)
+    p.add_argument(
+        "--precision",
+        choices=("fp32", "fp16", "int8"),
+        help="gate to apply (default: the model contract's precision, else fp32)",
+    )
+    _add_gate_arguments(p)
+    p.add_argument("--trust-pickle", action="store_true", help=_TRUST_HELP)
+    p.set_defaults(func=_cmd_verify)
 
     p = sub.add_parser(
         "run",
@@ -95,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="refuse images with more pixels (default 64 MP)",
     )
     p.set_defaults(func=_cmd_run)
+
+    _add_build_parser(sub)
+    _add_doctor_parser(sub)
 
     p = sub.add_parser("inspect", help="show a model's tensors and contract")
     p.add_argument("model", type=Path, help="ONNX model")
@@ -152,6 +204,70 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_TRUST_HELP = "allow checkpoints with pickled code (only for files you trust)"
+
+
+def _add_arch_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--arch",
+        help="architecture: a registry name (see 'vetrina zoo list'), or "
+        "package.module:factory for your own class (it must define VETRINA_SPEC); default: "
+        "the checkpoint's, or detected from a bare state_dict's keys",
+    )
+
+
+def _add_gate_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("verification (defaults per precision: see DEFAULT_GATES)")
+    g.add_argument(
+        "--max-abs", type=float, help="largest abs error (fp32 default 1e-3; fp16/int8: off)"
+    )
+    g.add_argument("--min-psnr", type=float, help="smallest PSNR in dB (fp32 60, fp16 40, int8 30)")
+    g.add_argument(
+        "--min-ssim",
+        type=float,
+        help="smallest SSIM of image outputs (fp32 0.999, fp16 0.99, int8 0.95)",
+    )
+    g.add_argument(
+        "--max-delta-e",
+        type=float,
+        help="largest mean CIEDE2000 of RGB outputs (fp32 0.1, fp16 1, int8 3)",
+    )
+    g.add_argument(
+        "--sizes",
+        type=_size_list,
+        metavar="HxW[,HxW]",
+        help="verification sizes of image models (default 64x96,128x128)",
+    )
+    g.add_argument("--report", type=Path, help="write the verification report as JSON")
+
+
+def _gate_overrides(args: argparse.Namespace) -> dict[str, float | None]:
+    return {
+        "max_abs": args.max_abs,
+        "min_psnr": args.min_psnr,
+        "min_ssim": args.min_ssim,
+        "max_delta_e": args.max_delta_e,
+    }
+
+
+def _size(text: str) -> tuple[int, int]:
+    from vetrina.converters.sizes import parse_size
+
+    try:
+        return parse_size(text, option="")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).strip()) from None
+
+
+def _size_list(text: str) -> list[tuple[int, int]]:
+    from vetrina.converters.sizes import parse_sizes
+
+    try:
+        return parse_sizes(text, option="")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).strip()) from None
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -171,22 +287,23 @@ def _needs_convert() -> None:
 def _cmd_convert(args: argparse.Namespace) -> int:
     _needs_convert()
     from vetrina.converters.convert import convert
-    from vetrina.converters.verify import DEFAULT_GATES, Gate
     from vetrina.errors import VerificationError
 
-    base = DEFAULT_GATES["fp32"]
-    gate = Gate(
-        max_abs=base.max_abs if args.max_abs is None else args.max_abs,
-        min_psnr=base.min_psnr if args.min_psnr is None else args.min_psnr,
-    )
     try:
         result = convert(
             args.checkpoint,
             args.output,
             arch=args.arch,
             opset=args.opset,
-            gate=gate,
+            gate_overrides=_gate_overrides(args),
             trusted=args.trust_pickle,
+            static=args.static,
+            slim=args.slim,
+            sizes=args.sizes,
+            precision=args.precision,
+            target=args.target,
+            calibration=_calibration(args.calib),
+            keep_fp32=args.keep_fp32,
         )
     except VerificationError as exc:
         print(exc.report.table())
@@ -198,10 +315,56 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         args.report.write_text(result.report.to_json())
     print(result.times.table())
     contract = result.contract
+    reduced = contract.provenance.get("reduced_precision")
+    if reduced:
+        islands = reduced.get("islands") or []
+        print(
+            f"{contract.provenance['precision']}"
+            + (f" ({reduced['target']} flavour)" if reduced.get("target") else "")
+            + f": {len(islands)} node(s) kept fp32"
+            + (f": {', '.join(islands[:12])}" if islands else "")
+            + ("" if len(islands) <= 12 else f" (+{len(islands) - 12} more)")
+        )
     print(
         f"wrote {result.output} ({contract.role}, {contract.provenance['architecture']}, "
-        f"opset {contract.provenance['opset']}, parity passed)"
+        f"{contract.provenance['precision']}, opset {contract.provenance['opset']}, "
+        "parity passed)"
     )
+    return EXIT_OK
+
+
+def _calibration(value: str | None) -> str | Path | None:
+    """``--calib``: the word 'catalog' (rendered products) or a folder path."""
+    if value is None or value == "catalog":
+        return value
+    return Path(value)
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    _needs_convert()
+    from vetrina.converters.verify import verify_file
+    from vetrina.errors import VerificationError
+
+    report = verify_file(
+        args.model,
+        args.checkpoint,
+        arch=args.arch,
+        precision=args.precision,
+        gate_overrides=_gate_overrides(args),
+        sizes=args.sizes,
+        trusted=args.trust_pickle,
+    )
+    print(report.table())
+    if args.report:
+        args.report.write_text(report.to_json())
+    if not report.passed:
+        raise VerificationError(
+            f"{args.model} differs from {args.checkpoint.name} beyond the {report.precision} "
+            f"gate ({'; '.join(report.failures()[:3])})",
+            report=report,
+            hint="see the table above",
+        )
+    print(f"{args.model}: parity passed ({report.precision}, {len(report.cases)} cases)")
     return EXIT_OK
 
 
@@ -225,6 +388,154 @@ def _cmd_run(args: argparse.Namespace) -> int:
     print(times.table())
     print(f"{len(results) - len(failed)} written to {args.output}, {len(failed)} failed")
     return EXIT_ERROR if failed else EXIT_OK
+
+
+def _add_build_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "build",
+        help="ONNX -> TensorRT engine in the content-addressed engine store",
+        description="Build a TensorRT plan (strongly typed: the precision the ONNX graph "
+        "carries) for this GPU and TensorRT version and store it under a key of (ONNX hash, "
+        "profiles, TensorRT version, GPU, builder options); an existing entry is reused. "
+        "Needs an NVIDIA GPU and 'vetrina[gpu]'.",
+        epilog="--profile NAME:MIN,OPT,MAX (e.g. image:1x3x64x64,4x3x256x256,8x3x512x512) or "
+        "NAME:SHAPE. Repeat it for more inputs; repeating an input already in the current "
+        "profile starts the next profile. Default: one profile from the model contract (batch "
+        "1/4/8, sides from the smallest allowed to 2048, tuned at 512).",
+    )
+    p.add_argument("model", type=Path, help="ONNX model converted by vetrina")
+    p.add_argument(
+        "--profile",
+        action="append",
+        metavar="NAME:MIN,OPT,MAX",
+        help="shape range of a dynamic input (see below)",
+    )
+    p.add_argument(
+        "--precision",
+        choices=("auto", "fp32"),
+        default="auto",
+        help="auto: the graph's own types, TF32 allowed (default); fp32: TF32 off, "
+        "fp32 models only",
+    )
+    p.add_argument(
+        "--workspace", type=_positive_int, metavar="MiB", help="workspace memory pool limit"
+    )
+    p.add_argument(
+        "--timing-cache", type=Path, metavar="FILE", help="reuse and update this timing cache"
+    )
+    p.add_argument(
+        "--store",
+        type=Path,
+        metavar="DIR",
+        help="engine store (default $VETRINA_ENGINE_STORE or ~/.cache/vetrina/engines)",
+    )
+    p.add_argument("--device", type=int, default=0, help="CUDA device ordinal (default 0)")
+    p.add_argument("--force", action="store_true", help="rebuild even if the store has it")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=_cmd_build)
+
+
+def _add_doctor_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "doctor",
+        help="list what will hurt on TensorRT or in fp16, with fixes",
+        description="Check an ONNX model (or a checkpoint, exported first) for ops TensorRT "
+        "cannot build, antialiased or computed-scale Resize, FFTs, GridSample, pixel "
+        "unshuffles, norms and reductions at risk in fp16, int64 shape arithmetic, and "
+        "activations beyond fp16's range measured with ONNX Runtime on rendered catalog "
+        "photos. Exits 1 when a finding is an error (with --strict: also a warning).",
+    )
+    p.add_argument("model", type=Path, help="ONNX model, or a checkpoint (.pt) to export first")
+    p.add_argument("--json", action="store_true", help="print the findings as JSON")
+    p.add_argument("--strict", action="store_true", help="exit 1 on warnings too")
+    p.add_argument("--no-run", action="store_true", help="static checks only (no ONNX Runtime run)")
+    p.add_argument(
+        "--size", type=_positive_int, default=256, help="sample image side (default 256)"
+    )
+    p.add_argument("--samples", type=_positive_int, default=2, help="sample images (default 2)")
+    p.add_argument("--arch", help="architecture of a bare state_dict checkpoint")
+    p.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="allow checkpoints with pickled code (only for files you trust)",
+    )
+    p.set_defaults(func=_cmd_doctor)
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        raise VetrinaError(
+            "vetrina build reads the ONNX model with the onnx package, which is not installed",
+            hint="pip install 'vetrina[convert]'",
+        ) from None
+    from vetrina.converters.tensorrt import BuildOptions, build_engine
+
+    try:
+        options = BuildOptions(
+            precision=args.precision,
+            workspace_mib=args.workspace,
+            timing_cache=args.timing_cache,
+            device=args.device,
+        )
+    except ValueError as exc:
+        raise VetrinaError(str(exc)) from None
+    result = build_engine(
+        args.model, profiles=args.profile, options=options, store=args.store, force=args.force
+    )
+    env = result.environment
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "key": result.key,
+                    "path": str(result.path),
+                    "cached": result.cached,
+                    "environment": env.to_json(),
+                    "profiles": [str(p) for p in result.profiles],
+                    "precision": result.precision,
+                    "plan_bytes": result.plan_bytes,
+                    "seconds": round(result.seconds, 3),
+                    "notes": result.notes,
+                },
+                indent=2,
+            )
+        )
+        return EXIT_OK
+    verb = "found" if result.cached else f"built in {result.seconds:.1f} s:"
+    print(f"{verb} engine {result.key[:16]}... for {env.describe()}")
+    print(f"  plan       {result.path} ({result.plan_bytes / 1e6:.1f} MB)")
+    for i, profile in enumerate(result.profiles):
+        print(f"  profile {i}  {profile}")
+    prec = result.precision
+    if prec:
+        print(f"  precision  expected {prec.get('expected')}, built {prec.get('built')}")
+    for note in result.notes:
+        print(f"  note       {note}")
+    return EXIT_OK
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        raise VetrinaError(
+            "vetrina doctor needs the onnx package, which is not installed",
+            hint="pip install 'vetrina[convert]'",
+        ) from None
+    from vetrina.converters.doctor import diagnose, diagnose_checkpoint
+
+    options = {"measure": not args.no_run, "samples": args.samples, "size": args.size}
+    if args.model.suffix.lower() == ".onnx":
+        report = diagnose(args.model, **options)
+    else:
+        _needs_convert()
+        report = diagnose_checkpoint(
+            args.model, arch=args.arch, trusted=args.trust_pickle, **options
+        )
+    print(report.to_json() if args.json else report.table())
+    return report.exit_code(strict=args.strict)
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:

@@ -1,0 +1,102 @@
+"""`vetrina convert --precision fp16|int8`: the rewrite, its verification and its contract."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+
+from vetrina.cli import main
+from vetrina.contract import METADATA_KEY, Contract
+from vetrina.converters.convert import convert
+from vetrina.converters.quantize import qdq_summary
+from vetrina.converters.verify import verify_file
+from vetrina.errors import ConversionError
+
+
+def _contract(path) -> Contract:
+    meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    return Contract.from_json(meta[METADATA_KEY])
+
+
+def _io_types(path) -> set[int]:
+    graph = onnx.load(str(path)).graph
+    return {v.type.tensor_type.elem_type for v in [*graph.input, *graph.output]}
+
+
+def _tensor_types(path) -> set[int]:
+    return {t.data_type for t in onnx.load(str(path)).graph.initializer}
+
+
+def test_fp16_conversion_keeps_fp32_edges_and_records_its_precision(small_checkpoint, tmp_path):
+    result = convert(small_checkpoint, tmp_path / "e16.onnx", precision="fp16")
+    assert result.report.passed and result.report.precision == "fp16"
+    assert any("fp16-emulated" in note for note in result.report.notes)
+    assert _io_types(result.output) == {onnx.TensorProto.FLOAT}
+    assert onnx.TensorProto.FLOAT16 in _tensor_types(result.output)
+    contract = _contract(result.output)
+    assert contract.provenance["precision"] == "fp16"
+    assert contract.verification["precision"] == "fp16"
+    reduced = contract.provenance["reduced_precision"]
+    assert reduced["precision"] == "fp16" and isinstance(reduced["islands"], list)
+    # `vetrina verify` reads the precision (and so the gate) from the contract
+    again = verify_file(result.output, small_checkpoint)
+    assert again.precision == "fp16" and again.passed
+
+
+def test_int8_cpu_conversion_is_uint8_activation_qdq_within_its_gate(small_checkpoint, tmp_path):
+    out = tmp_path / "e8.onnx"
+    result = convert(small_checkpoint, out, precision="int8", target="cpu", calibration="catalog")
+    assert result.report.passed and result.report.precision == "int8"
+    summary = qdq_summary(onnx.load(str(result.output)))
+    assert summary.quantize_nodes > 0 and summary.activation_types == {"uint8"}
+    reduced = _contract(result.output).provenance["reduced_precision"]
+    assert reduced["target"] == "cpu" and reduced["calibration"]
+
+
+@pytest.mark.slow
+def test_int8_tensorrt_flavour_is_symmetric(small_checkpoint, tmp_path):
+    calibration = np.random.default_rng(0).integers(0, 256, (4, 64, 64, 3), dtype=np.uint8)
+    result = convert(
+        small_checkpoint,
+        tmp_path / "e8t.onnx",
+        precision="int8",
+        target="tensorrt",
+        calibration=calibration,
+        gate_overrides={"min_psnr": 20.0, "min_ssim": 0.5, "max_delta_e": 10.0},
+    )
+    summary = qdq_summary(onnx.load(str(result.output)))
+    assert summary.activation_types == {"int8"} and not summary.nonzero_zero_points
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"precision": "int8", "calibration": "catalog"}, "int8 needs --target"),
+        ({"precision": "int8", "target": "cpu"}, "int8 needs calibration images"),
+        ({"precision": "fp16", "target": "cpu"}, "apply to int8 only"),
+        ({"precision": "fp32", "keep_fp32": ["Conv_0"]}, "fp16 and int8 only"),
+        ({"precision": "bf16"}, "unknown precision"),
+    ],
+)
+def test_contradictory_precision_options_are_refused_before_any_work(
+    small_checkpoint, tmp_path, options, message
+):
+    with pytest.raises(ConversionError, match=message):
+        convert(small_checkpoint, tmp_path / "x.onnx", **options)
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def test_cli_int8_without_target_exits_nonzero_with_the_fix(small_checkpoint, tmp_path, capsys):
+    out = tmp_path / "x.onnx"
+    code = main(["convert", str(small_checkpoint), "-o", str(out), "--precision", "int8"])
+    assert code != 0 and not out.exists()
+    assert "--target" in capsys.readouterr().err
+
+
+def test_cli_missing_calibration_folder_is_a_clear_error(small_checkpoint, tmp_path, capsys):
+    out = tmp_path / "x.onnx"
+    argv = ["convert", str(small_checkpoint), "-o", str(out), "--precision", "int8"]
+    code = main([*argv, "--target", "cpu", "--calib", str(tmp_path / "nowhere")])
+    assert code != 0 and not out.exists()
+    assert "nowhere" in capsys.readouterr().err

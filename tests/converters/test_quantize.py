@@ -1,0 +1,203 @@
+"""int8 with explicit Q/DQ: the TensorRT (symmetric) and CPU (u8 activations) flavours,
+calibration from images, and refusals of bad calibration input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, numpy_helper
+
+from vetrina.contract import TensorSpec
+from vetrina.converters.activations import Runner
+from vetrina.converters.calibration import catalog_images, fit, image_feeds, load_folder
+from vetrina.converters.quantize import qdq_summary, quantizable_nodes, quantize_int8
+from vetrina.converters.reduced import reduce_precision
+from vetrina.errors import ConversionError, InputError
+from vetrina.imageio import write_image
+from vetrina.metrics import psnr
+from vetrina.models.architectures import get_architecture
+
+
+@pytest.fixture(scope="module")
+def zoo_enhancer(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The committed, trained zoo enhancer exported fp32 (needs models/zoo/enhancer.pt)."""
+    from vetrina.converters.export import export_onnx
+    from vetrina.models.zoo import load_module
+
+    path = tmp_path_factory.mktemp("int8") / "enhancer.onnx"
+    return export_onnx(load_module("enhancer"), get_architecture("enhancer"), path)
+
+
+def _qdq_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
+    return [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+
+
+def _held_out_psnr(fp32: Path, int8: Path) -> float:
+    spec = get_architecture("enhancer")
+    feeds = image_feeds(spec.inputs, catalog_images(3, (128, 128), start=200), (128, 128))
+    ref, cand = Runner(fp32), Runner(int8)
+    return min(
+        psnr(np.clip(cand.run(f)[0], 0, 1), np.clip(ref.run(f)[0], 0, 1), 1.0) for f in feeds
+    )
+
+
+@pytest.mark.slow
+def test_tensorrt_flavour_is_symmetric_int8_and_close(zoo_enhancer, tmp_path):
+    spec = get_architecture("enhancer")
+    result = quantize_int8(
+        zoo_enhancer,
+        tmp_path / "trt.onnx",
+        catalog_images(8, (96, 96)),
+        target="tensorrt",
+        inputs=spec.inputs,
+        size=(96, 96),
+    )
+    model = onnx.load(str(result.path))
+    consts = {t.name: t for t in model.graph.initializer}
+    qdq = _qdq_nodes(model)
+    assert qdq
+    for node in qdq:  # every zero point: an int8 initializer holding zeros
+        zp = consts[node.input[2]]
+        assert zp.data_type == TensorProto.INT8, node.name
+        assert not numpy_helper.to_array(zp).any(), node.name
+    assert not any(t.data_type in (TensorProto.UINT8, TensorProto.INT32) for t in consts.values())
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    producers = {n.output[0]: n for n in qdq}
+    for conv in convs:  # int8 weights, one scale per output channel
+        dq = producers[conv.input[1]]
+        weight = consts[dq.input[0]]
+        assert weight.data_type == TensorProto.INT8
+        assert numpy_helper.to_array(consts[dq.input[1]]).shape == (weight.dims[0],)
+    assert conv.input[2] in consts and consts[conv.input[2]].data_type == TensorProto.FLOAT
+    summary = qdq_summary(model)
+    assert summary.activation_types == {"int8"} and summary.nonzero_zero_points == []
+    assert result.calibration["images"] == 8 and result.calibration["method"] == "minmax"
+    assert _held_out_psnr(zoo_enhancer, result.path) > 30.0
+
+
+@pytest.mark.slow
+def test_cpu_flavour_has_uint8_activations_and_is_close(zoo_enhancer, tmp_path):
+    spec = get_architecture("enhancer")
+    result = quantize_int8(
+        zoo_enhancer,
+        tmp_path / "cpu.onnx",
+        catalog_images(8, (96, 96)),
+        target="cpu",
+        inputs=spec.inputs,
+        size=(96, 96),
+    )
+    model = onnx.load(str(result.path))
+    consts = {t.name: t for t in model.graph.initializer}
+    quant = [n for n in model.graph.node if n.op_type == "QuantizeLinear"]
+    assert quant and all(consts[n.input[2]].data_type == TensorProto.UINT8 for n in quant)
+    assert any(numpy_helper.to_array(consts[n.input[2]]).any() for n in quant)  # asymmetric
+    producers = {n.output[0]: n for n in _qdq_nodes(model)}
+    for conv in (n for n in model.graph.node if n.op_type == "Conv"):
+        dq = producers[conv.input[1]]
+        assert consts[dq.input[0]].data_type == TensorProto.INT8
+        assert not numpy_helper.to_array(consts[dq.input[2]]).any()  # symmetric weights
+        assert numpy_helper.to_array(consts[dq.input[1]]).ndim == 1  # per channel
+    assert result.target == "cpu" and "uint8" in result.calibration["activations"]
+    assert _held_out_psnr(zoo_enhancer, result.path) > 30.0
+
+
+def test_bad_calibration_folders_are_refused(small_model, tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        quantize_int8(small_model, tmp_path / "o.onnx", tmp_path / "missing", target="cpu")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no images here")
+    with pytest.raises(InputError, match="holds no image files"):
+        quantize_int8(small_model, tmp_path / "o.onnx", empty, target="tensorrt")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    write_image(broken / "a.png", catalog_images(1, (64, 64))[0])
+    (broken / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
+    with pytest.raises(InputError, match=r"b\.png"):
+        quantize_int8(small_model, tmp_path / "o.onnx", broken, target="cpu")
+    with pytest.raises(InputError, match="not a folder"):
+        quantize_int8(small_model, tmp_path / "o.onnx", broken / "a.png", target="cpu")
+    assert not (tmp_path / "o.onnx").exists()
+
+
+def test_calibration_folder_and_exclusions(small_model, tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i, image in enumerate(catalog_images(3, (80, 120))):
+        write_image(folder / f"{i}.png", image)
+    model = onnx.load(str(small_model))
+    conv = next(n.name for n in model.graph.node if n.op_type == "Conv")
+    result = quantize_int8(
+        small_model, tmp_path / "q.onnx", folder, target="cpu", size=(64, 64), exclude=[conv]
+    )
+    assert result.calibration["images"] == 3 and result.islands == [conv]
+    quantized = onnx.load(str(result.path))
+    consts = {t.name for t in quantized.graph.initializer}
+    node = next(n for n in quantized.graph.node if n.name == conv)
+    assert node.input[1] in consts  # the float32 weight itself, no DequantizeLinear
+    with pytest.raises(ConversionError, match="nope"):
+        quantize_int8(small_model, tmp_path / "x.onnx", folder, target="cpu", exclude=["nope"])
+    with pytest.raises(ConversionError, match="unknown int8 target"):
+        quantize_int8(small_model, tmp_path / "x.onnx", folder, target="gpu")
+    with pytest.raises(ConversionError, match="int8 needs a target"):
+        reduce_precision(small_model, tmp_path / "x.onnx", "int8", calibration=folder)
+
+
+def test_calibration_images_fit_and_map_through_the_contract():
+    image = np.zeros((40, 100, 3), np.uint8)
+    image[:, 30:70] = (255, 0, 0)  # a red centre band, 40 px of 100
+    fitted = fit(image, (20, 20))  # cover: 40x100 -> 20x50, then the centre 20x20
+    assert fitted.shape == (20, 20, 3) and (fitted[:, :, 0] > 200).all()
+    specs = [
+        TensorSpec(name="image", channels="BGR", range=(-1.0, 1.0)),
+        TensorSpec(name="mask", semantic="mask", channels="L", range=(0.0, 1.0)),
+    ]
+    (feeds,) = image_feeds(specs, catalog_images(1, (64, 64)), (32, 48))
+    assert feeds["image"].shape == (1, 3, 32, 48) and feeds["mask"].shape == (1, 1, 32, 48)
+    assert feeds["image"].dtype == np.float32
+    assert feeds["image"].min() >= -1.0 and feeds["image"].max() <= 1.0
+    assert set(np.unique(feeds["mask"])) <= {0.0, 1.0} and feeds["mask"].any()
+    rgb = np.full((8, 8, 3), (255, 0, 0), np.uint8)
+    (plain,) = image_feeds([TensorSpec(name="image", channels="BGR")], rgb, (8, 8))
+    assert plain["image"][0, 2].min() == 1.0 and plain["image"][0, 0].max() == 0.0  # BGR order
+    with pytest.raises(ConversionError, match="latent or label"):
+        image_feeds(get_architecture("cgan-generator").inputs, rgb, (8, 8))
+
+
+def test_load_folder_reads_rgb(tmp_path):
+    image = catalog_images(1, (64, 64))[0]
+    write_image(tmp_path / "x.png", np.ascontiguousarray(image[:, :, ::-1]))  # BGR on disk
+    cv2.imwrite(str(tmp_path / "grey.png"), image[:, :, 0])
+    loaded = load_folder(tmp_path)
+    assert len(loaded) == 2 and all(i.shape == (64, 64, 3) for i in loaded)
+    assert np.array_equal(loaded[1], image)  # x.png sorts after grey.png; RGB back
+    assert np.array_equal(loaded[0], np.repeat(image[:, :, :1], 3, axis=2))
+
+
+@pytest.mark.slow
+def test_int8_island_search_finds_the_node_the_gate_needs(small_model, tmp_path):
+    target = quantizable_nodes(small_model, "tensorrt")[3]  # not the first: the search works
+
+    def passes(candidate: Path) -> bool:  # a gate that needs exactly `target` in float32
+        model = onnx.load(str(candidate))
+        node = next(n for n in model.graph.node if n.name == target)
+        return node.input[1] in {t.name for t in model.graph.initializer}
+
+    spec = get_architecture("enhancer")
+    samples = image_feeds(spec.inputs, catalog_images(1, (64, 64)), (32, 32))
+    result = reduce_precision(
+        small_model,
+        tmp_path / "s.onnx",
+        "int8",
+        target="tensorrt",
+        calibration=catalog_images(2, (64, 64)),
+        calibration_size=(32, 32),
+        passes=passes,
+        samples=samples,
+    )
+    assert result.islands == [target] and result.reasons[target] == "island search"
+    assert passes(result.path) and 3 <= result.search_trials <= 24  # the plain result failed
