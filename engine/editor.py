@@ -85,12 +85,7 @@ class Editor:
         """
         output_order = output_order or order
         for i, img in enumerate(images):
-            if not isinstance(img, np.ndarray) or img.dtype != np.uint8:
-                raise InputError(f"image {i}: expected a uint8 numpy array")
-            if img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] not in (1, 3, 4)):
-                raise InputError(f"image {i}: shape {img.shape}; expected HxW, HxWx3 or HxWx4")
-            if img.shape[0] == 0 or img.shape[1] == 0:
-                raise InputError(f"image {i}: has zero size {img.shape}")
+            check_image(img, i)
         groups: dict[tuple[int, int], list[int]] = defaultdict(list)
         for i, img in enumerate(images):
             groups[self.working_size(img.shape[0], img.shape[1])].append(i)
@@ -138,6 +133,17 @@ class Editor:
                 dst_order=output_order,
                 alphas=alphas if any(a is not None for a in alphas) else None,
             )
+
+
+def check_image(img: object, index: int = 0) -> None:
+    """Raise :class:`InputError` unless ``img`` is a uint8 HxW, HxWx1/3/4 array of nonzero size
+    (what :meth:`Editor.edit` accepts; callers that queue images check them up front)."""
+    if not isinstance(img, np.ndarray) or img.dtype != np.uint8:
+        raise InputError(f"image {index}: expected a uint8 numpy array")
+    if img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] not in (1, 3, 4)):
+        raise InputError(f"image {index}: shape {img.shape}; expected HxW, HxWx3 or HxWx4")
+    if img.shape[0] == 0 or img.shape[1] == 0:
+        raise InputError(f"image {index}: has zero size {img.shape}")
 
 
 def _alpha(img: np.ndarray, size: tuple[int, int]) -> np.ndarray | None:

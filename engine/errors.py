@@ -49,3 +49,7 @@ class DependencyError(VetrinaError):
 
 class DeviceError(VetrinaError):
     """The requested device or execution provider is not available (never a silent fallback)."""
+
+
+class OverloadedError(VetrinaError):
+    """A bounded request queue is full: the client should back off (a service answers 503)."""

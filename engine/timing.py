@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,10 +11,14 @@ from dataclasses import dataclass, field
 
 @dataclass
 class StepTimes:
-    """Accumulated seconds and call counts per named step, in first-seen order."""
+    """Accumulated seconds and call counts per named step, in first-seen order.
+
+    Thread-safe: batcher workers running one editor add to the same instance.
+    """
 
     seconds: dict[str, float] = field(default_factory=dict)
     calls: dict[str, int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @contextmanager
     def step(self, name: str) -> Iterator[None]:
@@ -25,12 +30,15 @@ class StepTimes:
             self.add(name, time.perf_counter() - start)
 
     def add(self, name: str, seconds: float, calls: int = 1) -> None:
-        self.seconds[name] = self.seconds.get(name, 0.0) + seconds
-        self.calls[name] = self.calls.get(name, 0) + calls
+        with self._lock:
+            self.seconds[name] = self.seconds.get(name, 0.0) + seconds
+            self.calls[name] = self.calls.get(name, 0) + calls
 
     def merge(self, other: StepTimes) -> None:
-        for name, secs in other.seconds.items():
-            self.add(name, secs, other.calls[name])
+        with other._lock:
+            items = [(name, secs, other.calls[name]) for name, secs in other.seconds.items()]
+        for name, secs, calls in items:
+            self.add(name, secs, calls)
 
     def table(self, title: str = "step") -> str:
         """A fixed-width table: step, calls, total ms, ms per call."""
