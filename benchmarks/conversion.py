@@ -12,7 +12,7 @@ the file size, and ONNX Runtime CPU latency (batch 1; editors at ``--size`` px, 
 their 64 px): best and median of ``--repeats`` runs after two warm-ups. fp16 files are listed
 for TensorRT; ONNX Runtime CPU has no fast fp16 kernels, so their CPU latency is shown only
 for completeness. int8 is calibrated on rendered catalog photos (``--calib catalog``), never
-the verification images.
+the verification images; generators on seeded latents and random labels (``--calib latents``).
 """
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ def _feeds(spec: Any, module: Any, size: int) -> dict[str, np.ndarray]:
 def run_one(name: str, precision: str, target: str, out: Path, args: argparse.Namespace) -> dict:
     from vetrina.converters.convert import convert, load_source
     from vetrina.errors import VerificationError
+    from vetrina.models.architectures import get_architecture
     from vetrina.models.zoo import get_entry
 
     entry = get_entry(name)
@@ -70,7 +71,8 @@ def run_one(name: str, precision: str, target: str, out: Path, args: argparse.Na
     row: dict[str, Any] = {"model": name, "precision": precision}
     options: dict[str, Any] = {"precision": precision}
     if precision == "int8":
-        options.update(target=target, calibration="catalog")
+        images = any(t.semantic == "image" for t in get_architecture(entry.architecture).inputs)
+        options.update(target=target, calibration="catalog" if images else "latents")
         row["precision"] = f"int8 ({target})"
     t0 = time.perf_counter()
     try:

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from vetrina import __version__
 from vetrina.atomic import atomic_output
 from vetrina.contract import METADATA_KEY, Contract
@@ -205,10 +207,7 @@ def _reduce(
             path, source.module, source.spec, gate=gate, precision=precision, inputs=cases
         ).passed
 
-    if isinstance(calibration, str) and calibration == "catalog":
-        from .calibration import catalog_images
-
-        calibration = catalog_images(32, (256, 256), start=1000)  # not the verification images
+    calibration = _calibration_data(source, calibration)
     result = reduce_precision(
         exported,
         output,
@@ -222,6 +221,33 @@ def _reduce(
         max_trials=max_trials,
     )
     return result.provenance()
+
+
+def _calibration_data(source: Source, calibration: Any) -> Any:
+    """``calibration`` as ``reduce_precision`` takes it: 'catalog' becomes rendered photos (not
+    the verification images), 'latents' seeded latents with random labels (generators)."""
+    has_image = any(t.semantic == "image" for t in source.spec.inputs)
+    if isinstance(calibration, str) and calibration == "latents":
+        if has_image:
+            raise ConversionError(
+                f"--calib latents is for generators; {source.spec.name} takes images",
+                hint="pass --calib DIR (representative photos) or --calib catalog",
+            )
+        from .inputs import random_feeds
+
+        rng = np.random.default_rng(2024)
+        module, spec = source.module, source.spec
+        return [random_feeds(module, spec, batch=16, size=None, rng=rng) for _ in range(8)]
+    if not has_image and calibration is not None:
+        raise ConversionError(
+            f"{source.spec.name} is calibrated on its latent and label inputs, not on images",
+            hint="pass --calib latents",
+        )
+    if isinstance(calibration, str) and calibration == "catalog":
+        from .calibration import catalog_images
+
+        return catalog_images(32, (256, 256), start=1000)  # not the verification images
+    return calibration
 
 
 def build_contract(

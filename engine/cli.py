@@ -71,9 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--calib",
-        metavar="DIR|catalog",
-        help="int8 calibration images: a folder of representative photos, or 'catalog' for "
-        "rendered catalog products",
+        metavar="DIR|catalog|latents",
+        help="int8 calibration data: a folder of representative photos, 'catalog' for "
+        "rendered catalog products, or 'latents' (generators: seeded z and random labels)",
     )
     p.add_argument(
         "--keep-fp32",
@@ -334,8 +334,8 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 
 def _calibration(value: str | None) -> str | Path | None:
-    """``--calib``: the word 'catalog' (rendered products) or a folder path."""
-    if value is None or value == "catalog":
+    """``--calib``: 'catalog' (rendered products), 'latents' (generators) or a folder path."""
+    if value is None or value in ("catalog", "latents"):
         return value
     return Path(value)
 

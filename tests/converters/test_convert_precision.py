@@ -100,3 +100,43 @@ def test_cli_missing_calibration_folder_is_a_clear_error(small_checkpoint, tmp_p
     code = main([*argv, "--target", "cpu", "--calib", str(tmp_path / "nowhere")])
     assert code != 0 and not out.exists()
     assert "nowhere" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def tiny_generator(tmp_path_factory):
+    torch = pytest.importorskip("torch")
+    from vetrina.models.architectures import get_architecture
+    from vetrina.models.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    config = {"z_dim": 8, "channels": 8}
+    module = get_architecture("cgan-generator").build(config)
+    path = tmp_path_factory.mktemp("gen") / "tiny-gan.pt"
+    return save_checkpoint(
+        path,
+        architecture="cgan-generator",
+        config=config,
+        state_dict=module.state_dict(),
+        metadata={"purpose": "tests"},
+    )
+
+
+def test_generators_calibrate_int8_on_latents_not_images(tiny_generator, tmp_path):
+    loose = {"min_psnr": 10.0, "min_ssim": 0.0, "max_delta_e": 50.0}
+    out = tmp_path / "g8.onnx"
+    with pytest.raises(ConversionError, match="--calib latents"):
+        convert(tiny_generator, out, precision="int8", target="cpu", calibration="catalog")
+    result = convert(
+        tiny_generator,
+        out,
+        precision="int8",
+        target="cpu",
+        calibration="latents",
+        gate_overrides=loose,
+    )
+    assert qdq_summary(onnx.load(str(result.output))).quantize_nodes > 0
+    assert {i.name for i in onnx.load(str(result.output)).graph.input} == {
+        "z",
+        "category",
+        "colour",
+    }
