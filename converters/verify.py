@@ -37,7 +37,9 @@ DEFAULT_SIZES: tuple[Size, ...] = ((64, 96), (128, 128))
 class Gate:
     """Acceptance thresholds; every case must meet all of them.
 
-    ``max_abs`` is in the output's own units (``inf``: not gated); ``min_psnr`` in dB over
+    ``max_abs`` is a fraction of the output's value range where the contract gives one (1e-3:
+    a quarter of a level of 0..255, whether the net outputs [0, 1] or 0..255), else in the
+    output's own units (logits); ``inf``: not gated. ``min_psnr`` is in dB over
     the output's range; ``min_ssim`` applies to image and mask outputs (-1: not gated);
     ``max_delta_e`` bounds the *mean* CIEDE2000 difference of RGB image outputs (``inf``:
     not gated).
@@ -354,8 +356,10 @@ def compare_output(
     if tensor.semantic == "label" and tensor.layout == "NC" and actual.ndim == 2:
         agreement = float(np.mean(actual.argmax(axis=1) == expected.argmax(axis=1)))
     failed = []
-    if not worst <= gate.max_abs:
-        failed.append(f"max abs {worst:.2e} > {gate.max_abs:g}")
+    limit = gate.max_abs * span if tensor.range else gate.max_abs
+    if not worst <= limit:
+        of_range = f" ({gate.max_abs:g} of the range)" if tensor.range else ""
+        failed.append(f"max abs {worst:.2e} > {limit:g}{of_range}")
     if not value >= gate.min_psnr:
         failed.append(f"PSNR {value:.1f} dB < {gate.min_psnr:g}")
     if ssim is not None and not ssim >= gate.min_ssim:

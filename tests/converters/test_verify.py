@@ -363,3 +363,16 @@ def test_cli_verify_prints_table_and_writes_report(small_model, small_checkpoint
     assert main([*argv, "--min-psnr", "1000"]) == 1
     captured = capsys.readouterr()
     assert "NO" in captured.out and "beyond the fp32 gate" in captured.err
+
+
+def test_max_abs_gate_is_a_fraction_of_the_output_range():
+    # 1e-3 of the range: 0.255 on a 0..255 output (TransformerNet), 0.001 on [0, 1]
+    gate = Gate(max_abs=1e-3)
+    expected = np.full((1, 3, 8, 8), 100.0, np.float32)
+    wide = TensorSpec(name="styled", range=(0.0, 255.0))
+    assert compare_output("ok", wide, expected, expected + 0.2, gate).passed
+    failed = compare_output("bad", wide, expected, expected + 0.3, gate)
+    assert not failed.passed and "of the range" in failed.failed[0]
+    unit = TensorSpec(name="image", range=(0.0, 1.0))
+    small = expected / 255.0
+    assert not compare_output("unit", unit, small, small + 0.002, gate).passed
