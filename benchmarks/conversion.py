@@ -62,7 +62,7 @@ def _feeds(spec: Any, module: Any, size: int) -> dict[str, np.ndarray]:
 
 def run_one(name: str, precision: str, target: str, out: Path, args: argparse.Namespace) -> dict:
     from vetrina.converters.convert import convert, load_source
-    from vetrina.errors import VerificationError
+    from vetrina.errors import ConversionError, VerificationError
     from vetrina.models.architectures import get_architecture
     from vetrina.models.zoo import get_entry
 
@@ -80,6 +80,10 @@ def run_one(name: str, precision: str, target: str, out: Path, args: argparse.Na
     except VerificationError as exc:
         report = exc.report
         row.update(passed=False, failed=report.failures()[:3])
+    except ConversionError as exc:  # e.g. no set of fp32 islands passes the gate
+        row.update(passed=False, failed=[str(exc)], psnr_db=None, ssim=None, delta_e=None)
+        row["convert_s"] = round(time.perf_counter() - t0, 1)
+        return row
     else:
         report = result.report
         reduced = result.contract.provenance.get("reduced_precision") or {}

@@ -95,6 +95,14 @@ def search_islands(
             k = min(k, len(ranked))
             if trial(ranked[:k]):
                 high = k
+            elif k == len(ranked) and frozenset(ranked) in trial.errors:
+                raise ConversionError(
+                    "no reduced-precision model passes the verification gate: every candidate "
+                    "node would have to stay float32, and then the transform has nothing left "
+                    f"to do ({trial.errors[frozenset(ranked)]})",
+                    hint="keep this model in fp32 (or fp16), or loosen the gate if the measured "
+                    "difference is acceptable",
+                )
             elif k == len(ranked):
                 raise ConversionError(
                     f"even with all {len(ranked)} candidate nodes kept float32 the model fails "
@@ -126,6 +134,7 @@ class _Trials:
     def __init__(self, transform: Transform, passes: Gate, folder: Path, budget: int) -> None:
         self.transform, self.passes, self.folder, self.budget = transform, passes, folder, budget
         self.seen: dict[frozenset[str], bool] = {}
+        self.errors: dict[frozenset[str], str] = {}
         self.paths: dict[frozenset[str], Path] = {}
         self.log: list[tuple[list[str], bool]] = []
 
@@ -142,7 +151,13 @@ class _Trials:
                 hint="raise max_trials, or keep more op types float32 up front",
             )
         path = self.folder / f"candidate-{len(self.log) + 1}.onnx"
-        self.transform(list(islands), path)
+        try:
+            self.transform(list(islands), path)
+        except ConversionError as exc:  # e.g. int8 with every quantizable node excluded
+            self.errors[key] = exc.message
+            self.seen[key] = False
+            self.log.append((sorted(islands), False))
+            return False
         ok = bool(self.passes(path))
         self.seen[key] = ok
         self.paths[key] = path

@@ -291,3 +291,19 @@ def test_reduce_precision_fp16_records_provenance(overflow_net, tmp_path):
     assert prov["precision"] == "fp16" and prov["evaluator"] == EMULATED
     assert prov["path"] == "out.onnx" and prov["search_trials"] == 1  # the rules sufficed
     assert len(prov["islands"]) == 2 and set(prov["reasons"]) == set(prov["islands"])
+
+
+def test_island_search_says_when_only_the_untransformed_model_would_pass(overflow_net):
+    # int8 with every quantizable node excluded raises in the transform: that is a failed
+    # trial, and the search ends with the reason instead of a stack from the quantizer
+    path, spec = overflow_net
+    samples = _feeds(spec, 1, 64)
+    names = [n.name for n in onnx.load(str(path)).graph.node]
+
+    def transform(islands: list[str], out: Path) -> None:
+        if set(islands) == set(names):
+            raise ConversionError("int8 quantization left no node quantized")
+        convert_fp16(path, out, keep_fp32=islands, check_ranges=False)
+
+    with pytest.raises(ConversionError, match="every candidate node would have to stay float32"):
+        search_islands(path, transform, lambda p: False, samples=samples, max_trials=10)
