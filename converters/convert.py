@@ -27,7 +27,7 @@ from vetrina.timing import StepTimes
 from .export import export_onnx, model_opset, slim_onnx
 from .sizes import Size
 from .source import Source, build_module, identify, load_source, resolve_architecture
-from .verify import Gate, VerificationReport, gate_for, verification_inputs, verify
+from .verify import Gate, VerificationReport, gate_for, precision_cases, verify
 
 PRECISIONS = ("fp32", "fp16", "int8")
 INT8_TARGETS = ("cpu", "tensorrt")
@@ -197,7 +197,7 @@ def _reduce(
     candidate with the same verification (cases and gate) as the final check."""
     from .reduced import reduce_precision
 
-    cases = verification_inputs(source.spec, source.module, sizes)
+    cases = precision_cases(source.spec, source.module, sizes, precision)
     samples = [
         case if isinstance(case, dict) else {source.spec.inputs[0].name: case} for _, case in cases
     ]
