@@ -80,8 +80,8 @@ _UNSHUFFLE_PERM = [0, 1, 3, 5, 2, 4]  # (N, C, H/r, r, W/r, r) -> (N, C, r, r, H
 
 def _keep_fp32(what: str = "it") -> str:
     return (
-        f"keep {what} in fp32 when converting to fp16 (onnxconverter-common's "
-        "op_block_list/node_block_list, ModelOpt AutoCast's op_types_to_exclude)"
+        f"keep {what} in fp32 when converting to fp16 ('vetrina convert --precision fp16' "
+        "does so automatically; elsewhere: ModelOpt AutoCast's op_types_to_exclude)"
     )
 
 
