@@ -9,9 +9,11 @@ verification against PyTorch under the precision's default gate). A model that f
 is a row that says so, not a missing row. Reported per row: the worst case of the verification
 report (PSNR, SSIM, mean CIEDE2000 where the output is an RGB image), the fp32 islands kept,
 the file size, and ONNX Runtime CPU latency (batch 1; editors at ``--size`` px, generators at
-their 64 px): best and median of ``--repeats`` runs after two warm-ups. fp16 files are listed
-for TensorRT; ONNX Runtime CPU has no fast fp16 kernels, so their CPU latency is shown only
-for completeness. int8 is calibrated on rendered catalog photos (``--calib catalog``), never
+their 64 px): best and median of ``--repeats`` runs after two warm-ups; for fp32 rows also
+PyTorch eager (``torch.inference_mode``) on the same input in the same process, after the
+ONNX Runtime session is gone (its spinning threads would slow PyTorch). fp16 files are listed
+for TensorRT; ONNX Runtime CPU has no fast fp16 kernels, so their CPU latency is shown only for
+completeness. int8 is calibrated on rendered catalog photos (``--calib catalog``), never
 the verification images; generators on seeded latents and random labels (``--calib latents``).
 """
 
@@ -101,7 +103,26 @@ def run_one(name: str, precision: str, target: str, out: Path, args: argparse.Na
         row["input"] = {k: list(v.shape) for k, v in feeds.items()}
         best, median = _latency(path, feeds, args.repeats, args.threads)
         row.update(ort_best_ms=round(best, 2), ort_median_ms=round(median, 2))
+        if precision == "fp32":  # PyTorch eager on the same input, same process
+            best, median = _torch_latency(source.module, source.spec, feeds, args.repeats)
+            row.update(torch_best_ms=round(best, 2), torch_median_ms=round(median, 2))
     return row
+
+
+def _torch_latency(module: Any, spec: Any, feeds: dict[str, np.ndarray], repeats: int) -> tuple:
+    import torch
+
+    args = [torch.from_numpy(feeds[t.name]) for t in spec.inputs]
+    module = module.eval()
+    with torch.inference_mode():
+        for _ in range(2):
+            module(*args)
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            module(*args)
+            times.append(time.perf_counter() - t0)
+    return min(times) * 1e3, statistics.median(times) * 1e3
 
 
 def _cell(value: Any, fmt: str) -> str:
@@ -115,8 +136,8 @@ def _cell(value: Any, fmt: str) -> str:
 def markdown(rows: list[dict]) -> str:
     lines = [
         "| model | precision | PSNR vs PyTorch (dB) | SSIM | mean CIEDE2000 | fp32 islands "
-        "| size (MB) | ORT CPU ms (best / median) | gate |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| size (MB) | ORT CPU ms (best / median) | PyTorch eager ms (best) | gate |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         islands = r.get("islands")
@@ -126,6 +147,7 @@ def markdown(rows: list[dict]) -> str:
             f"| {len(islands) if islands is not None else ''} "
             f"| {_cell(r.get('size_mb'), '.2f')} "
             f"| {_cell(r.get('ort_best_ms'), '.1f')} / {_cell(r.get('ort_median_ms'), '.1f')} "
+            f"| {_cell(r.get('torch_best_ms'), '.1f')} "
             f"| {'passed' if r['passed'] else 'FAILED: ' + '; '.join(r['failed'])} |"
         )
     return "\n".join(lines)
