@@ -95,6 +95,16 @@ def search_islands(
             k = min(k, len(ranked))
             if trial(ranked[:k]):
                 high = k
+            elif (
+                k == len(ranked)
+                and frozenset(ranked) in trial.errors
+                and len(ranked) > 1
+                and k - 1 > low
+                and trial(ranked[: k - 1])
+            ):
+                # keeping everything is no model at all (int8 with nothing quantized); the
+                # largest real candidate keeps all but the least sensitive node
+                high = k - 1
             elif k == len(ranked) and frozenset(ranked) in trial.errors:
                 raise ConversionError(
                     "no reduced-precision model passes the verification gate: every candidate "
