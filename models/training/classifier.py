@@ -13,7 +13,6 @@ differ from the border (background) colour. The category has no classical baseli
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,8 +28,10 @@ from vetrina.models.latents import category_index, colour_index
 from vetrina.models.training.common import (
     Log,
     Progress,
+    Stopwatch,
     cosine_lr,
     metadata,
+    optimise,
     print_log,
     random_flips,
     render_pool,
@@ -176,7 +177,7 @@ def train(
     rng = seed_everything(recipe.seed)
     config = {"channels": recipe.channels}
     model = get_architecture(ARCHITECTURE).build(config)
-    started, cpu_started = time.perf_counter(), time.process_time()
+    clock = Stopwatch()
     log(f"rendering {recipe.pool} training images at {recipe.size}px ...")
     pool, _, labels = render_pool(recipe.pool, recipe.size, "train")
     pool_cat, pool_col = labels_to_indices(labels)
@@ -195,14 +196,10 @@ def train(
         cat_loss = F.cross_entropy(cat_logits, torch.from_numpy(pool_cat[idx]))
         col_loss = F.cross_entropy(col_logits, torch.from_numpy(pool_col[idx]))
         loss = cat_loss + col_loss
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
-        schedule.step()
+        optimise(loss, optimiser, schedule)
         bar.update(category=cat_loss.item(), colour=col_loss.item())
     bar.close()
-    train_seconds = time.perf_counter() - started
-    cpu_seconds = time.process_time() - cpu_started
+    train_seconds, cpu_seconds = clock.wall, clock.cpu
     model.eval()
     metrics = evaluate(model, recipe)
     log(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
@@ -92,6 +93,32 @@ class Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+class Stopwatch:
+    """Wall-clock and CPU seconds since it was made (checkpoints record both: wall time alone
+    overstates the cost when other work shares the cores)."""
+
+    def __init__(self) -> None:
+        self._wall, self._cpu = time.perf_counter(), time.process_time()
+
+    @property
+    def wall(self) -> float:
+        return time.perf_counter() - self._wall
+
+    @property
+    def cpu(self) -> float:
+        return time.process_time() - self._cpu
+
+
+def optimise(loss: Any, optimiser: Any, schedule: Any = None) -> None:
+    """One update: clear the gradients, back-propagate ``loss``, step the optimiser (and the
+    learning-rate schedule)."""
+    optimiser.zero_grad(set_to_none=True)
+    loss.backward()
+    optimiser.step()
+    if schedule is not None:
+        schedule.step()
 
 
 def cosine_lr(optimiser: Any, steps: int, warmup: float = 0.05) -> Any:

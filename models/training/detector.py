@@ -15,7 +15,6 @@ counts 1), and the data-set IoU with each kind alone.
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,8 +28,10 @@ from vetrina.models.evaluation import Check
 from vetrina.models.training.common import (
     Log,
     Progress,
+    Stopwatch,
     batched,
     metadata,
+    optimise,
     print_log,
     random_flips,
     render_pool,
@@ -172,7 +173,7 @@ def train(
     rng = seed_everything(recipe.seed)
     config = {"channels": recipe.channels}
     model = get_architecture(ARCHITECTURE).build(config)
-    started, cpu_started = time.perf_counter(), time.process_time()
+    clock = Stopwatch()
     log(f"rendering {recipe.pool} training images at {recipe.size}px ...")
     pool = render_pool(recipe.pool, recipe.size, "train")[0]
     optimiser = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=1e-4)
@@ -190,14 +191,10 @@ def train(
         inter = (prob * target).sum(dims)
         dice = (1.0 - (2.0 * inter + 1.0) / (prob.sum(dims) + target.sum(dims) + 1.0)).mean()
         loss = bce + recipe.dice_weight * dice
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
-        schedule.step()
+        optimise(loss, optimiser, schedule)
         bar.update(bce=bce.item(), dice=dice.item())
     bar.close()
-    train_seconds = time.perf_counter() - started
-    cpu_seconds = time.process_time() - cpu_started
+    train_seconds, cpu_seconds = clock.wall, clock.cpu
     metrics = evaluate(model, recipe)
     log(
         f"test split: mask IoU {metrics['iou']:.3f} (per image {metrics['iou_per_image']:.3f}; "

@@ -9,7 +9,6 @@ is CLAHE (on L of Lab) followed by OpenCV's non-local-means colour denoiser.
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,9 +24,11 @@ from vetrina.models.evaluation import Check
 from vetrina.models.training.common import (
     Log,
     Progress,
+    Stopwatch,
     batched,
     from_tensor,
     metadata,
+    optimise,
     print_log,
     random_flips,
     render_pool,
@@ -134,7 +135,7 @@ def train(
     rng = seed_everything(recipe.seed)
     config = {"channels": recipe.channels, "blocks": recipe.blocks}
     model = get_architecture(ARCHITECTURE).build(config)
-    started = time.perf_counter()
+    clock = Stopwatch()
     log(f"rendering {recipe.pool} training images at {recipe.size}px ...")
     pool = render_pool(recipe.pool, recipe.size, "train")[0]
     optimiser = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=1e-4)
@@ -148,13 +149,10 @@ def train(
         random_flips(clean, rng)
         noisy = degrade.degrade_batch(clean, rng, KINDS)
         loss = torch.nn.functional.l1_loss(model(to_tensor(noisy)), to_tensor(clean))
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
-        schedule.step()
+        optimise(loss, optimiser, schedule)
         bar.update(l1=loss.item())
     bar.close()
-    train_seconds = time.perf_counter() - started
+    train_seconds = clock.wall
     metrics = evaluate(model, recipe)
     log(
         f"test split: degraded {metrics['psnr_degraded']:.2f} dB -> enhanced "

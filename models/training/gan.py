@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import copy
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +41,7 @@ from vetrina.models.training.classifier import labels_to_indices
 from vetrina.models.training.common import (
     Log,
     Progress,
+    Stopwatch,
     metadata,
     print_log,
     random_flips,
@@ -123,7 +123,7 @@ def train(
     average = copy.deepcopy(generator).eval()
     for p in average.parameters():
         p.requires_grad_(False)
-    started, cpu_started = time.perf_counter(), time.process_time()
+    clock = Stopwatch()
     log(f"rendering {recipe.pool} training images at {recipe.size}px ...")
     pool, _, labels = render_pool(recipe.pool, recipe.size, "train")
     pool_cat, pool_col = labels_to_indices(labels)
@@ -209,8 +209,7 @@ def train(
     standing_statistics(
         average, recipe.z_dim, recipe.standing_batches, 2 * recipe.batch, recipe.seed + 1
     )
-    train_seconds = time.perf_counter() - started
-    cpu_seconds = time.process_time() - cpu_started
+    train_seconds, cpu_seconds = clock.wall, clock.cpu
     metrics = evaluate(average, recipe)
     log(
         f"test: judge category accuracy {metrics['category_accuracy']:.3f}, colour accuracy "

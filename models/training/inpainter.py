@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,8 +32,10 @@ from vetrina.models.evaluation import Check
 from vetrina.models.training.common import (
     Log,
     Progress,
+    Stopwatch,
     from_tensor,
     metadata,
+    optimise,
     print_log,
     render_pool,
     seed_everything,
@@ -167,7 +168,7 @@ def train(
     rng = seed_everything(recipe.seed)
     config = {"channels": recipe.channels}
     model = get_architecture(ARCHITECTURE).build(config)
-    started, cpu_started = time.perf_counter(), time.process_time()
+    clock = Stopwatch()
     log(f"rendering {recipe.pool} training images at {recipe.size}px ...")
     pool = render_pool(recipe.pool, recipe.size, "train")[0]
     optimiser = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=1e-4)
@@ -188,14 +189,10 @@ def train(
         # photo), half over every masked pixel of the batch
         per_image = (err.sum((1, 2, 3)) / (3.0 * mask.sum((1, 2, 3)) + 1.0)).mean()
         loss = 0.5 * per_image + 0.5 * err.sum() / (3.0 * mask.sum() + 1.0)
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
-        schedule.step()
+        optimise(loss, optimiser, schedule)
         bar.update(l1_in_mask=loss.item())
     bar.close()
-    train_seconds = time.perf_counter() - started
-    cpu_seconds = time.process_time() - cpu_started
+    train_seconds, cpu_seconds = clock.wall, clock.cpu
     metrics = evaluate(model, recipe)
     log(
         f"test split: PSNR in mask {metrics['psnr_model']:.2f} dB (input "

@@ -59,7 +59,6 @@ Metrics on the test split (``eval_images`` renders at ``eval_size`` px):
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,9 +74,11 @@ from vetrina.models.looks import LOOKS, apply_look
 from vetrina.models.training.common import (
     Log,
     Progress,
+    Stopwatch,
     batched,
     cosine_lr,
     metadata,
+    optimise,
     print_log,
     render_pool,
     seed_everything,
@@ -284,7 +285,7 @@ def train(
     rng = seed_everything(recipe.seed)
     config = {"channels": recipe.channels, "blocks": recipe.blocks}
     model = get_architecture(ARCHITECTURE).build(config)
-    started = time.perf_counter()
+    clock = Stopwatch()
     log(f"rendering {recipe.pool} training images at {recipe.size}px, look {recipe.look!r} ...")
     inputs = render_pool(recipe.pool, recipe.size, "train")[0]
     targets = np.stack([apply_look(x, recipe.look) for x in inputs])
@@ -312,13 +313,10 @@ def train(
         mse = torch.nn.functional.mse_loss(result, target)
         edge = _gradient_mse(result, target)
         loss = mse + recipe.edge_weight * edge
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
-        schedule.step()
+        optimise(loss, optimiser, schedule)
         bar.update(mse=mse.item(), edge=edge.item())
     bar.close()
-    train_seconds = time.perf_counter() - started
+    train_seconds = clock.wall
     metrics = evaluate(model, recipe)
     log(
         f"test split ({recipe.look}): luma SSIM {metrics['ssim_luma']:.3f}, stats gap closed "

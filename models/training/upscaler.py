@@ -18,7 +18,6 @@ to beat it by ``GAIN_GOAL_DB``) and ``INTER_LINEAR`` (bilinear).
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,10 +32,12 @@ from vetrina.models.evaluation import Check
 from vetrina.models.training.common import (
     Log,
     Progress,
+    Stopwatch,
     batched,
     cosine_lr,
     from_tensor,
     metadata,
+    optimise,
     print_log,
     render_pool,
     seed_everything,
@@ -170,7 +171,7 @@ def train(
     last = model.body[-1]
     torch.nn.init.zeros_(last.weight)
     torch.nn.init.zeros_(last.bias)
-    started = time.perf_counter()
+    clock = Stopwatch()
     log(f"rendering {recipe.pool} training images at {recipe.size}px ...")
     pool = render_pool(recipe.pool, recipe.size, "train")[0]
     optimiser = torch.optim.Adam(model.parameters(), lr=recipe.lr)
@@ -180,13 +181,10 @@ def train(
     for _ in range(recipe.steps):
         lr, hr = _sample(pool, recipe, rng)
         loss = torch.nn.functional.mse_loss(model(lr), hr)
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
-        schedule.step()
+        optimise(loss, optimiser, schedule)
         bar.update(mse=loss.item())
     bar.close()
-    train_seconds = time.perf_counter() - started
+    train_seconds = clock.wall
     metrics = evaluate(model, recipe)
     log(
         f"test split: x2 PSNR {metrics['psnr_upscaled']:.2f} dB (bicubic "

@@ -19,7 +19,6 @@ Judged by the zoo classifier (see :mod:`.generative`): train the classifier firs
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,8 +30,10 @@ from vetrina.models.training.classifier import labels_to_indices
 from vetrina.models.training.common import (
     Log,
     Progress,
+    Stopwatch,
     cosine_lr,
     metadata,
+    optimise,
     print_log,
     random_flips,
     render_pool,
@@ -103,7 +104,7 @@ def train(
     config = {"z_dim": recipe.z_dim, "channels": recipe.channels}
     decoder = get_architecture(ARCHITECTURE).build(config)
     encoder = Encoder(recipe.z_dim, recipe.encoder_channels, grey=recipe.grey_encoder)
-    started, cpu_started = time.perf_counter(), time.process_time()
+    clock = Stopwatch()
     log(f"rendering {recipe.pool} training images at {recipe.size}px ...")
     pool, alphas, labels = render_pool(recipe.pool, recipe.size, "train")
     pool_cat, pool_col = labels_to_indices(labels)
@@ -135,10 +136,7 @@ def train(
         kl = 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).sum(1).mean()
         weight = recipe.kl_weight * min(1.0, (step + 1) / warm)
         loss = recon + weight * kl / pixels
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
-        schedule.step()
+        optimise(loss, optimiser, schedule)
         bar.update(l1=recon.item(), kl=kl.item())
         if judge is not None and (step + 1) % recipe.monitor_every == 0 and step + 1 < recipe.steps:
             snapshot = copy.deepcopy(decoder)
@@ -153,8 +151,7 @@ def train(
     standing_statistics(
         decoder, recipe.z_dim, recipe.standing_batches, 2 * recipe.batch, recipe.seed + 1
     )
-    train_seconds = time.perf_counter() - started
-    cpu_seconds = time.process_time() - cpu_started
+    train_seconds, cpu_seconds = clock.wall, clock.cpu
     metrics = evaluate(decoder, recipe)
     log(
         f"test: judge category accuracy {metrics['category_accuracy']:.3f}, colour accuracy "
