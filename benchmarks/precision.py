@@ -88,6 +88,7 @@ def bench_model(name: str, args: argparse.Namespace, workdir: Path) -> list[dict
     import torch
 
     from vetrina.converters.calibration import catalog_images, image_feeds, round_size
+    from vetrina.converters.cpu_graph import tune_for_cpu
     from vetrina.converters.export import export_onnx
     from vetrina.converters.quantize import quantize_int8
     from vetrina.metrics import psnr
@@ -98,6 +99,7 @@ def bench_model(name: str, args: argparse.Namespace, workdir: Path) -> list[dict
     spec = get_architecture(entry.architecture)
     module = load_module(name).eval()
     fp32 = export_onnx(module, spec, workdir / f"{name}.onnx")
+    tune_for_cpu(fp32)  # what `vetrina convert` does for the cpu target
     t0 = time.perf_counter()
     calib_size = round_size((args.calibration_size,) * 2, spec.spatial.multiple_of)
     result = quantize_int8(

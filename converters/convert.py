@@ -24,13 +24,15 @@ from vetrina.contract import METADATA_KEY, Contract
 from vetrina.errors import ConversionError, VerificationError
 from vetrina.timing import StepTimes
 
+from .cpu_graph import tune_for_cpu
 from .export import export_onnx, model_opset, slim_onnx
 from .sizes import Size
 from .source import Source, build_module, identify, load_source, resolve_architecture
 from .verify import Gate, VerificationReport, gate_for, precision_cases, verify
 
 PRECISIONS = ("fp32", "fp16", "int8")
-INT8_TARGETS = ("cpu", "tensorrt")
+TARGETS = ("cpu", "tensorrt")
+INT8_TARGETS = TARGETS
 
 __all__ = [
     "ConversionResult",
@@ -82,9 +84,15 @@ def convert(
     precision's gate still fails, the smallest extra set of fp32 islands found by search. int8
     needs ``target`` ("cpu": uint8 activations for ONNX Runtime CPU; "tensorrt": symmetric
     int8) and ``calibration`` (a folder of images or a uint8 RGB array).
+
+    ``target`` "cpu" (the default for fp32) also rewrites ops that leave ONNX Runtime's fast
+    CPU layout into equivalent ones that stay in it (:mod:`.cpu_graph`); "tensorrt" keeps the
+    graph as exported. The rewrites are verified like the rest and named in the contract.
     """
     times = StepTimes()
     output = Path(output)
+    if target is None and precision == "fp32":
+        target = "cpu"
     _check_precision(precision, target, calibration, keep_fp32)
     if static is not None and sizes is not None and any(tuple(s) != static for s in sizes):
         raise ConversionError(
@@ -103,6 +111,10 @@ def convert(
         if slim:
             with times.step("slim"):
                 slim_onnx(exported)
+        rewrites: dict[str, int] = {}
+        if target == "cpu":
+            with times.step("tune for ONNX Runtime CPU"):
+                rewrites = tune_for_cpu(exported)
         if precision != "fp32":
             with times.step(f"{precision} + island search"):
                 reduced = _reduce(
@@ -142,6 +154,8 @@ def convert(
                 extra={
                     "static_size": list(static) if static else None,
                     "slim": slim,
+                    "target": target,
+                    "graph_rewrites": rewrites,
                     "reduced_precision": reduced,
                 },
                 model_path=tmp,
@@ -158,6 +172,8 @@ def _check_precision(
         raise ConversionError(
             f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}"
         )
+    if target is not None and target not in TARGETS:
+        raise ConversionError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
     if precision == "int8":
         if target not in INT8_TARGETS:
             raise ConversionError(
@@ -171,10 +187,10 @@ def _check_precision(
                 hint="pass --calib DIR (a folder of representative photos), or --calib catalog "
                 "for rendered catalog products",
             )
-    elif target is not None or calibration is not None:
+    elif calibration is not None:
         raise ConversionError(
-            f"--target and --calib apply to int8 only, not {precision}",
-            hint="drop them, or pass --precision int8",
+            f"--calib applies to int8 only, not {precision}",
+            hint="drop it, or pass --precision int8",
         )
     if keep_fp32 and precision == "fp32":
         raise ConversionError("--keep-fp32 applies to fp16 and int8 only")

@@ -10,10 +10,12 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from . import __version__
+from .bench_cli import add_bench_parser
 from .errors import VetrinaError
+from .pipeline_spec import builtin_names
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
@@ -66,8 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--target",
         choices=("cpu", "tensorrt"),
-        help="int8 flavour: cpu = uint8 activations (fast on ONNX Runtime CPU), "
-        "tensorrt = symmetric int8 with zero points 0",
+        help="what the graph is tuned for (default for fp32: cpu). cpu: ops that leave ONNX "
+        "Runtime's fast CPU layout are rewritten into equivalent ones (verified), int8 uses "
+        "uint8 activations; tensorrt: the graph as exported, int8 symmetric with zero "
+        "points 0. int8 needs it.",
     )
     p.add_argument(
         "--calib",
@@ -108,19 +112,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "run",
-        help="run an image model on files or folders",
+        help="run a pipeline or an image model on files or folders",
         description="Decode images, preprocess with the fused kernel, run the "
-        "model, postprocess back to the original size and write images. Bad "
-        "files are reported and skipped.",
+        "pipeline's stages (or one model), postprocess back to the original size and write "
+        "images. Bad files are reported and skipped. Shipped pipelines: "
+        + ", ".join(builtin_names()),
     )
-    p.add_argument("model", type=Path, help="ONNX model converted by vetrina")
+    p.add_argument(
+        "target",
+        help="a pipeline (shipped name or .yaml file) or an ONNX model converted by vetrina",
+    )
     p.add_argument("inputs", nargs="+", help="image files and/or folders of images")
     p.add_argument("-o", "--output", type=Path, required=True, help="output folder")
     p.add_argument(
         "--format",
         choices=("png", "jpeg", "webp"),
-        default="png",
-        help="output format (default png; JPEG flattens alpha onto white)",
+        help="output format (default: the pipeline's, png for a model; JPEG flattens alpha "
+        "onto white)",
     )
     p.add_argument(
         "--device",
@@ -145,8 +153,36 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_run)
 
+    p = sub.add_parser(
+        "generate",
+        help="generate catalog images from requests (category, colour, seed)",
+        description="Run a generation pipeline (default generate-catalog: generate -> style "
+        "-> clean -> enhance -> upscale x2). The same seed and models give the same pixels; "
+        "each PNG records seed, labels, stages and model hashes.",
+    )
+    p.add_argument(
+        "pipeline", nargs="?", default="generate-catalog", help="pipeline name or .yaml file"
+    )
+    p.add_argument("--category", help="product category (the generator's label names)")
+    p.add_argument("--colour", help="product colour")
+    p.add_argument(
+        "--label", action="append", default=[], metavar="NAME=VALUE", help="any other label"
+    )
+    p.add_argument(
+        "--seed", type=_seed_list, default=[0], help="seed or comma list of seeds (default 0)"
+    )
+    p.add_argument("--count", type=_positive_int, help="this many seeds from --seed on")
+    p.add_argument("-o", "--output", type=Path, required=True, help="output folder")
+    p.add_argument(
+        "--device", default="cpu", choices=("cpu", "cuda", "tensorrt"), help="execution device"
+    )
+    p.add_argument("--threads", type=_positive_int, help="inference threads (default: per core)")
+    p.add_argument("--batch", type=_positive_int, default=4, help="images per batch (default 4)")
+    p.set_defaults(func=_cmd_generate)
+
     _add_build_parser(sub)
     _add_doctor_parser(sub)
+    add_bench_parser(sub)
 
     p = sub.add_parser("inspect", help="show a model's tensors and contract")
     p.add_argument("model", type=Path, help="ONNX model")
@@ -369,25 +405,111 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .editor import Editor
     from .files import collect_inputs, edit_files
-    from .model import Model
     from .timing import StepTimes
 
     times = StepTimes()
-    with times.step("load model"):
-        model = Model.open(args.model, device=args.device, threads=args.threads)
-    editor = Editor(model, max_side=args.max_side, batch_size=args.batch, times=times)
     sources = collect_inputs(args.inputs)
     if not sources:
         raise VetrinaError("no input images found", hint="give image files or folders with images")
-    results = edit_files(editor, sources, args.output, fmt=args.format, max_pixels=args.max_pixels)
+    fmt, quality, metadata = args.format or "png", 92, None
+    options = {"max_side": args.max_side, "batch_size": args.batch, "times": times}
+    if Path(args.target).suffix.lower() == ".onnx":
+        from .editor import Editor
+        from .model import Model
+
+        with times.step("load model"):
+            model = Model.open(args.target, device=args.device, threads=args.threads)
+        processor: Any = Editor(model, **options)
+    else:
+        from .pipeline import Pipeline
+
+        with times.step("load pipeline"):
+            processor = Pipeline.load(
+                args.target, device=args.device, threads=args.threads, log=print, **options
+            )
+        print("\n".join(processor.describe()))
+        out = processor.spec.output
+        fmt, quality, metadata = (
+            args.format or out["format"],
+            out["quality"],
+            processor.provenance(),
+        )
+    results = edit_files(
+        processor,
+        sources,
+        args.output,
+        fmt=fmt,
+        max_pixels=args.max_pixels,
+        quality=quality,
+        metadata=metadata,
+    )
     failed = [r for r in results if not r.ok]
     for r in failed:
         print(f"skipped: {r.error}", file=sys.stderr)
     print(times.table())
     print(f"{len(results) - len(failed)} written to {args.output}, {len(failed)} failed")
     return EXIT_ERROR if failed else EXIT_OK
+
+
+def _seed_list(text: str) -> list[int]:
+    try:
+        seeds = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a seed or comma list of seeds") from None
+    if not seeds or any(v < 0 for v in seeds):
+        raise argparse.ArgumentTypeError(f"{text!r}: seeds are non-negative integers")
+    return seeds
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from .imageio import write_image
+    from .pipeline import GenerationRequest, Pipeline
+    from .timing import StepTimes
+
+    labels = {}
+    for item in args.label:
+        name, sep, value = item.partition("=")
+        if not sep or not name or not value:
+            raise VetrinaError(f"--label {item!r}: expected NAME=VALUE")
+        labels[name] = value
+    for name in ("category", "colour"):
+        if getattr(args, name):
+            labels[name] = getattr(args, name)
+    seeds = args.seed
+    if args.count:
+        if len(seeds) != 1:
+            raise VetrinaError("--count takes one --seed to count from")
+        seeds = list(range(seeds[0], seeds[0] + args.count))
+    times = StepTimes()
+    with times.step("load pipeline"):
+        pipeline = Pipeline.load(
+            args.pipeline,
+            device=args.device,
+            threads=args.threads,
+            batch_size=args.batch,
+            times=times,
+            log=print,
+        )
+    print("\n".join(pipeline.describe()))
+    requests = [GenerationRequest(seed, dict(labels)) for seed in seeds]
+    images = pipeline.generate(requests, output_order="BGR")
+    fmt = pipeline.spec.output["format"]
+    ext = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}[fmt]
+    args.output.mkdir(parents=True, exist_ok=True)
+    stem = "-".join(v for _, v in sorted(labels.items())) or "generated"
+    for request, image in zip(requests, images, strict=True):
+        path = args.output / f"{stem}-seed{request.seed}{ext}"
+        with times.step("encode + write"):
+            write_image(
+                path,
+                image,
+                quality=pipeline.spec.output["quality"],
+                metadata=pipeline.provenance(request),
+            )
+        print(f"wrote {path}")
+    print(times.table())
+    return EXIT_OK
 
 
 def _add_build_parser(sub: argparse._SubParsersAction) -> None:

@@ -103,9 +103,17 @@ class DefectDetector(nn.Module):
 
 
 def _box(x: torch.Tensor, size: int) -> torch.Tensor:
-    """Mean over a ``size`` x ``size`` window (separable; zeros beyond the border)."""
-    x = F.avg_pool2d(x, (1, size), stride=1, padding=(0, size // 2))
-    return F.avg_pool2d(x, (size, 1), stride=1, padding=(size // 2, 0))
+    """Mean over a ``size`` x ``size`` window (separable; zeros beyond the border).
+
+    Written as two depthwise convolutions with constant weights rather than ``avg_pool2d``:
+    the same numbers (to float rounding), but ONNX Runtime's stride-1 ``AveragePool`` on a
+    dynamic-size graph costs O(size) per pixel without vectorising (95 of the inpainter's
+    150 ms at 256x256), while its depthwise conv runs the whole fill in under 10 ms; PyTorch
+    is faster this way too."""
+    channels = x.shape[1]
+    weight = torch.full((channels, 1, 1, size), 1.0 / size, dtype=x.dtype, device=x.device)
+    x = F.conv2d(x, weight, padding=(0, size // 2), groups=channels)
+    return F.conv2d(x, weight.transpose(2, 3), padding=(size // 2, 0), groups=channels)
 
 
 def masked_fill(image: torch.Tensor, mask: torch.Tensor, sizes=(3, 7, 15, 31)) -> torch.Tensor:

@@ -74,7 +74,8 @@ def test_int8_tensorrt_flavour_is_symmetric(small_checkpoint, tmp_path):
     [
         ({"precision": "int8", "calibration": "catalog"}, "int8 needs --target"),
         ({"precision": "int8", "target": "cpu"}, "int8 needs calibration images"),
-        ({"precision": "fp16", "target": "cpu"}, "apply to int8 only"),
+        ({"precision": "fp16", "calibration": "catalog"}, "applies to int8 only"),
+        ({"precision": "fp32", "target": "gpu"}, "unknown target"),
         ({"precision": "fp32", "keep_fp32": ["Conv_0"]}, "fp16 and int8 only"),
         ({"precision": "bf16"}, "unknown precision"),
     ],
