@@ -43,14 +43,16 @@ setup(
     packages=[
         "vetrina",
         "vetrina.backends",
+        "vetrina.pipelines",
         "vetrina.kernels",
         "vetrina.converters",
         "vetrina.models",
         "vetrina.models.architectures",
+        "vetrina.models.architectures.public",
         "vetrina.models.training",
     ],
     package_dir=PACKAGE_DIR,
-    package_data={"vetrina.models": ["zoo/*.pt", "zoo/*.json"]},
+    package_data={"vetrina.models": ["zoo/*.pt", "zoo/*.json"], "vetrina.pipelines": ["*.yaml"]},
     ext_modules=cythonize(
         extensions,
         language_level=3,

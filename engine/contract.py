@@ -28,6 +28,8 @@ class TensorSpec:
 
     ``range`` is the value interval that the uint8 interval [0, 255] maps onto linearly
     (``(0, 1)``, ``(-1, 1)``, ...); meaningless for latent inputs, where it is ``None``.
+    ``labels`` names the classes of a ``label`` input (index i is ``labels[i]``), so a request
+    can say "red sneaker" instead of indices.
     """
 
     name: str
@@ -36,6 +38,7 @@ class TensorSpec:
     channels: str = "RGB"
     range: tuple[float, float] | None = (0.0, 1.0)
     dtype: str = "float32"
+    labels: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         _check_choice("semantic", self.semantic, SEMANTICS)
@@ -47,6 +50,21 @@ class TensorSpec:
             if not lo < hi:
                 raise ModelError(f"contract: tensor {self.name!r} has an empty range {self.range}")
             object.__setattr__(self, "range", (lo, hi))
+        if self.labels is not None:
+            labels = tuple(self.labels)
+            if not labels or not all(isinstance(x, str) and x for x in labels):
+                raise ModelError(f"contract: tensor {self.name!r} has invalid labels {labels!r}")
+            if len(set(labels)) != len(labels):
+                raise ModelError(f"contract: tensor {self.name!r} repeats a label: {labels!r}")
+            object.__setattr__(self, "labels", labels)
+
+    def label_index(self, value: str) -> int:
+        """The index of class ``value`` of this label input; unknown names list the valid ones."""
+        if self.labels is None:
+            raise ModelError(f"contract: tensor {self.name!r} has no label names")
+        if value not in self.labels:
+            raise ModelError(f"unknown {self.name} {value!r}; valid: {', '.join(self.labels)}")
+        return self.labels.index(value)
 
     def to_uint8_affine(self) -> tuple[float, float]:
         """(scale, offset) mapping this tensor's values onto 0..255: ``u = v*scale + offset``."""
@@ -141,8 +159,14 @@ class Contract:
 
 
 def _tensor(raw: dict[str, Any]) -> TensorSpec:
-    rng = raw.get("range")
-    return TensorSpec(**{**raw, "range": tuple(rng) if rng is not None else None})
+    rng, labels = raw.get("range"), raw.get("labels")
+    return TensorSpec(
+        **{
+            **raw,
+            "range": tuple(rng) if rng is not None else None,
+            "labels": tuple(labels) if labels is not None else None,
+        }
+    )
 
 
 def _find(specs: tuple[TensorSpec, ...], semantic: str, kind: str) -> TensorSpec:

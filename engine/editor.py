@@ -123,7 +123,7 @@ class Editor:
             )
         with self.times.step("postprocess"):
             sizes = [(img.shape[0] * factor, img.shape[1] * factor) for img in images]
-            alphas = [_alpha(img, s) for img, s in zip(images, sizes, strict=True)]
+            alphas = [resized_alpha(img, s) for img, s in zip(images, sizes, strict=True)]
             return kernels.postprocess(
                 result,
                 sizes,
@@ -146,7 +146,8 @@ def check_image(img: object, index: int = 0) -> None:
         raise InputError(f"image {index}: has zero size {img.shape}")
 
 
-def _alpha(img: np.ndarray, size: tuple[int, int]) -> np.ndarray | None:
+def resized_alpha(img: np.ndarray, size: tuple[int, int]) -> np.ndarray | None:
+    """The alpha channel of an RGBA ``img`` resized to ``size`` (bilinear); None without alpha."""
     if img.ndim != 3 or img.shape[2] != 4:
         return None
     alpha = img[:, :, 3]

@@ -9,12 +9,26 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
-from .editor import Editor
 from .errors import InputError, VetrinaError
 from .imageio import DEFAULT_MAX_PIXELS, DecodedImage, read_image, write_image
+from .timing import StepTimes
+
+
+class ImageProcessor(Protocol):
+    """What a file run needs: an :class:`~vetrina.editor.Editor` or a
+    :class:`~vetrina.pipeline.Pipeline`."""
+
+    batch_size: int
+    times: StepTimes
+
+    def edit(
+        self, images: Sequence[np.ndarray], *, order: str = ..., output_order: str | None = ...
+    ) -> list[np.ndarray]: ...
+
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 OUTPUT_FORMATS = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
@@ -67,14 +81,17 @@ def output_paths(sources: Sequence[Path], outdir: Path, fmt: str) -> list[Path]:
 
 
 def edit_files(
-    editor: Editor,
+    editor: ImageProcessor,
     sources: Sequence[Path],
     outdir: str | os.PathLike[str],
     *,
     fmt: str = "png",
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    quality: int = 92,
+    metadata: dict[str, str] | None = None,
 ) -> list[FileResult]:
-    """Edit every source into ``outdir``; returns one result per source, in order."""
+    """Edit every source into ``outdir``; returns one result per source, in order.
+    ``metadata`` is written into PNG outputs as text."""
     if fmt not in OUTPUT_FORMATS:
         raise InputError(f"unknown output format {fmt!r}; choose {', '.join(OUTPUT_FORMATS)}")
     outdir = Path(outdir)
@@ -91,13 +108,19 @@ def edit_files(
             except VetrinaError as exc:
                 results[i] = FileResult(sources[i], error=str(exc))
         if decoded:
-            for i, result in _edit_and_write(editor, decoded, targets, fmt):
+            for i, result in _edit_and_write(
+                editor, decoded, targets, fmt, quality=quality, metadata=metadata
+            ):
                 results[i] = result
     return [results[i] for i in range(len(sources))]
 
 
 def _edit_and_write(
-    editor: Editor, decoded: list[tuple[int, DecodedImage]], targets: list[Path], fmt: str
+    editor: ImageProcessor,
+    decoded: list[tuple[int, DecodedImage]],
+    targets: list[Path],
+    fmt: str,
+    **write_options: object,
 ) -> list[tuple[int, FileResult]]:
     try:
         edited = editor.edit([d.pixels for _, d in decoded], order="BGR")
@@ -106,14 +129,18 @@ def _edit_and_write(
             i, image = decoded[0]
             return [(i, FileResult(Path(image.source), error=str(exc)))]
         # One bad image must not fail its batch: retry each alone.
-        return [r for item in decoded for r in _edit_and_write(editor, [item], targets, fmt)]
+        return [
+            r
+            for item in decoded
+            for r in _edit_and_write(editor, [item], targets, fmt, **write_options)
+        ]
     out = []
     for (i, image), pixels in zip(decoded, edited, strict=True):
         if fmt == "jpeg" and pixels.ndim == 3 and pixels.shape[2] == 4:
             pixels = _over_white(pixels)  # JPEG has no alpha: flatten onto a white background
         try:
             with editor.times.step("encode + write"):
-                write_image(targets[i], pixels)
+                write_image(targets[i], pixels, **write_options)  # type: ignore[arg-type]
             out.append((i, FileResult(Path(image.source), output=targets[i])))
         except (VetrinaError, OSError) as exc:
             out.append((i, FileResult(Path(image.source), error=f"{targets[i]}: {exc}")))

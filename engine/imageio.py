@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -167,8 +168,11 @@ def _to_uint8(pixels: np.ndarray, source: str) -> np.ndarray:
     )
 
 
-def encode_image(pixels: np.ndarray, fmt: str, *, quality: int = 92) -> bytes:
-    """Encode BGR/BGRA/grey uint8 pixels as PNG, JPEG or WebP bytes."""
+def encode_image(
+    pixels: np.ndarray, fmt: str, *, quality: int = 92, metadata: dict[str, str] | None = None
+) -> bytes:
+    """Encode BGR/BGRA/grey uint8 pixels as PNG, JPEG or WebP bytes. ``metadata`` (PNG only)
+    becomes ``tEXt`` chunks (Latin-1 keys of 1-79 characters), read back by :func:`png_text`."""
     if fmt not in ("png", "jpeg", "webp"):
         raise InputError(f"cannot encode {fmt!r}; choose png, jpeg or webp")
     params: list[int] = []
@@ -182,18 +186,61 @@ def encode_image(pixels: np.ndarray, fmt: str, *, quality: int = 92) -> bytes:
     ok, buf = cv2.imencode(ext, pixels, params)
     if not ok:
         raise InputError(f"OpenCV could not encode a {pixels.shape} image as {fmt}")
-    return buf.tobytes()
+    data = buf.tobytes()
+    if metadata and fmt == "png":
+        data = _with_png_text(data, metadata)
+    return data
 
 
-def write_image(path: str | os.PathLike[str], pixels: np.ndarray, *, quality: int = 92) -> Path:
-    """Encode by the file extension and write atomically (a temporary file, then rename)."""
+def _with_png_text(png: bytes, metadata: dict[str, str]) -> bytes:
+    """``png`` with one ``tEXt`` chunk per item, placed right after IHDR."""
+    chunks = []
+    for key, value in metadata.items():
+        try:
+            body = key.encode("latin-1") + b"\0" + str(value).encode("latin-1")
+        except UnicodeEncodeError:
+            raise InputError(f"PNG text {key!r} is not Latin-1; use ASCII metadata") from None
+        if not 1 <= len(key) <= 79 or "\0" in key:
+            raise InputError(f"PNG text key {key!r} must have 1-79 characters and no NUL")
+        crc = zlib.crc32(b"tEXt" + body)
+        chunks.append(struct.pack(">I", len(body)) + b"tEXt" + body + struct.pack(">I", crc))
+    end_of_ihdr = 8 + 8 + 13 + 4  # signature, IHDR length+type, IHDR data, CRC
+    return png[:end_of_ihdr] + b"".join(chunks) + png[end_of_ihdr:]
+
+
+def png_text(data: bytes) -> dict[str, str]:
+    """The ``tEXt`` items of PNG bytes (``{}`` for other formats or none)."""
+    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return {}
+    items, pos = {}, 8
+    while pos + 8 <= len(data):
+        (length,), kind = struct.unpack(">I", data[pos : pos + 4]), data[pos + 4 : pos + 8]
+        body = data[pos + 8 : pos + 8 + length]
+        if kind == b"tEXt" and b"\0" in body:
+            key, value = body.split(b"\0", 1)
+            items[key.decode("latin-1")] = value.decode("latin-1")
+        if kind == b"IEND":
+            break
+        pos += 12 + length
+    return items
+
+
+def write_image(
+    path: str | os.PathLike[str],
+    pixels: np.ndarray,
+    *,
+    quality: int = 92,
+    metadata: dict[str, str] | None = None,
+) -> Path:
+    """Encode by the file extension and write atomically (a temporary file, then rename);
+    ``metadata`` goes into PNG files as text chunks."""
     path = Path(path)
     fmt = WRITE_EXTENSIONS.get(path.suffix.lower())
     if fmt is None:
         raise InputError(
             f"{path}: unknown output extension {path.suffix!r}; use {', '.join(WRITE_EXTENSIONS)}"
         )
-    return atomic_write_bytes(path, encode_image(pixels, fmt, quality=quality))
+    return atomic_write_bytes(path, encode_image(pixels, fmt, quality=quality, metadata=metadata))
 
 
 def _first_line(exc: BaseException) -> str:

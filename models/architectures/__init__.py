@@ -12,6 +12,7 @@ from typing import Any
 
 from vetrina.contract import SpatialRules, TensorSpec
 from vetrina.errors import CheckpointError
+from vetrina.models.catalog import CATEGORIES, COLOURS
 
 
 @dataclass(frozen=True)
@@ -44,10 +45,22 @@ _IMAGE_01 = TensorSpec(name="image", semantic="image", channels="RGB", range=(0.
 _MASK_01 = TensorSpec(name="mask", semantic="mask", channels="L", range=(0.0, 1.0))
 _Z = TensorSpec(name="z", semantic="z", layout="NC", channels="", range=None)
 _CATEGORY = TensorSpec(
-    name="category", semantic="label", layout="N", channels="", range=None, dtype="int64"
+    name="category",
+    semantic="label",
+    layout="N",
+    channels="",
+    range=None,
+    dtype="int64",
+    labels=tuple(CATEGORIES),
 )
 _COLOUR = TensorSpec(
-    name="colour", semantic="label", layout="N", channels="", range=None, dtype="int64"
+    name="colour",
+    semantic="label",
+    layout="N",
+    channels="",
+    range=None,
+    dtype="int64",
+    labels=tuple(COLOURS),
 )
 _GENERATED = TensorSpec(name="image", semantic="image", channels="RGB", range=(-1.0, 1.0))
 # Public formats (models/architectures/public): latent z as the public DCGAN takes it, and

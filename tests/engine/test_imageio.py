@@ -101,3 +101,16 @@ def test_write_rejects_unknown_extension_and_jpeg_alpha(tmp_path, pixels):
     with pytest.raises(InputError, match="alpha"):
         encode_image(np.dstack([pixels, pixels[:, :, :1]]), "jpeg")
     assert not list(tmp_path.iterdir())
+
+
+def test_png_text_metadata_round_trips_and_keeps_the_pixels():
+    from vetrina.imageio import decode_image, encode_image, png_text
+
+    pixels = np.random.default_rng(0).integers(0, 256, (9, 11, 4), dtype=np.uint8)
+    meta = {"vetrina:seed": "7", "vetrina:stages": "generate:gan > edit:upscaler"}
+    data = encode_image(pixels, "png", metadata=meta)
+    assert png_text(data) == meta
+    np.testing.assert_array_equal(decode_image(data).pixels, pixels)
+    assert png_text(encode_image(pixels[:, :, :3], "jpeg")) == {}
+    with pytest.raises(InputError, match="not Latin-1"):
+        encode_image(pixels, "png", metadata={"k": "\u2603"})

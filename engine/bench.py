@@ -1,0 +1,701 @@
+"""Benchmark one converted model: latency percentiles, throughput, per-step times, memory.
+
+In the spirit of trtexec / perf_analyzer, for every (batch, concurrency) combination:
+``concurrency`` closed-loop client threads (each sends its next request when the previous
+one is answered) share one freshly opened model session, warm up for ``warmup`` seconds,
+then all start measuring together (a barrier) and keep sending requests of ``batch`` images
+until an answer arrives ``duration`` seconds or more after that start. Every request sent
+after the start is counted and awaited; every client sends at least one.
+
+* Image models (roles editor/upscaler) run the whole path a service runs per request:
+  decode (PNG bytes -> pixels), preprocess, inference, postprocess (through
+  :class:`~vetrina.editor.Editor`), encode (pixels -> PNG bytes).
+* Other roles (generator, detector, inpainter, classifier) are timed at the session level:
+  seeded random inputs shaped from the contract, one ``session.run`` per request.
+
+Latency is the wall time of one request (``time.perf_counter`` around the whole request,
+never the time it waited to be sent). Throughput is counted images over the elapsed time
+(the common start to the last answer). Stability: the elapsed time is split into equal
+windows and the coefficient of variation of the windows' throughput is reported; above
+:data:`NOISY_CV` the run is flagged noisy. Memory: resident set size before opening the
+model, after the run, and its peak during the run (VmHWM, reset per combination where
+Linux allows it).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import re
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from .atomic import atomic_write_bytes
+from .contract import SpatialRules, TensorSpec
+from .editor import IMAGE_ROLES, Editor
+from .errors import InputError, ModelError, VetrinaError
+from .model import Model
+from .timing import StepTimes
+
+EDITOR_STEPS = ("decode", "preprocess", "inference", "postprocess", "encode")
+SESSION_STEPS = ("inference",)
+NOISY_CV = 0.10
+"""Throughput coefficient of variation across windows above which a run is flagged noisy."""
+SEED = 0
+
+Request = Callable[[], StepTimes]
+"""Runs one request and returns the seconds each of its steps took."""
+
+
+class BenchOptionError(VetrinaError, ValueError):
+    """An invalid benchmark option (also a ValueError for callers of the Python API)."""
+
+
+@dataclass
+class BenchResult:
+    """The measurements of one (batch, concurrency) combination."""
+
+    batch: int
+    concurrency: int
+    requests: int
+    images: int
+    elapsed_s: float
+    throughput: float
+    """Images per second: ``images / elapsed_s``."""
+    mean_ms: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+    step_ms: dict[str, float]
+    """Mean milliseconds per request spent in each step."""
+    step_calls: dict[str, int]
+    """Times each step ran (per image for decode/encode, per batch for the model steps)."""
+    window_images: list[int]
+    """Images answered in each of the equal time windows the elapsed time is split into."""
+    window_throughput: list[float]
+    cv: float
+    """Coefficient of variation (std / mean) of the windows' throughput."""
+    noisy: bool
+    warning: str | None
+    rss_before: int | None
+    """Resident bytes before the model was opened (None where unknown)."""
+    rss_after: int | None
+    peak_rss: int | None
+    peak_rss_scope: str
+    """'run': peak of this combination; 'process': since the process started (no reset)."""
+
+
+@dataclass
+class BenchReport:
+    """Every combination's :class:`BenchResult` plus what was benchmarked and where."""
+
+    model: str
+    role: str
+    mode: str
+    """'editor' (decode..encode through the Editor) or 'session' (raw session.run)."""
+    device: str
+    threads: int | None
+    size: tuple[int, int]
+    work_size: tuple[int, int] | None
+    """Height x width the model computes at (None: the model has no image input)."""
+    duration_s: float
+    warmup_s: float
+    steps: list[str]
+    results: list[BenchResult] = field(default_factory=list)
+    host: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def warnings(self) -> list[str]:
+        """Warnings of the noisy combinations."""
+        return [r.warning for r in self.results if r.warning]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> BenchReport:
+        """Read back what :meth:`to_json` wrote."""
+        raw = json.loads(text)
+        raw["size"] = tuple(raw["size"])
+        if raw["work_size"] is not None:
+            raw["work_size"] = tuple(raw["work_size"])
+        raw["results"] = [BenchResult(**r) for r in raw["results"]]
+        return cls(**raw)
+
+    def table(self) -> str:
+        """A fixed-width table: one row per combination, its per-step line, then warnings."""
+        work = f" (work {_hw(self.work_size)})" if self.work_size and self.mode == "editor" else ""
+        lines = [
+            f"model     {self.model} ({self.role}, {self.mode} path: {' > '.join(self.steps)})",
+            f"device    {self.device}, threads {self.threads or 'default'}, input "
+            f"{_hw(self.size) if self.mode == 'editor' else _hw(self.work_size)}{work}, "
+            f"warm-up {self.warmup_s:g} s, {self.duration_s:g} s per run",
+            f"{'batch':>5}  {'conc':>4}  {'requests':>8}  {'images':>6}  {'img/s':>8}  "
+            f"{'p50 ms':>8}  {'p90 ms':>8}  {'p99 ms':>8}  {'max ms':>8}  {'CV %':>5}  "
+            f"{'peak RSS MiB':>12}",
+        ]
+        for r in self.results:
+            peak = "-" if r.peak_rss is None else f"{r.peak_rss / 2**20:.1f}"
+            lines.append(
+                f"{r.batch:>5}  {r.concurrency:>4}  {r.requests:>8}  {r.images:>6}  "
+                f"{r.throughput:>8.1f}  {r.p50_ms:>8.2f}  {r.p90_ms:>8.2f}  {r.p99_ms:>8.2f}  "
+                f"{r.max_ms:>8.2f}  {r.cv * 100:>5.1f}{'!' if r.noisy else ' '} {peak:>12}"
+            )
+            steps = "  ".join(f"{name} {ms:.2f}" for name, ms in r.step_ms.items())
+            lines.append(f"{'':>13}mean ms/request: {steps}")
+        lines += [f"warning: {w}" for w in self.warnings]
+        return "\n".join(lines)
+
+
+def bench_model(
+    path: str | os.PathLike[str],
+    *,
+    batches: Iterable[int] = (1,),
+    concurrency: Iterable[int] = (1,),
+    duration: float = 5.0,
+    warmup: float = 1.0,
+    size: tuple[int, int] = (256, 256),
+    threads: int | None = None,
+    device: str = "cpu",
+    progress: Callable[[str], None] | None = None,
+) -> BenchReport:
+    """Benchmark the model at ``path`` for every (batch, concurrency) combination.
+
+    ``size`` is the height x width of the synthetic inputs; ``progress`` gets one line per
+    combination before it runs (e.g. to show progress on stderr).
+    """
+    batches = _check_counts("batch", batches)
+    levels = _check_counts("concurrency", concurrency)
+    _check_options(duration, warmup, size, threads)
+    size = (int(size[0]), int(size[1]))
+    probe = Model.open(path, device=device, threads=threads)  # file, contract, device checks
+    mode = "editor" if probe.contract.role in IMAGE_ROLES else "session"
+    report = BenchReport(
+        model=str(probe.path),
+        role=probe.contract.role,
+        mode=mode,
+        device=device,
+        threads=threads,
+        size=size,
+        work_size=_work_size(probe, mode, size),
+        duration_s=float(duration),
+        warmup_s=float(warmup),
+        steps=list(EDITOR_STEPS if mode == "editor" else SESSION_STEPS),
+        host=_host(probe),
+    )
+    del probe
+    payloads = _png_payloads(max(batches), size) if mode == "editor" else []
+    for batch in batches:
+        for clients in levels:
+            if progress is not None:
+                progress(
+                    f"bench: batch {batch}, concurrency {clients}: {warmup:g} s warm-up + "
+                    f"{duration:g} s"
+                )
+            report.results.append(
+                _bench_one(report, batch, clients, payloads[:batch], path=Path(path))
+            )
+    return report
+
+
+def _bench_one(
+    report: BenchReport, batch: int, clients: int, payloads: list[np.ndarray], *, path: Path
+) -> BenchResult:
+    """Open the model afresh, drive it, and summarise one combination."""
+    rss_before = current_rss()
+    reset = reset_peak_rss()
+    model = Model.open(path, device=report.device, threads=report.threads)
+    if report.mode == "editor":
+
+        def make_request() -> Request:
+            return _editor_request(model, batch, payloads)
+
+    else:
+        feeds = _session_feeds(model, batch, report.size)
+
+        def make_request() -> Request:
+            return _session_request(model, feeds)
+
+    records, t0 = _drive(make_request, clients, report.warmup_s, report.duration_s)
+    result = _summarise(records, t0, batch, clients, report.steps)
+    result.rss_before, result.rss_after = rss_before, current_rss()
+    # VmHWM is not updated on every page release (and per-thread RSS counters lag), so it
+    # can read a little below the RSS just seen: the peak is at least what was observed.
+    peaks = [v for v in (peak_rss(), result.rss_after) if v is not None]
+    result.peak_rss = max(peaks) if peaks else None
+    result.peak_rss_scope = "run" if reset else "process"
+    return result
+
+
+# -- requests --------------------------------------------------------------------------------
+
+
+def _editor_request(model: Model, batch: int, payloads: list[np.ndarray]) -> Request:
+    """One client's request: decode ``batch`` PNGs, edit them as one batch, encode to PNG."""
+    editor = Editor(model, max_side=None, batch_size=batch)
+
+    def request() -> StepTimes:
+        times = StepTimes()
+        editor.times = times  # this client's editor: no other thread writes these times
+        images = []
+        for data in payloads:
+            with times.step("decode"):
+                images.append(cv2.imdecode(data, cv2.IMREAD_COLOR))
+        outputs = editor.edit(images, order="BGR")
+        for out in outputs:
+            with times.step("encode"):
+                ok, _ = cv2.imencode(".png", out)
+            if not ok:
+                raise InputError(f"OpenCV could not encode a {out.shape} output as PNG")
+        return times
+
+    return request
+
+
+def _session_request(model: Model, feeds: dict[str, np.ndarray]) -> Request:
+    """One client's request: one ``session.run`` on the prepared inputs."""
+
+    def request() -> StepTimes:
+        times = StepTimes()
+        with times.step("inference"):
+            model.session.run(feeds)
+        return times
+
+    return request
+
+
+@dataclass
+class _Record:
+    start: float
+    end: float
+    times: StepTimes
+
+
+def _drive(
+    make_request: Callable[[], Request], clients: int, warmup: float, duration: float
+) -> tuple[list[_Record], float]:
+    """Run ``clients`` closed-loop threads: warm-up, a barrier, then measured requests until
+    each client's latest answer came ``duration`` seconds or more after the start. Returns
+    every measured request and the measurement start."""
+    start: list[float] = []
+    barrier = threading.Barrier(clients, action=lambda: start.append(time.perf_counter()))
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    records: list[list[_Record]] = [[] for _ in range(clients)]
+    warm_end = time.perf_counter() + warmup
+
+    def client(k: int) -> None:
+        try:
+            request = make_request()
+            while warmup > 0 and not stop.is_set():
+                request()
+                if time.perf_counter() >= warm_end:
+                    break
+            barrier.wait()
+            end, last = start[0] + duration, start[0]
+            # Send until an answer arrives after the end (at least one request per client).
+            while not stop.is_set() and (last < end or not records[k]):
+                begin = time.perf_counter()
+                times = request()
+                last = time.perf_counter()
+                records[k].append(_Record(begin, last, times))
+        except threading.BrokenBarrierError:
+            pass
+        except BaseException as exc:  # re-raised in the caller after the join
+            errors.append(exc)
+            stop.set()
+            barrier.abort()
+
+    threads = [threading.Thread(target=client, args=(k,), daemon=True) for k in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return [r for rs in records for r in rs], start[0]
+
+
+# -- statistics ------------------------------------------------------------------------------
+
+
+def _summarise(
+    records: list[_Record], t0: float, batch: int, clients: int, steps: list[str]
+) -> BenchResult:
+    """Latency percentiles, throughput, step means and window stability of one run."""
+    latency_ms = np.array([r.end - r.start for r in records]) * 1e3
+    elapsed = max(r.end for r in records) - t0
+    images = len(records) * batch
+    counts = _window_counts([r.end - t0 for r in records], elapsed, batch)
+    window_s = elapsed / len(counts)
+    rates = [n / window_s for n in counts]
+    cv = float(np.std(rates) / np.mean(rates))
+    totals = StepTimes()
+    for r in records:
+        totals.merge(r.times)
+    p50, p90, p99 = (float(v) for v in np.percentile(latency_ms, [50, 90, 99]))
+    noisy = cv > NOISY_CV
+    return BenchResult(
+        batch=batch,
+        concurrency=clients,
+        requests=len(records),
+        images=images,
+        elapsed_s=elapsed,
+        throughput=images / elapsed,
+        mean_ms=float(latency_ms.mean()),
+        p50_ms=p50,
+        p90_ms=p90,
+        p99_ms=p99,
+        max_ms=float(latency_ms.max()),
+        step_ms={s: totals.seconds.get(s, 0.0) * 1e3 / len(records) for s in steps},
+        step_calls={s: totals.calls.get(s, 0) for s in steps},
+        window_images=counts,
+        window_throughput=rates,
+        cv=cv,
+        noisy=noisy,
+        warning=_noise_warning(batch, clients, cv, len(counts)) if noisy else None,
+        rss_before=None,
+        rss_after=None,
+        peak_rss=None,
+        peak_rss_scope="process",
+    )
+
+
+def _window_counts(ends: list[float], elapsed: float, batch: int) -> list[int]:
+    """Images answered per equal window of ``elapsed`` (5 windows, 3 for short runs)."""
+    windows = 5 if len(ends) >= 25 else 3
+    counts = [0] * windows
+    for end in ends:
+        counts[min(windows - 1, int(end / elapsed * windows))] += batch
+    return counts
+
+
+def _noise_warning(batch: int, clients: int, cv: float, windows: int) -> str:
+    return (
+        f"batch {batch} x concurrency {clients}: throughput varied {cv * 100:.1f}% across "
+        f"{windows} windows (CV > {NOISY_CV * 100:.0f}%); the numbers are noisy — run longer "
+        "(--duration), warm up longer (--warmup) or stop other load on the machine"
+    )
+
+
+# -- memory ----------------------------------------------------------------------------------
+
+
+def current_rss() -> int | None:
+    """Resident bytes of this process now (VmRSS); None where /proc is missing."""
+    return _proc_status_bytes("VmRSS")
+
+
+def peak_rss() -> int | None:
+    """Peak resident bytes (VmHWM; else getrusage's ru_maxrss); None where neither exists."""
+    value = _proc_status_bytes("VmHWM")
+    if value is not None:
+        return value
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB elsewhere
+
+
+def reset_peak_rss() -> bool:
+    """Reset VmHWM to the current RSS (Linux: '5' into /proc/self/clear_refs) so the next
+    peak is the run's own; False where the kernel does not allow it."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def _proc_status_bytes(key: str) -> int | None:
+    try:
+        text = Path("/proc/self/status").read_text()
+    except OSError:
+        return None
+    match = re.search(rf"^{key}:\s+(\d+)\s+kB", text, re.MULTILINE)
+    return int(match.group(1)) * 1024 if match else None
+
+
+# -- synthetic inputs ------------------------------------------------------------------------
+
+
+def synthetic_images(count: int, size: tuple[int, int], seed: int = SEED) -> list[np.ndarray]:
+    """Deterministic smooth uint8 RGB images (blurred noise: photo-like for PNG and models)."""
+    rng = np.random.default_rng(seed)
+    return [
+        cv2.GaussianBlur(rng.integers(0, 256, (*size, 3), dtype=np.uint8), (0, 0), 2.0)
+        for _ in range(count)
+    ]
+
+
+def _png_payloads(count: int, size: tuple[int, int]) -> list[np.ndarray]:
+    """The synthetic images as PNG bytes (what a service receives), decoded as BGR later."""
+    payloads = []
+    for rgb in synthetic_images(count, size):
+        ok, data = cv2.imencode(".png", np.ascontiguousarray(rgb[:, :, ::-1]))
+        if not ok:
+            raise InputError(f"OpenCV could not encode a {rgb.shape} input as PNG")
+        payloads.append(data)
+    return payloads
+
+
+def _session_feeds(model: Model, batch: int, size: tuple[int, int]) -> dict[str, np.ndarray]:
+    """Seeded inputs for every session input: z standard normal, labels int64 zeros,
+    images and masks uniform in the contract range, at ``size`` fitted to the size rules."""
+    rng = np.random.default_rng(SEED)
+    specs = {s.name: s for s in model.contract.inputs}
+    feeds = {}
+    for info in model.session.inputs:
+        spec = specs.get(info.name)
+        if spec is None:
+            raise ModelError(
+                f"{model.path}: input {info.name!r} is not in the model contract, so the "
+                "benchmark cannot synthesise it",
+                hint="re-convert the model with 'vetrina convert'",
+            )
+        shape = _input_shape(model, spec, info.shape, batch, size)
+        feeds[info.name] = _random_tensor(spec, shape, info.dtype, rng)
+    return feeds
+
+
+def _input_shape(
+    model: Model,
+    spec: TensorSpec,
+    dims: tuple[int | None, ...],
+    batch: int,
+    size: tuple[int, int],
+) -> tuple[int, ...]:
+    """The concrete shape of one input: batch first, dynamic sides from ``size``."""
+    shape = list(dims)
+    if shape:
+        shape[0] = batch
+    if spec.layout == "NCHW" and len(shape) == 4:
+        pictorial = spec.semantic in ("image", "mask")
+        sides = fit_size(size, model.contract.spatial) if pictorial else (1, 1)
+        defaults = (1 if spec.channels == "L" else 3, *sides)
+        shape[1:] = [d if d is not None else v for d, v in zip(shape[1:], defaults, strict=True)]
+    if any(d is None for d in shape):
+        raise ModelError(
+            f"{model.path}: input {spec.name!r} has shape {dims}; the benchmark cannot guess "
+            "its dynamic dimensions",
+            hint="export the model with static non-batch dimensions",
+        )
+    return tuple(int(d) for d in shape)
+
+
+def _random_tensor(
+    spec: TensorSpec, shape: tuple[int, ...], dtype: np.dtype, rng: np.random.Generator
+) -> np.ndarray:
+    if spec.semantic == "label" or dtype.kind in "iu":
+        return np.zeros(shape, dtype=dtype)
+    if spec.semantic == "z" or spec.range is None:
+        return rng.standard_normal(shape).astype(dtype)
+    low, high = spec.range
+    return rng.uniform(low, high, shape).astype(dtype)
+
+
+def fit_size(size: tuple[int, int], rules: SpatialRules) -> tuple[int, int]:
+    """``size`` moved to the nearest sides that keep the model's size rules."""
+
+    def fit(side: int) -> int:
+        step = rules.multiple_of
+        side = max(step, int(side / step + 0.5) * step)
+        if side < rules.min_size:
+            side = -(-rules.min_size // step) * step
+        if rules.max_size is not None and side > rules.max_size:
+            side = max(step, rules.max_size // step * step)
+        return side
+
+    return fit(size[0]), fit(size[1])
+
+
+def _work_size(model: Model, mode: str, size: tuple[int, int]) -> tuple[int, int] | None:
+    """The height x width the model computes at; also validates the Editor path early."""
+    if mode == "editor":
+        return Editor(model, max_side=None).working_size(*size)
+    dims = {info.name: info.shape for info in model.session.inputs}
+    for spec in model.contract.inputs:
+        if spec.semantic in ("image", "mask") and spec.layout == "NCHW":
+            shape = _input_shape(model, spec, dims[spec.name], 1, size)
+            return shape[2], shape[3]
+    return None
+
+
+# -- validation and environment --------------------------------------------------------------
+
+
+def _check_counts(name: str, values: Iterable[int]) -> list[int]:
+    """A non-empty list of distinct positive ints, in the given order."""
+    try:
+        items = list(values)
+    except TypeError:
+        raise BenchOptionError(
+            f"{name} must be a list of positive integers, got {values!r}"
+        ) from None
+    if not items:
+        raise BenchOptionError(f"{name}: give at least one value, e.g. {name}=(1, 4)")
+    for v in items:
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise BenchOptionError(
+                f"{name} {v!r} is invalid", hint=f"every {name} must be an integer >= 1"
+            )
+    return list(dict.fromkeys(int(v) for v in items))
+
+
+def _check_options(
+    duration: float, warmup: float, size: tuple[int, int], threads: int | None
+) -> None:
+    if not isinstance(duration, (int, float)) or not 0 < duration < math.inf:
+        raise BenchOptionError(
+            f"duration {duration!r} is invalid", hint="give a duration in seconds > 0, e.g. 5"
+        )
+    if not isinstance(warmup, (int, float)) or not 0 <= warmup < math.inf:
+        raise BenchOptionError(
+            f"warmup {warmup!r} is invalid", hint="give a warm-up in seconds >= 0, e.g. 1"
+        )
+    if (
+        not isinstance(size, (tuple, list))
+        or len(size) != 2
+        or not all(isinstance(s, (int, np.integer)) and s >= 1 for s in size)
+    ):
+        raise BenchOptionError(
+            f"size {size!r} is invalid", hint="give (height, width) in pixels, e.g. (256, 256)"
+        )
+    if threads is not None and (not isinstance(threads, int) or threads < 1):
+        raise BenchOptionError(
+            f"threads {threads!r} is invalid", hint="give an integer >= 1, or None for the default"
+        )
+
+
+def _host(model: Model) -> dict[str, Any]:
+    """Where the numbers were measured, for comparing reports."""
+    ort = sys.modules.get("onnxruntime")
+    return {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "onnxruntime": getattr(ort, "__version__", None),
+        "providers": list(getattr(model.session, "providers", [])),
+    }
+
+
+def _hw(size: tuple[int, int] | None) -> str:
+    return "-" if size is None else f"{size[0]}x{size[1]}"
+
+
+# -- plot ------------------------------------------------------------------------------------
+
+_PALETTE = [(180, 119, 31), (14, 127, 255), (44, 160, 44), (40, 39, 214), (189, 103, 148)]
+_W, _H = 960, 600
+_LEFT, _RIGHT, _TOP, _BOTTOM = 80, 190, 50, 60
+
+
+def check_plot_path(path: str | os.PathLike[str]) -> Path:
+    """The plot is a PNG: refuse other suffixes before an expensive run, not after it."""
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise BenchOptionError(
+            f"plot file {path}: the chart is written as PNG", hint="name it with .png"
+        )
+    return path
+
+
+def plot(report: BenchReport, path: str | os.PathLike[str]) -> Path:
+    """Write a latency-vs-throughput PNG: one line per batch size through its concurrency
+    levels, p50 as filled dots, p99 as rings. Drawn with OpenCV (no matplotlib needed)."""
+    path = check_plot_path(path)
+    if not report.results:
+        raise BenchOptionError("the report has no results to plot")
+    canvas = np.full((_H, _W, 3), 255, np.uint8)
+    x_max = _nice_ceiling(max(r.throughput for r in report.results))
+    y_max = _nice_ceiling(max(r.p99_ms for r in report.results))
+    _draw_axes(canvas, x_max, y_max, Path(report.model).name)
+    for i, batch in enumerate(dict.fromkeys(r.batch for r in report.results)):
+        colour = _PALETTE[i % len(_PALETTE)]
+        rows = sorted((r for r in report.results if r.batch == batch), key=lambda r: r.concurrency)
+        _draw_series(canvas, rows, x_max, y_max, colour)
+        y = _TOP + 20 + 24 * i
+        cv2.line(canvas, (_W - _RIGHT + 20, y), (_W - _RIGHT + 50, y), colour, 2, cv2.LINE_AA)
+        _text(canvas, f"batch {batch}", (_W - _RIGHT + 58, y + 5))
+    y = _TOP + 20 + 24 * (i + 1) + 10
+    _text(canvas, "filled: p50", (_W - _RIGHT + 20, y))
+    _text(canvas, "ring: p99", (_W - _RIGHT + 20, y + 20))
+    _text(canvas, "cN: concurrency", (_W - _RIGHT + 20, y + 40))
+    ok, data = cv2.imencode(".png", canvas)
+    if not ok:
+        raise InputError("OpenCV could not encode the plot as PNG")
+    return atomic_write_bytes(path, data.tobytes())
+
+
+def _draw_axes(canvas: np.ndarray, x_max: float, y_max: float, title: str) -> None:
+    x0, y0, x1, y1 = _LEFT, _H - _BOTTOM, _W - _RIGHT, _TOP
+    for k in range(6):
+        x = int(x0 + (x1 - x0) * k / 5)
+        y = int(y0 + (y1 - y0) * k / 5)
+        cv2.line(canvas, (x, y0), (x, y1), (230, 230, 230), 1)
+        cv2.line(canvas, (x0, y), (x1, y), (230, 230, 230), 1)
+        _text(canvas, f"{x_max * k / 5:g}", (x, y0 + 20), align="centre")
+        _text(canvas, f"{y_max * k / 5:g}", (x0 - 8, y + 5), align="right")
+    cv2.rectangle(canvas, (x0, y1), (x1, y0), (0, 0, 0), 1)
+    _text(canvas, "throughput (images/s)", ((x0 + x1) // 2 - 90, _H - 15))
+    _text(canvas, "latency (ms)", (8, _TOP - 15))
+    _text(canvas, f"latency vs throughput: {title}", ((x0 + x1) // 2 - 150, 25), scale=0.6)
+
+
+def _draw_series(
+    canvas: np.ndarray, rows: list[BenchResult], x_max: float, y_max: float, colour: tuple
+) -> None:
+    def at(throughput: float, ms: float) -> tuple[int, int]:
+        x = _LEFT + (_W - _RIGHT - _LEFT) * throughput / x_max
+        y = (_H - _BOTTOM) - (_H - _BOTTOM - _TOP) * ms / y_max
+        return round(x), round(y)
+
+    p50 = [at(r.throughput, r.p50_ms) for r in rows]
+    p99 = [at(r.throughput, r.p99_ms) for r in rows]
+    if len(rows) > 1:
+        cv2.polylines(canvas, [np.array(p50, np.int32)], False, colour, 2, cv2.LINE_AA)
+        cv2.polylines(canvas, [np.array(p99, np.int32)], False, colour, 1, cv2.LINE_AA)
+    for r, a, b in zip(rows, p50, p99, strict=True):
+        cv2.line(canvas, a, b, colour, 1, cv2.LINE_AA)
+        cv2.circle(canvas, a, 5, colour, -1, cv2.LINE_AA)
+        cv2.circle(canvas, b, 5, colour, 1, cv2.LINE_AA)
+        _text(canvas, f"c{r.concurrency}", (a[0] + 7, a[1] + 14), colour=colour)
+
+
+def _text(
+    canvas: np.ndarray,
+    text: str,
+    origin: tuple[int, int],
+    *,
+    scale: float = 0.45,
+    colour: tuple = (40, 40, 40),
+    align: str = "left",
+) -> None:
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    width = cv2.getTextSize(text, font, scale, 1)[0][0]
+    shift = {"left": 0, "centre": width // 2, "right": width}[align]
+    cv2.putText(canvas, text, (origin[0] - shift, origin[1]), font, scale, colour, 1, cv2.LINE_AA)
+
+
+def _nice_ceiling(value: float) -> float:
+    """The smallest 1, 2, 2.5 or 5 x 10^k >= value (axis ends on round numbers)."""
+    if not value > 0:
+        return 1.0
+    exponent = 10.0 ** np.floor(np.log10(value))
+    for m in (1.0, 2.0, 2.5, 5.0, 10.0):
+        if value <= m * exponent * (1 + 1e-9):
+            return float(m * exponent)
+    return float(10 * exponent)

@@ -1,0 +1,337 @@
+"""Pipelines: chains of generation and editing stages run as one float computation.
+
+One preprocess at entry (uint8 photos -> the first model's input domain, at a working size
+every stage accepts), the stages with a :class:`~vetrina.stages.Handoff` between two only
+where their contracts differ, one postprocess at exit (-> uint8 at the original size times
+the chain's scale, alpha re-attached, optionally composited on a background). Nothing is
+rounded to 8 bits, resized or copied to another device between stages.
+
+Everything is checked when the pipeline is built, before the first request: the file, the
+models (present, converted with a contract, the right role), every hand-off, and the size
+rules of the whole chain.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import __version__, kernels
+from .contract import SpatialRules
+from .editor import check_image, resized_alpha
+from .errors import InputError
+from .model import Model
+from .modelrefs import file_sha256, resolve_model
+from .pipeline_spec import PipelineError, PipelineSpec, load_spec
+from .stages import (
+    CleanStage,
+    EditStage,
+    GenerateStage,
+    GenerationRequest,
+    Handoff,
+    combine_rules,
+)
+from .timing import StepTimes
+
+__all__ = ["GenerationRequest", "Pipeline"]
+
+Stage = EditStage | CleanStage
+
+
+class Pipeline:
+    """A validated chain of stages on one device.
+
+    ``max_side`` caps the working resolution of photo pipelines (longer side at entry);
+    ``batch_size`` is the most images per model call. Thread-safe: each call works on its own
+    arrays and ONNX Runtime sessions allow concurrent runs.
+    """
+
+    def __init__(
+        self,
+        spec: PipelineSpec,
+        *,
+        device: str = "cpu",
+        threads: int | None = None,
+        max_side: int | None = 2048,
+        batch_size: int = 4,
+        times: StepTimes | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        if max_side is not None and max_side < 1:
+            raise ValueError(f"max_side must be positive, got {max_side}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.spec = spec
+        self.max_side = max_side
+        self.batch_size = batch_size
+        self.times = times if times is not None else StepTimes()
+        opened: dict[Path, Model] = {}
+
+        def model(ref: str) -> Model:
+            path = resolve_model(ref, spec.base_dir, log=log).resolve()
+            if path not in opened:
+                opened[path] = Model.open(path, device=device, threads=threads)
+            return opened[path]
+
+        self.source: GenerateStage | None = None
+        stages: list[Stage] = []
+        for i, s in enumerate(spec.stages):
+            where = f"{spec.name}: stage {i + 1} ({s.label})"
+            if s.kind == "generate":
+                self.source = GenerateStage(s, model(s.models["model"]), where)
+            elif s.kind == "edit":
+                stages.append(EditStage(s, model(s.models["model"]), where))
+            else:
+                stages.append(
+                    CleanStage(s, model(s.models["detector"]), model(s.models["inpainter"]), where)
+                )
+        self.stages: tuple[Stage, ...] = tuple(stages)
+        self.models = tuple(opened.values())
+        self.handoffs = self._handoffs()
+        self.rules = self._chain_rules()
+        self.scale = math.prod(s.rules.scale for s in self.stages)
+        if self.source is not None:
+            self._check_generated_size()
+
+    @classmethod
+    def load(cls, ref: str | os.PathLike[str], **options: Any) -> Pipeline:
+        """A shipped pipeline by name, or a YAML file by path (see :class:`Pipeline`)."""
+        return cls(load_spec(ref), **options)
+
+    # --- checks made once, at build time -------------------------------------------------
+
+    def _handoffs(self) -> list[Handoff | None]:
+        """handoffs[i] feeds stages[i]; None for stage 0 of a photo pipeline (preprocess)."""
+        previous = self.source.output if self.source is not None else None
+        out: list[Handoff | None] = []
+        for i, stage in enumerate(self.stages):
+            where = f"{self.spec.name}: into stage {i + 1 + (self.source is not None)}"
+            out.append(None if previous is None else Handoff.between(previous, stage.input, where))
+            previous = stage.output
+        return out
+
+    def _chain_rules(self) -> SpatialRules:
+        """Size rules on the entry size so that every stage sees a size it accepts."""
+        if not self.stages:
+            return SpatialRules()
+        per_entry: list[SpatialRules] = []
+        scale = 1
+        for stage in self.stages:
+            r = stage.rules
+            per_entry.append(
+                SpatialRules(
+                    multiple_of=r.multiple_of // math.gcd(r.multiple_of, scale),
+                    min_size=-(-r.min_size // scale),
+                    max_size=None if r.max_size is None else r.max_size // scale,
+                )
+            )
+            scale *= r.scale
+        return combine_rules(per_entry, self.spec.name)
+
+    def _check_generated_size(self) -> None:
+        size = self.source.size if self.source else None
+        if size is None or not self.stages:
+            return
+        if not self._accepts(size):
+            r = self.rules
+            raise PipelineError(
+                f"{self.spec.name}: the generator makes {size[0]}x{size[1]} images but the "
+                f"stages after it need sides that are multiples of {r.multiple_of} in "
+                f"[{r.min_size}, {r.max_size or 'any'}]",
+                hint="choose editors whose size rules accept the generator's output",
+            )
+
+    def _accepts(self, size: tuple[int, int]) -> bool:
+        r = self.rules
+        return all(
+            side % r.multiple_of == 0
+            and side >= r.min_size
+            and (r.max_size is None or side <= r.max_size)
+            for side in size
+        )
+
+    # --- running ---------------------------------------------------------------------------
+
+    def working_size(self, height: int, width: int) -> tuple[int, int]:
+        """The entry size a photo of this size is processed at (aspect kept as far as the
+        chain's size rules allow; never above ``max_side``)."""
+        r = self.rules
+        limit = min(v for v in (self.max_side, r.max_size, 1 << 30) if v is not None)
+        factor = min(1.0, limit / max(height, width))
+        step = r.multiple_of
+
+        def fit(side: int) -> int:
+            target = max(r.min_size, int(side * factor / step + 0.5) * step)
+            return max(step, min(target, (limit // step) * step))
+
+        return fit(height), fit(width)
+
+    def run(
+        self,
+        images: Sequence[np.ndarray],
+        *,
+        order: str = "RGB",
+        output_order: str | None = None,
+    ) -> list[np.ndarray]:
+        """Photos (uint8 HxW, HxWx3 or HxWx4 in ``order``) -> uint8 results at the original
+        size times the chain's scale; alpha kept unless the output has a background."""
+        if self.source is not None:
+            raise InputError(
+                f"{self.spec.name} generates its images; call generate() with requests"
+            )
+        output_order = output_order or order
+        for i, img in enumerate(images):
+            check_image(img, i)
+        groups: dict[tuple[int, int], list[int]] = defaultdict(list)
+        for i, img in enumerate(images):
+            groups[self.working_size(img.shape[0], img.shape[1])].append(i)
+        results: list[np.ndarray | None] = [None] * len(images)
+        for size, indices in groups.items():
+            for start in range(0, len(indices), self.batch_size):
+                chunk = indices[start : start + self.batch_size]
+                batch = self._entry([images[i] for i in chunk], size, order)
+                outs = self._exit(self._chain(batch), [images[i] for i in chunk], output_order)
+                for i, out in zip(chunk, outs, strict=True):
+                    results[i] = out
+        return [r for r in results if r is not None]
+
+    def edit(
+        self,
+        images: Sequence[np.ndarray],
+        *,
+        order: str = "RGB",
+        output_order: str | None = None,
+    ) -> list[np.ndarray]:
+        """The same as :meth:`run` (the name file runs and batchers call)."""
+        return self.run(images, order=order, output_order=output_order)
+
+    def generate(
+        self, requests: Sequence[GenerationRequest], *, output_order: str = "RGB"
+    ) -> list[np.ndarray]:
+        """Requests (seed + labels) -> uint8 images; the same seed and models give the same
+        pixels on the CPU."""
+        if self.source is None:
+            raise InputError(f"{self.spec.name} edits photos; call run() with images")
+        results: list[np.ndarray] = []
+        for start in range(0, len(requests), self.batch_size):
+            chunk = list(requests[start : start + self.batch_size])
+            with self.times.step(f"1 {self.source.label}"):
+                batch = self.source.run(chunk)
+            results += self._exit(self._chain(batch, first=2), None, output_order)
+        return results
+
+    def _entry(self, images: list[np.ndarray], size: tuple[int, int], order: str) -> np.ndarray:
+        spec = self.stages[0].input
+        scale, offset = spec.from_uint8_affine()
+        with self.times.step("preprocess"):
+            return kernels.preprocess(
+                images, size, scale=scale, offset=offset, src_order=order, dst_order=spec.channels
+            )
+
+    def _chain(self, batch: np.ndarray, first: int = 1) -> np.ndarray:
+        for i, (stage, handoff) in enumerate(zip(self.stages, self.handoffs, strict=True)):
+            if handoff is not None:
+                with self.times.step("hand-off"):
+                    batch = handoff.apply(batch)
+            with self.times.step(f"{i + first} {stage.label}"):
+                batch = stage.run(batch)
+        return batch
+
+    def _exit(
+        self, batch: np.ndarray, originals: list[np.ndarray] | None, order: str
+    ) -> list[np.ndarray]:
+        last = self.stages[-1].output if self.stages else self.source.output  # type: ignore[union-attr]
+        scale, offset = last.to_uint8_affine()
+        n, _, h, w = batch.shape
+        if originals is None:
+            sizes = [(h, w)] * n
+            alphas = None
+        else:
+            sizes = [(img.shape[0] * self.scale, img.shape[1] * self.scale) for img in originals]
+            alphas = [resized_alpha(img, s) for img, s in zip(originals, sizes, strict=True)]
+            if all(a is None for a in alphas):
+                alphas = None
+        with self.times.step("postprocess"):
+            out = kernels.postprocess(
+                batch,
+                sizes,
+                scale=scale,
+                offset=offset,
+                src_order=last.channels,
+                dst_order=order,
+                alphas=alphas,
+            )
+        background = self.spec.output.get("background")
+        if background is not None:
+            colour = background if order == "RGB" else background[::-1]
+            with self.times.step("composite"):
+                out = [
+                    kernels.composite(img, colour) if img.ndim == 3 and img.shape[2] == 4 else img
+                    for img in out
+                ]
+        return out
+
+    # --- description ----------------------------------------------------------------------
+
+    def describe(self) -> list[str]:
+        """One line per step: entry, stages, hand-offs, exit."""
+        lines = []
+        if self.source is None:
+            first = self.stages[0].input
+            lines.append(
+                f"preprocess: uint8 photo -> {first.channels} {_range(first.range)} NCHW, sides "
+                f"multiple of {self.rules.multiple_of}, <= {self.max_side or 'any'} px"
+            )
+        else:
+            lines.append(
+                f"1 {self.source.label}: seed + labels -> {_range(self.source.output.range)}"
+            )
+        offset = 1 if self.source is None else 2
+        for i, (stage, handoff) in enumerate(zip(self.stages, self.handoffs, strict=True)):
+            if handoff is not None:
+                lines.append(
+                    f"  hand-off: {handoff.describe()}" + ("" if handoff.converts else " (clamp)")
+                )
+            extra = f" (x{stage.rules.scale})" if stage.rules.scale != 1 else ""
+            lines.append(f"{i + offset} {stage.label}{extra}")
+        out = self.spec.output
+        bg = out.get("background")
+        lines.append(
+            "postprocess: -> uint8, original size"
+            + (f" x{self.scale}" if self.scale != 1 else "")
+            + (f", on background {bg}" if bg else ", alpha kept")
+            + f", {out['format']}"
+        )
+        return lines
+
+    def provenance(self, request: GenerationRequest | None = None) -> dict[str, str]:
+        """Text for the output's metadata: pipeline, stages, model hashes, seed and labels."""
+        labels = ([self.source.label] if self.source else []) + [s.label for s in self.stages]
+        meta = {
+            "vetrina:version": __version__,
+            "vetrina:pipeline": self.spec.name,
+            "vetrina:stages": " > ".join(labels),
+            "vetrina:models": " ".join(
+                f"{m.path.name}={self.model_hash(m)[:16]}" for m in self.models
+            ),
+        }
+        if request is not None:
+            meta["vetrina:seed"] = str(request.seed)
+            meta.update({f"vetrina:{k}": v for k, v in sorted(request.labels.items())})
+        return meta
+
+    def model_hash(self, model: Model) -> str:
+        cache = self.__dict__.setdefault("_hashes", {})
+        if model.path not in cache:
+            cache[model.path] = file_sha256(model.path)
+        return cache[model.path]
+
+
+def _range(r: tuple[float, float] | None) -> str:
+    return "none" if r is None else f"[{r[0]:g}, {r[1]:g}]"

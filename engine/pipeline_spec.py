@@ -1,0 +1,217 @@
+"""Pipeline files: parse and check a YAML (or dict) description before anything is loaded.
+
+A pipeline names its input (``image``: photos in; ``generate``: requests in), a list of
+stages and how to write the result::
+
+    name: catalog-cleanup
+    input: image
+    stages:
+      - clean: {detector: zoo:detector, inpainter: zoo:inpainter, threshold: 0.5}
+      - edit: zoo:enhancer
+    output: {background: white, format: jpeg}
+
+Each stage is a one-key mapping ``KIND: MODEL`` or ``KIND: {model: ..., param: ...}``. Every key
+is checked here (unknown stage kinds, parameters and output options are errors that list the
+valid ones); models are resolved and their contracts checked later, by
+:class:`vetrina.pipeline.Pipeline`, still before the first request.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from .errors import InputError
+
+INPUTS = ("image", "generate")
+FORMATS = ("png", "jpeg", "webp")
+
+# kind -> (model slots, {parameter: default}); a slot named "model" takes the short form.
+STAGE_KINDS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
+    "generate": (("model",), {}),
+    "edit": (("model",), {}),
+    "clean": (("detector", "inpainter"), {"threshold": 0.5, "dilate": 0}),
+}
+OUTPUT_OPTIONS: dict[str, Any] = {"format": "png", "background": None, "quality": 92}
+
+BUILTIN_PACKAGE = "vetrina.pipelines"
+
+
+class PipelineError(InputError):
+    """A pipeline file or description that cannot run; the message names the fix."""
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    kind: str
+    models: dict[str, str]
+    params: dict[str, Any]
+
+    @property
+    def label(self) -> str:
+        """``kind:model`` (``clean:detector+inpainter``) for logs, timings and metadata."""
+        return f"{self.kind}:" + "+".join(_short(m) for m in self.models.values())
+
+
+@dataclass(frozen=True)
+class PipelineSpec:
+    name: str
+    input: str
+    stages: tuple[StageSpec, ...]
+    output: dict[str, Any] = field(default_factory=lambda: dict(OUTPUT_OPTIONS))
+    description: str = ""
+    base_dir: Path = field(default_factory=Path.cwd)
+
+
+def builtin_names() -> list[str]:
+    """Names of the pipelines shipped with vetrina (``engine/pipelines/*.yaml``)."""
+    folder = resources.files(BUILTIN_PACKAGE)
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def load_spec(ref: str | os.PathLike[str]) -> PipelineSpec:
+    """A pipeline by shipped name (``catalog-cleanup``) or by path to a YAML file."""
+    import yaml
+
+    path = Path(ref)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise PipelineError(f"{path}: no such pipeline file")
+        source, base = path.read_text(encoding="utf-8"), path.resolve().parent
+    else:
+        name = str(ref)
+        if name not in builtin_names():
+            raise PipelineError(
+                f"no pipeline named {name!r}; shipped: {', '.join(builtin_names())}",
+                hint="or give the path of a .yaml file",
+            )
+        source = resources.files(BUILTIN_PACKAGE).joinpath(f"{name}.yaml").read_text("utf-8")
+        base = Path.cwd()
+    try:
+        raw = yaml.safe_load(source)
+    except yaml.YAMLError as exc:
+        raise PipelineError(f"{ref}: not valid YAML ({' '.join(str(exc).split())})") from None
+    return parse_spec(raw, base_dir=base, origin=str(ref))
+
+
+def parse_spec(raw: Any, *, base_dir: Path | None = None, origin: str = "pipeline") -> PipelineSpec:
+    """Check a pipeline description (the YAML's mapping) and return its spec."""
+    if not isinstance(raw, dict):
+        raise PipelineError(f"{origin}: expected a mapping with 'input' and 'stages'")
+    _only(raw, ("name", "description", "input", "stages", "output"), f"{origin}")
+    name = str(raw.get("name") or Path(origin).stem)
+    kind = raw.get("input", "image")
+    if kind not in INPUTS:
+        raise PipelineError(f"{origin}: input {kind!r} is not one of {', '.join(INPUTS)}")
+    stages_raw = raw.get("stages")
+    if not isinstance(stages_raw, list) or not stages_raw:
+        raise PipelineError(f"{origin}: 'stages' must be a non-empty list")
+    stages = tuple(_stage(s, i, origin) for i, s in enumerate(stages_raw))
+    generators = [i for i, s in enumerate(stages) if s.kind == "generate"]
+    if kind == "generate" and generators != [0]:
+        raise PipelineError(
+            f"{origin}: an 'input: generate' pipeline starts with one generate stage"
+        )
+    if kind == "image" and generators:
+        raise PipelineError(
+            f"{origin}: stage {generators[0] + 1} generates, but the input is an image",
+            hint="set 'input: generate' and put the generate stage first",
+        )
+    output = _output(raw.get("output") or {}, origin)
+    return PipelineSpec(
+        name=name,
+        input=kind,
+        stages=stages,
+        output=output,
+        description=str(raw.get("description") or ""),
+        base_dir=base_dir or Path.cwd(),
+    )
+
+
+def _stage(raw: Any, index: int, origin: str) -> StageSpec:
+    where = f"{origin}: stage {index + 1}"
+    if not isinstance(raw, dict) or len(raw) != 1:
+        raise PipelineError(f"{where}: expected one 'KIND: MODEL' or 'KIND: {{...}}' entry")
+    ((kind, body),) = raw.items()
+    if kind not in STAGE_KINDS:
+        raise PipelineError(f"{where}: unknown stage {kind!r}; known: {', '.join(STAGE_KINDS)}")
+    slots, defaults = STAGE_KINDS[kind]
+    if isinstance(body, str):
+        if slots != ("model",):
+            raise PipelineError(f"{where}: {kind} needs {', '.join(slots)}")
+        body = {"model": body}
+    if not isinstance(body, dict):
+        raise PipelineError(f"{where}: {kind} takes a model reference or a mapping")
+    _only(body, (*slots, *defaults), where)
+    missing = [s for s in slots if not isinstance(body.get(s), str) or not body.get(s)]
+    if missing:
+        raise PipelineError(f"{where}: {kind} needs {', '.join(missing)} (a model reference)")
+    params = {**defaults, **{k: v for k, v in body.items() if k in defaults}}
+    _check_params(kind, params, where)
+    return StageSpec(kind, {s: str(body[s]) for s in slots}, params)
+
+
+def _check_params(kind: str, params: dict[str, Any], where: str) -> None:
+    if kind == "clean":
+        t = params["threshold"]
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0.0 < t < 1.0:
+            raise PipelineError(f"{where}: threshold {t!r} must be a number in (0, 1)")
+        d = params["dilate"]
+        if isinstance(d, bool) or not isinstance(d, int) or not 0 <= d <= 64:
+            raise PipelineError(f"{where}: dilate {d!r} must be an int in 0..64 (pixels)")
+
+
+def _output(raw: Any, origin: str) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise PipelineError(f"{origin}: 'output' must be a mapping")
+    _only(raw, tuple(OUTPUT_OPTIONS), f"{origin}: output")
+    out = {**OUTPUT_OPTIONS, **raw}
+    if out["format"] not in FORMATS:
+        raise PipelineError(
+            f"{origin}: output format {out['format']!r}; choose {', '.join(FORMATS)}"
+        )
+    q = out["quality"]
+    if isinstance(q, bool) or not isinstance(q, int) or not 1 <= q <= 100:
+        raise PipelineError(f"{origin}: output quality {q!r} must be an int in 1..100")
+    out["background"] = parse_colour(out["background"], f"{origin}: output background")
+    return out
+
+
+def parse_colour(value: Any, where: str) -> tuple[int, int, int] | None:
+    """None, ``white``/``black``/``grey``, ``#rrggbb`` or ``[r, g, b]`` -> an RGB triple."""
+    named = {"white": (255, 255, 255), "black": (0, 0, 0), "grey": (128, 128, 128)}
+    if value is None or value == "none":
+        return None
+    if isinstance(value, str):
+        if value in named:
+            return named[value]
+        text = value.lstrip("#")
+        if value.startswith("#") and len(text) == 6:
+            try:
+                return tuple(int(text[i : i + 2], 16) for i in (0, 2, 4))  # type: ignore[return-value]
+            except ValueError:
+                pass
+    elif (
+        isinstance(value, (list, tuple))
+        and len(value) == 3
+        and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in value)
+    ):
+        return tuple(value)  # type: ignore[return-value]
+    raise PipelineError(
+        f"{where} {value!r} is not a colour; use white, black, grey, '#rrggbb' or [r, g, b]"
+    )
+
+
+def _only(raw: dict[str, Any], allowed: tuple[str, ...], where: str) -> None:
+    unknown = [k for k in raw if k not in allowed]
+    if unknown:
+        raise PipelineError(
+            f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; known: {', '.join(allowed)}"
+        )
+
+
+def _short(ref: str) -> str:
+    return ref[4:] if ref.startswith("zoo:") else Path(ref).stem

@@ -1,0 +1,261 @@
+"""The stages a pipeline chains, and the hand-off between two of them.
+
+Every stage takes and returns a float32 NCHW batch in its model's own domain (value range,
+channel order), as the contracts say. A :class:`Handoff` maps one stage's output domain onto
+the next one's input domain in one fused kernel pass (``kernels.adapt``), only where the two
+contracts differ, and clamps to the next model's input range (each model was trained on
+in-range inputs; a uint8 round trip would clamp too, without the rounding).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import kernels
+from .contract import SpatialRules, TensorSpec
+from .errors import InputError, ModelError
+from .model import Model
+from .pipeline_spec import PipelineError, StageSpec
+
+IMAGE_ROLES = ("editor", "upscaler")
+
+
+@dataclass(frozen=True)
+class Handoff:
+    """float NCHW in ``src``'s range and channel order -> ``dst``'s, clamped to its range."""
+
+    src: TensorSpec
+    dst: TensorSpec
+    scale: float
+    offset: float
+    swap: bool
+
+    @classmethod
+    def between(cls, src: TensorSpec, dst: TensorSpec, where: str) -> Handoff:
+        if src.range is None or dst.range is None:
+            raise PipelineError(f"{where}: {src.name!r} -> {dst.name!r} has no value range")
+        if {src.channels, dst.channels} - {"RGB", "BGR"}:
+            raise PipelineError(
+                f"{where}: cannot hand {src.channels} {src.name!r} to {dst.channels} {dst.name!r}"
+            )
+        (a, b), (c, d) = src.range, dst.range
+        scale = (d - c) / (b - a)
+        return cls(src, dst, scale, c - a * scale, src.channels != dst.channels)
+
+    @property
+    def converts(self) -> bool:
+        """Whether values or channels change (else only the clamp runs)."""
+        return self.swap or not (math.isclose(self.scale, 1.0) and self.offset == 0.0)
+
+    def describe(self) -> str:
+        parts = []
+        if self.src.range != self.dst.range:
+            parts.append(f"range {_fmt(self.src.range)} -> {_fmt(self.dst.range)}")
+        if self.swap:
+            parts.append(f"{self.src.channels} -> {self.dst.channels}")
+        return ", ".join(parts) or "same domain"
+
+    def apply(self, batch: np.ndarray) -> np.ndarray:
+        """The batch in the next domain; may reuse ``batch``'s memory (the caller's is spent)."""
+        if self.converts:
+            batch = kernels.adapt(
+                batch,
+                scale=self.scale,
+                offset=self.offset,
+                src_order=self.src.channels,
+                dst_order=self.dst.channels,
+            )
+        lo, hi = self.dst.range  # type: ignore[misc]
+        return np.clip(batch, lo, hi, out=batch)
+
+
+class EditStage:
+    """An image-to-image model (editor, style, enhancer, upscaler)."""
+
+    def __init__(self, spec: StageSpec, model: Model, where: str) -> None:
+        role = model.contract.role
+        if role not in IMAGE_ROLES:
+            raise PipelineError(
+                f"{where}: {spec.kind} needs an editor or upscaler; {spec.models['model']} is a "
+                f"{role}",
+                hint="use 'clean' for detector + inpainter, 'generate' for generators",
+            )
+        self.label = spec.label
+        self.models = (model,)
+        self.input = model.contract.input("image")
+        self.output = model.contract.output("image")
+        self.rules = model.contract.spatial
+        self._session = model.session
+        self._output_index = model.output_index(self.output.name)
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        out = self._session.run({self.input.name: batch})[self._output_index]
+        return _checked(out, batch, self.rules.scale, 3, self.label)
+
+
+class CleanStage:
+    """Defect removal: the detector finds the defects, the inpainter repaints them.
+
+    The detector's probability map is thresholded (``threshold``) and optionally grown by
+    ``dilate`` pixels (the inpainter then also repaints a defect's fringe).
+    """
+
+    def __init__(self, spec: StageSpec, detector: Model, inpainter: Model, where: str) -> None:
+        for model, role in ((detector, "detector"), (inpainter, "inpainter")):
+            if model.contract.role != role:
+                raise PipelineError(
+                    f"{where}: clean needs a {role} as {role}; {spec.models[role]} is a "
+                    f"{model.contract.role}"
+                )
+        self.label = spec.label
+        self.models = (detector, inpainter)
+        self.threshold = float(spec.params["threshold"])
+        self.dilate = int(spec.params["dilate"])
+        self.input = inpainter.contract.input("image")
+        self.mask_input = inpainter.contract.input("mask")
+        self.output = inpainter.contract.output("image")
+        self.mask_output = detector.contract.output("mask")
+        self.to_detector = Handoff.between(self.input, detector.contract.input("image"), where)
+        self.rules = combine_rules([detector.contract.spatial, inpainter.contract.spatial], where)
+        if self.rules.scale != 1:
+            raise PipelineError(f"{where}: detector and inpainter must keep the size")
+        self._detector, self._inpainter = detector, inpainter
+        self._detector_input = detector.contract.input("image").name
+        self._mask_index = detector.output_index(self.mask_output.name)
+        self._image_index = inpainter.output_index(self.output.name)
+
+    def detect(self, batch: np.ndarray) -> np.ndarray:
+        """The binary defect mask (N, 1, H, W) float32 in the inpainter's mask range."""
+        feed = self.to_detector.apply(batch.copy()) if self.to_detector.converts else batch
+        prob = self._detector.session.run({self._detector_input: feed})[self._mask_index]
+        prob = _checked(prob, batch, 1, 1, self.label + " (detector)")
+        lo, hi = self.mask_output.range or (0.0, 1.0)
+        binary = (prob >= lo + self.threshold * (hi - lo)).astype(np.float32)
+        if self.dilate:
+            for i in range(binary.shape[0]):
+                binary[i, 0] = kernels.dilate_mask(binary[i, 0], self.dilate)
+        m_lo, m_hi = self.mask_input.range or (0.0, 1.0)
+        return binary * np.float32(m_hi - m_lo) + np.float32(m_lo)
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        mask = self.detect(batch)
+        feeds = {self.input.name: batch, self.mask_input.name: mask}
+        out = self._inpainter.session.run(feeds)[self._image_index]
+        return _checked(out, batch, 1, 3, self.label)
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One picture to generate: a seed (fixes the latent) and a class name per label input
+    (for the zoo generators ``{"category": "sneaker", "colour": "red"}``)."""
+
+    seed: int
+    labels: dict[str, str]
+
+
+class GenerateStage:
+    """A generator: (seeded latent z, labels) -> image at the model's native size."""
+
+    def __init__(self, spec: StageSpec, model: Model, where: str) -> None:
+        if model.contract.role != "generator":
+            raise PipelineError(
+                f"{where}: generate needs a generator; {spec.models['model']} is a "
+                f"{model.contract.role}"
+            )
+        self.label = spec.label
+        self.models = (model,)
+        contract = model.contract
+        self.z = contract.input("z")
+        self.label_inputs = tuple(t for t in contract.inputs if t.semantic == "label")
+        for t in self.label_inputs:
+            if t.labels is None:
+                raise PipelineError(
+                    f"{where}: {spec.models['model']}'s input {t.name!r} has no label names in "
+                    "its contract",
+                    hint="re-convert the generator with this vetrina version",
+                )
+        self.output = contract.output("image")
+        self.rules = SpatialRules(multiple_of=1, min_size=1, scale=1)
+        self._session = model.session
+        self._output_index = model.output_index(self.output.name)
+        shape = next(t.shape for t in model.session.inputs if t.name == self.z.name)
+        if len(shape) < 2 or not isinstance(shape[1], int):
+            raise PipelineError(f"{where}: cannot read the latent size from z's shape {shape}")
+        self.z_shape = tuple(int(d) for d in shape[1:])
+        sizes = [s for s in (contract.spatial.min_size, contract.spatial.max_size) if s]
+        self.size = (sizes[-1], sizes[-1]) if len(set(sizes)) == 1 else None
+
+    def inputs(self, requests: list[GenerationRequest]) -> dict[str, np.ndarray]:
+        """The model's feeds for ``requests``: z from each seed, label indices by name."""
+        z = np.stack([latent(r.seed, self.z_shape) for r in requests])
+        feeds = {self.z.name: z}
+        names = {t.name for t in self.label_inputs}
+        for r in requests:
+            unknown = set(r.labels) - names
+            if unknown:
+                raise InputError(
+                    f"unknown label(s) {', '.join(sorted(unknown))}; this generator takes "
+                    f"{', '.join(sorted(names)) or 'none'}"
+                )
+        for t in self.label_inputs:
+            values = []
+            for r in requests:
+                if t.name not in r.labels:
+                    raise InputError(
+                        f"missing {t.name}; valid: {', '.join(t.labels or ())}",
+                        hint=f"pass --{t.name} NAME",
+                    )
+                values.append(_label_index(t, r.labels[t.name]))
+            feeds[t.name] = np.asarray(values, dtype=np.int64)
+        return feeds
+
+    def run(self, requests: list[GenerationRequest]) -> np.ndarray:
+        out = self._session.run(self.inputs(requests))[self._output_index]
+        if out.ndim != 4 or out.shape[0] != len(requests) or out.shape[1] != 3:
+            raise ModelError(f"{self.label}: output has shape {out.shape}; expected (N, 3, H, W)")
+        return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def latent(seed: int, shape: tuple[int, ...]) -> np.ndarray:
+    """The latent of ``seed``: standard normal from ``np.random.default_rng(seed)``, float32
+    (the same numbers as ``vetrina.models.latents.latent``, so the zoo's pictures match)."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63:
+        raise InputError(f"seed must be a non-negative integer, got {seed!r}")
+    count = math.prod(shape)
+    values = np.random.default_rng(int(seed)).standard_normal(count).astype(np.float32)
+    return values.reshape(shape)
+
+
+def combine_rules(rules: list[SpatialRules], where: str) -> SpatialRules:
+    """The size rules that satisfy every one of ``rules`` (same input size, no scaling)."""
+    multiple = math.lcm(*(r.multiple_of for r in rules))
+    low = max(r.min_size for r in rules)
+    caps = [r.max_size for r in rules if r.max_size is not None]
+    high = min(caps) if caps else None
+    if high is not None and (high // multiple) * multiple < max(low, multiple):
+        raise PipelineError(f"{where}: the models' size rules exclude every size ({rules})")
+    return SpatialRules(multiple_of=multiple, min_size=low, max_size=high, scale=rules[0].scale)
+
+
+def _label_index(spec: TensorSpec, value: str) -> int:
+    labels = spec.labels or ()
+    if value not in labels:
+        raise InputError(f"unknown {spec.name} {value!r}; valid: {', '.join(labels)}")
+    return labels.index(value)
+
+
+def _checked(out: np.ndarray, batch: np.ndarray, scale: int, channels: int, label: str):
+    n, _, h, w = batch.shape
+    expected = (n, channels, h * scale, w * scale)
+    if out.shape != expected or out.dtype != np.float32:
+        raise ModelError(
+            f"{label}: output is {out.dtype} {out.shape}; the contract promises float32 {expected}"
+        )
+    return out
+
+
+def _fmt(r: tuple[float, float] | None) -> str:
+    return "none" if r is None else f"[{r[0]:g}, {r[1]:g}]"
