@@ -145,7 +145,12 @@ def run(args: argparse.Namespace, model_path: Path) -> dict:
         with lock:
             return serial_editor.edit([image])[0]
 
-    batched_editor = Editor(model, batch_size=args.max_batch)
+    batched_model = model
+    if args.batched_threads is not None and args.batched_threads != args.threads:
+        # The batcher's own session: e.g. 2 workers x 1 intra-op thread each, so two batches
+        # run side by side instead of one batch split over both cores.
+        batched_model = Model.open(model_path, threads=args.batched_threads)
+    batched_editor = Editor(batched_model, batch_size=args.max_batch)
     service = EditorBatcher(
         batched_editor,
         max_batch_size=args.max_batch,
@@ -278,6 +283,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-wait-ms", type=float, default=5.0)
     ap.add_argument("--workers", type=int, default=1, help="batcher worker threads")
     ap.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
+    ap.add_argument(
+        "--batched-threads",
+        type=int,
+        default=None,
+        help="intra-op threads of the batcher's session (default: --threads, one shared session)",
+    )
     ap.add_argument("--rss-requests", type=int, default=2000)
     ap.add_argument("--model", type=Path, help="a converted enhancer ONNX (default: convert zoo)")
     args = ap.parse_args(argv)

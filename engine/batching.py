@@ -369,6 +369,9 @@ class DynamicBatcher(Generic[T, R]):
 class EditorBatcher:
     """Serves one-image edit requests from many threads / tasks through a DynamicBatcher.
 
+    ``editor`` is an :class:`~vetrina.editor.Editor` or a :class:`~vetrina.pipeline.Pipeline`
+    (anything with ``working_size``, ``edit`` and ``batch_size``).
+
     Requests are bucketed by :meth:`Editor.working_size`, so a batch holds images processed
     at exactly the size they would be alone; each comes back at its own original size (x the
     model's scale). Results are the same bytes as ``editor.edit([image])`` (tested).

@@ -1,17 +1,27 @@
-"""Benchmark one converted model: latency percentiles, throughput, per-step times, memory.
+"""Benchmark a converted model or a whole pipeline: latency percentiles, throughput,
+per-step times, memory.
 
 In the spirit of trtexec / perf_analyzer, for every (batch, concurrency) combination:
 ``concurrency`` closed-loop client threads (each sends its next request when the previous
-one is answered) share one freshly opened model session, warm up for ``warmup`` seconds,
-then all start measuring together (a barrier) and keep sending requests of ``batch`` images
-until an answer arrives ``duration`` seconds or more after that start. Every request sent
-after the start is counted and awaited; every client sends at least one.
+one is answered) share one freshly opened model session (or pipeline), warm up for ``warmup``
+seconds, then all start measuring together (a barrier) and keep sending requests of ``batch``
+images until an answer arrives ``duration`` seconds or more after that start. Every request
+sent after the start is counted and awaited; every client sends at least one.
 
 * Image models (roles editor/upscaler) run the whole path a service runs per request:
   decode (PNG bytes -> pixels), preprocess, inference, postprocess (through
   :class:`~vetrina.editor.Editor`), encode (pixels -> PNG bytes).
 * Other roles (generator, detector, inpainter, classifier) are timed at the session level:
   seeded random inputs shaped from the contract, one ``session.run`` per request.
+* Photo pipelines (:class:`~vetrina.pipeline.Pipeline`, ``input: image``) run decode, then
+  ``Pipeline.edit`` (preprocess, each stage, hand-offs, postprocess, composite, tile steps),
+  then encode in the pipeline's output format.
+* Generation pipelines (``input: generate``) run ``Pipeline.generate`` on ``batch`` requests
+  (seeds counting up, the first valid name of every label), then encode each image.
+
+The client threads of a pipeline run share one :class:`~vetrina.pipeline.Pipeline` (each
+pipeline opens its own ONNX Runtime sessions, too costly per thread), so its step times are
+pooled: a step's mean is its total time over all threads divided by the requests.
 
 Latency is the wall time of one request (``time.perf_counter`` around the whole request,
 never the time it waited to be sent). Throughput is counted images over the elapsed time
@@ -24,6 +34,7 @@ Linux allows it).
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -44,11 +55,14 @@ from .atomic import atomic_write_bytes
 from .contract import SpatialRules, TensorSpec
 from .editor import IMAGE_ROLES, Editor
 from .errors import InputError, ModelError, VetrinaError
+from .imageio import encode_image
 from .model import Model
 from .timing import StepTimes
 
 EDITOR_STEPS = ("decode", "preprocess", "inference", "postprocess", "encode")
 SESSION_STEPS = ("inference",)
+PIPELINE_STEPS_NOTE = "mean per request, threads share one pipeline"
+"""How pipeline step times are pooled (the step line of a pipeline report's table)."""
 NOISY_CV = 0.10
 """Throughput coefficient of variation across windows above which a run is flagged noisy."""
 SEED = 0
@@ -78,7 +92,8 @@ class BenchResult:
     p99_ms: float
     max_ms: float
     step_ms: dict[str, float]
-    """Mean milliseconds per request spent in each step."""
+    """Mean milliseconds per request spent in each step (pipelines: the step's total time
+    over all client threads divided by the requests)."""
     step_calls: dict[str, int]
     """Times each step ran (per image for decode/encode, per batch for the model steps)."""
     window_images: list[int]
@@ -97,28 +112,62 @@ class BenchResult:
 
 
 @dataclass
+class PipelineInfo:
+    """What a pipeline report benchmarked (:attr:`BenchReport.pipeline`)."""
+
+    name: str
+    input: str
+    """'image' (photos in) or 'generate' (requests in)."""
+    stages: list[str]
+    """Stage labels in order, e.g. ``["1 clean:detector+inpainter", "2 edit:enhancer"]``."""
+    describe: list[str]
+    """:meth:`Pipeline.describe` lines: entry, stages, hand-offs, exit."""
+    models: list[str]
+    """The ONNX files the pipeline opened."""
+    scale: int
+    """Output size / entry size."""
+    output_format: str
+    """What the encode step writes: png, jpeg or webp (the pipeline's output format)."""
+    quality: int
+    tile_side: int | None
+    labels: dict[str, str] = field(default_factory=dict)
+    """Generation pipelines: the label names every request asks for."""
+
+
+@dataclass
 class BenchReport:
     """Every combination's :class:`BenchResult` plus what was benchmarked and where."""
 
     model: str
+    """The model file, or the pipeline as given (shipped name or YAML path)."""
     role: str
+    """The model's role; 'pipeline' for pipelines."""
     mode: str
-    """'editor' (decode..encode through the Editor) or 'session' (raw session.run)."""
+    """'editor' (decode..encode through the Editor), 'session' (raw session.run),
+    'pipeline' (decode, Pipeline.edit, encode) or 'generate' (Pipeline.generate, encode)."""
     device: str
     threads: int | None
     size: tuple[int, int]
     work_size: tuple[int, int] | None
-    """Height x width the model computes at (None: the model has no image input)."""
+    """Height x width the model (or the pipeline's first stage) computes at; for generation
+    pipelines the generator's output size (None: no image input, or not known up front)."""
     duration_s: float
     warmup_s: float
     steps: list[str]
     results: list[BenchResult] = field(default_factory=list)
     host: dict[str, Any] = field(default_factory=dict)
+    pipeline: PipelineInfo | None = None
+    """Set for pipeline reports."""
 
     @property
     def warnings(self) -> list[str]:
         """Warnings of the noisy combinations."""
         return [r.warning for r in self.results if r.warning]
+
+    @property
+    def title(self) -> str:
+        """A short name of what was benchmarked (the pipeline's name or the model's file)."""
+        return self.pipeline.name if self.pipeline is not None else Path(self.model).name
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -131,16 +180,14 @@ class BenchReport:
         if raw["work_size"] is not None:
             raw["work_size"] = tuple(raw["work_size"])
         raw["results"] = [BenchResult(**r) for r in raw["results"]]
+        if raw.get("pipeline") is not None:
+            raw["pipeline"] = PipelineInfo(**raw["pipeline"])
         return cls(**raw)
 
     def table(self) -> str:
         """A fixed-width table: one row per combination, its per-step line, then warnings."""
-        work = f" (work {_hw(self.work_size)})" if self.work_size and self.mode == "editor" else ""
-        lines = [
-            f"model     {self.model} ({self.role}, {self.mode} path: {' > '.join(self.steps)})",
-            f"device    {self.device}, threads {self.threads or 'default'}, input "
-            f"{_hw(self.size) if self.mode == 'editor' else _hw(self.work_size)}{work}, "
-            f"warm-up {self.warmup_s:g} s, {self.duration_s:g} s per run",
+        lines = self._pipeline_header() if self.pipeline is not None else self._model_header()
+        lines += [
             f"{'batch':>5}  {'conc':>4}  {'requests':>8}  {'images':>6}  {'img/s':>8}  "
             f"{'p50 ms':>8}  {'p90 ms':>8}  {'p99 ms':>8}  {'max ms':>8}  {'CV %':>5}  "
             f"{'peak RSS MiB':>12}",
@@ -152,10 +199,69 @@ class BenchReport:
                 f"{r.throughput:>8.1f}  {r.p50_ms:>8.2f}  {r.p90_ms:>8.2f}  {r.p99_ms:>8.2f}  "
                 f"{r.max_ms:>8.2f}  {r.cv * 100:>5.1f}{'!' if r.noisy else ' '} {peak:>12}"
             )
-            steps = "  ".join(f"{name} {ms:.2f}" for name, ms in r.step_ms.items())
-            lines.append(f"{'':>13}mean ms/request: {steps}")
+            lines += _wrap(
+                f"{'':>13}mean ms/request:",
+                [f"{name} {ms:.2f}" for name, ms in r.step_ms.items()],
+                indent=31,
+            )
         lines += [f"warning: {w}" for w in self.warnings]
         return "\n".join(lines)
+
+    def _model_header(self) -> list[str]:
+        work = f" (work {_hw(self.work_size)})" if self.work_size and self.mode == "editor" else ""
+        return [
+            f"model     {self.model} ({self.role}, {self.mode} path: {' > '.join(self.steps)})",
+            f"device    {self.device}, threads {self.threads or 'default'}, input "
+            f"{_hw(self.size) if self.mode == 'editor' else _hw(self.work_size)}{work}, "
+            f"warm-up {self.warmup_s:g} s, {self.duration_s:g} s per run",
+        ]
+
+    def _pipeline_header(self) -> list[str]:
+        info = self.pipeline
+        assert info is not None
+        count = len(info.models)
+        lines = [
+            f"pipeline  {info.name} ({'photo' if info.input == 'image' else 'generation'}, "
+            f"{count} model{'s' if count != 1 else ''}): {' > '.join(info.stages)}",
+            *(f"{'':>10}{line}" for line in info.describe),
+        ]
+        if info.input == "image":
+            out = (self.size[0] * info.scale, self.size[1] * info.scale)
+            tiled = (
+                info.tile_side is not None
+                and self.work_size is not None
+                and max(self.work_size) > info.tile_side
+            )
+            tiles = f" in tiles of <= {info.tile_side}" if tiled else ""
+            shape = f"input {_hw(self.size)} (work {_hw(self.work_size)}{tiles}, output {_hw(out)})"
+        else:
+            work = self.work_size
+            out = None if work is None else (work[0] * info.scale, work[1] * info.scale)
+            labels = ", ".join(f"{k}={v}" for k, v in info.labels.items()) or "no labels"
+            shape = f"generates {_hw(work)} (output {_hw(out)}), {labels}"
+        lines += [
+            f"device    {self.device}, threads {self.threads or 'default'}, {shape}, "
+            f"encode {info.output_format}"
+            f"{'' if info.output_format == 'png' else f' (quality {info.quality})'}, "
+            f"warm-up {self.warmup_s:g} s, "
+            f"{self.duration_s:g} s per run",
+            f"path      {' > '.join(self.steps)}",
+            f"steps     {PIPELINE_STEPS_NOTE} (a step's total time over all threads / requests)",
+        ]
+        return lines
+
+
+def bench(target: str | os.PathLike[str], **options: Any) -> BenchReport:
+    """Benchmark ``target``: a model if its name ends with ``.onnx`` (:func:`bench_model`),
+    else a pipeline, by shipped name or YAML path (:func:`bench_pipeline`)."""
+    if is_model_target(target):
+        return bench_model(target, **options)
+    return bench_pipeline(target, **options)
+
+
+def is_model_target(target: str | os.PathLike[str]) -> bool:
+    """Whether ``target`` names a model (``*.onnx``) rather than a pipeline."""
+    return os.fspath(target).lower().endswith(".onnx")
 
 
 def bench_model(
@@ -192,43 +298,162 @@ def bench_model(
         duration_s=float(duration),
         warmup_s=float(warmup),
         steps=list(EDITOR_STEPS if mode == "editor" else SESSION_STEPS),
-        host=_host(probe),
+        host=_host(probe.session),
     )
     del probe
     payloads = _png_payloads(max(batches), size) if mode == "editor" else []
+
+    def setup(batch: int) -> _Setup:
+        model = Model.open(path, device=device, threads=threads)
+        if mode == "editor":
+            return _Setup(lambda: _editor_request(model, batch, payloads[:batch]))
+        feeds = _session_feeds(model, batch, size)
+        return _Setup(lambda: _session_request(model, feeds))
+
+    _run_all(report, batches, levels, setup, progress)
+    return report
+
+
+def bench_pipeline(
+    ref: str | os.PathLike[str],
+    *,
+    batches: Iterable[int] = (1,),
+    concurrency: Iterable[int] = (1,),
+    duration: float = 5.0,
+    warmup: float = 1.0,
+    size: tuple[int, int] = (256, 256),
+    threads: int | None = None,
+    device: str = "cpu",
+    tile_side: int | None = 1024,
+    progress: Callable[[str], None] | None = None,
+) -> BenchReport:
+    """Benchmark a pipeline (shipped name or YAML path) for every (batch, concurrency)
+    combination.
+
+    Photo pipelines get ``size`` (height x width) synthetic photos, processed at their own
+    size (no ``max_side``; above ``tile_side`` in tiles); generation pipelines ignore
+    ``size``. ``batch`` is also the pipeline's batch size, so one request is one call of each
+    model. Zoo models the pipeline names are converted (once, before any timing) on first use;
+    ``progress`` gets those messages and one line per combination.
+    """
+    from .pipeline import Pipeline
+
+    batches = _check_counts("batch", batches)
+    levels = _check_counts("concurrency", concurrency)
+    _check_options(duration, warmup, size, threads)
+    if tile_side is not None and (
+        isinstance(tile_side, bool) or not isinstance(tile_side, int) or tile_side < 16
+    ):
+        raise BenchOptionError(
+            f"tile_side {tile_side!r} is invalid", hint="give an integer >= 16, or None"
+        )
+    size = (int(size[0]), int(size[1]))
+    options: dict[str, Any] = {
+        "device": device,
+        "threads": threads,
+        "max_side": None,
+        "tile_side": tile_side,
+        "log": progress,
+    }
+    probe = Pipeline.load(ref, batch_size=1, **options)  # file, models, hand-offs, device
+    generates = probe.source is not None
+    work = probe.source.size if probe.source is not None else probe.working_size(*size)
+    labels = _first_labels(probe)
+    output = probe.spec.output
+    info = PipelineInfo(
+        name=probe.spec.name,
+        input=probe.spec.input,
+        stages=_stage_labels(probe),
+        describe=probe.describe(),
+        models=[str(m.path) for m in probe.models],
+        scale=int(probe.scale),
+        output_format=str(output["format"]),
+        quality=int(output["quality"]),
+        tile_side=probe.tile_side,
+        labels=labels,
+    )
+    report = BenchReport(
+        model=os.fspath(ref),
+        role="pipeline",
+        mode="generate" if generates else "pipeline",
+        device=device,
+        threads=threads,
+        size=size,
+        work_size=work,
+        duration_s=float(duration),
+        warmup_s=float(warmup),
+        steps=_pipeline_steps(probe, work),
+        host=_host(probe.models[0].session),
+        pipeline=info,
+    )
+    del probe
+    payloads = [] if generates else _png_payloads(max(batches), size)
+    encode = _encoder(info)
+    options["log"] = None  # converted by the probe: nothing more to say
+
+    def setup(batch: int) -> _Setup:
+        pipeline = Pipeline.load(ref, batch_size=batch, **options)
+        if generates:
+            seeds = itertools.count(SEED)  # shared by the clients; next() is atomic
+
+            def make_request() -> Request:
+                return _generation_request(pipeline, batch, labels, seeds, encode)
+
+        else:
+
+            def make_request() -> Request:
+                return _pipeline_request(pipeline, payloads[:batch], encode)
+
+        def on_start() -> None:
+            # at the barrier: every client is between requests, so nothing is lost; the
+            # warm-up's step times are dropped and the run's are pooled from here on
+            pipeline.times = StepTimes()
+
+        return _Setup(make_request, on_start=on_start, shared=lambda: pipeline.times)
+
+    _run_all(report, batches, levels, setup, progress)
+    return report
+
+
+@dataclass
+class _Setup:
+    """One combination's target, opened afresh: how each client makes its request function,
+    what to do when the measurement starts, and where shared step times are kept."""
+
+    make_request: Callable[[], Request]
+    on_start: Callable[[], None] | None = None
+    shared: Callable[[], StepTimes] | None = None
+
+
+def _run_all(
+    report: BenchReport,
+    batches: list[int],
+    levels: list[int],
+    setup: Callable[[int], _Setup],
+    progress: Callable[[str], None] | None,
+) -> None:
     for batch in batches:
         for clients in levels:
             if progress is not None:
                 progress(
-                    f"bench: batch {batch}, concurrency {clients}: {warmup:g} s warm-up + "
-                    f"{duration:g} s"
+                    f"bench: batch {batch}, concurrency {clients}: {report.warmup_s:g} s "
+                    f"warm-up + {report.duration_s:g} s"
                 )
-            report.results.append(
-                _bench_one(report, batch, clients, payloads[:batch], path=Path(path))
-            )
-    return report
+            report.results.append(_bench_one(report, batch, clients, setup))
 
 
 def _bench_one(
-    report: BenchReport, batch: int, clients: int, payloads: list[np.ndarray], *, path: Path
+    report: BenchReport, batch: int, clients: int, setup: Callable[[int], _Setup]
 ) -> BenchResult:
-    """Open the model afresh, drive it, and summarise one combination."""
+    """Open the target afresh, drive it, and summarise one combination."""
     rss_before = current_rss()
     reset = reset_peak_rss()
-    model = Model.open(path, device=report.device, threads=report.threads)
-    if report.mode == "editor":
-
-        def make_request() -> Request:
-            return _editor_request(model, batch, payloads)
-
-    else:
-        feeds = _session_feeds(model, batch, report.size)
-
-        def make_request() -> Request:
-            return _session_request(model, feeds)
-
-    records, t0 = _drive(make_request, clients, report.warmup_s, report.duration_s)
-    result = _summarise(records, t0, batch, clients, report.steps)
+    target = setup(batch)
+    records, t0 = _drive(
+        target.make_request, clients, report.warmup_s, report.duration_s, target.on_start
+    )
+    shared = target.shared() if target.shared is not None else None
+    result = _summarise(records, t0, batch, clients, report.steps, shared)
     result.rss_before, result.rss_after = rss_before, current_rss()
     # VmHWM is not updated on every page release (and per-thread RSS counters lag), so it
     # can read a little below the RSS just seen: the peak is at least what was observed.
@@ -275,6 +500,61 @@ def _session_request(model: Model, feeds: dict[str, np.ndarray]) -> Request:
     return request
 
 
+Encoder = Callable[[np.ndarray], bytes]
+
+
+def _encoder(info: PipelineInfo) -> Encoder:
+    """BGR(A) uint8 pixels -> the bytes a service would send (the pipeline's format)."""
+    fmt, quality = info.output_format, info.quality
+
+    def encode(pixels: np.ndarray) -> bytes:
+        return encode_image(pixels, fmt, quality=quality)
+
+    return encode
+
+
+def _pipeline_request(pipeline: Any, payloads: list[np.ndarray], encode: Encoder) -> Request:
+    """One client's request: decode the PNGs, run them through the (shared) pipeline as one
+    batch, encode the results. The pipeline's own steps go to its shared times."""
+
+    def request() -> StepTimes:
+        times = StepTimes()
+        images = []
+        for data in payloads:
+            with times.step("decode"):
+                images.append(cv2.imdecode(data, cv2.IMREAD_COLOR))
+        for out in pipeline.edit(images, order="BGR"):
+            with times.step("encode"):
+                encode(out)
+        return times
+
+    return request
+
+
+def _generation_request(
+    pipeline: Any,
+    batch: int,
+    labels: dict[str, str],
+    seeds: Iterable[int],
+    encode: Encoder,
+) -> Request:
+    """One client's request: ``batch`` generation requests (the next seeds, fixed labels)
+    through the (shared) pipeline, then each image encoded."""
+    from .pipeline import GenerationRequest
+
+    seeds = iter(seeds)
+
+    def request() -> StepTimes:
+        times = StepTimes()
+        asks = [GenerationRequest(next(seeds), labels) for _ in range(batch)]
+        for out in pipeline.generate(asks, output_order="BGR"):
+            with times.step("encode"):
+                encode(out)
+        return times
+
+    return request
+
+
 @dataclass
 class _Record:
     start: float
@@ -283,13 +563,24 @@ class _Record:
 
 
 def _drive(
-    make_request: Callable[[], Request], clients: int, warmup: float, duration: float
+    make_request: Callable[[], Request],
+    clients: int,
+    warmup: float,
+    duration: float,
+    on_start: Callable[[], None] | None = None,
 ) -> tuple[list[_Record], float]:
     """Run ``clients`` closed-loop threads: warm-up, a barrier, then measured requests until
     each client's latest answer came ``duration`` seconds or more after the start. Returns
-    every measured request and the measurement start."""
+    every measured request and the measurement start. ``on_start`` runs at the barrier, when
+    every client has finished its warm-up and none has started measuring."""
     start: list[float] = []
-    barrier = threading.Barrier(clients, action=lambda: start.append(time.perf_counter()))
+
+    def begin() -> None:
+        if on_start is not None:
+            on_start()
+        start.append(time.perf_counter())
+
+    barrier = threading.Barrier(clients, action=begin)
     stop = threading.Event()
     errors: list[BaseException] = []
     records: list[list[_Record]] = [[] for _ in range(clients)]
@@ -331,9 +622,15 @@ def _drive(
 
 
 def _summarise(
-    records: list[_Record], t0: float, batch: int, clients: int, steps: list[str]
+    records: list[_Record],
+    t0: float,
+    batch: int,
+    clients: int,
+    steps: list[str],
+    shared: StepTimes | None = None,
 ) -> BenchResult:
-    """Latency percentiles, throughput, step means and window stability of one run."""
+    """Latency percentiles, throughput, step means and window stability of one run.
+    ``shared``: step times pooled over all requests (a pipeline's), added to the requests'."""
     latency_ms = np.array([r.end - r.start for r in records]) * 1e3
     elapsed = max(r.end for r in records) - t0
     images = len(records) * batch
@@ -344,6 +641,9 @@ def _summarise(
     totals = StepTimes()
     for r in records:
         totals.merge(r.times)
+    if shared is not None:
+        totals.merge(shared)
+    steps = steps + [name for name in totals.seconds if name not in steps]  # unforeseen ones
     p50, p90, p99 = (float(v) for v in np.percentile(latency_ms, [50, 90, 99]))
     noisy = cv > NOISY_CV
     return BenchResult(
@@ -534,6 +834,45 @@ def _work_size(model: Model, mode: str, size: tuple[int, int]) -> tuple[int, int
     return None
 
 
+def _stage_labels(pipeline: Any) -> list[str]:
+    """The step names of the pipeline's stages, numbered as its times record them."""
+    labels = [f"1 {pipeline.source.label}"] if pipeline.source is not None else []
+    first = len(labels) + 1
+    return labels + [f"{i + first} {stage.label}" for i, stage in enumerate(pipeline.stages)]
+
+
+def _pipeline_steps(pipeline: Any, work: tuple[int, int] | None) -> list[str]:
+    """The steps a request goes through, in order (as :class:`Pipeline` names its times)."""
+    generates = pipeline.source is not None
+    tiled = (
+        not generates
+        and pipeline.tile_side is not None
+        and work is not None
+        and max(work) > pipeline.tile_side
+    )
+    labels = _stage_labels(pipeline)
+    steps = [labels.pop(0)] if generates else ["decode", "preprocess"]
+    if tiled:
+        steps.append("tile split")
+    for label, handoff in zip(labels, pipeline.handoffs, strict=True):
+        if handoff is not None and "hand-off" not in steps:
+            steps.append("hand-off")
+        steps.append(label)
+    if tiled:
+        steps.append("tile blend")
+    steps.append("postprocess")
+    if pipeline.spec.output.get("background") is not None:
+        steps.append("composite")
+    return [*steps, "encode"]
+
+
+def _first_labels(pipeline: Any) -> dict[str, str]:
+    """For a generation pipeline, the first valid name of every label input."""
+    if pipeline.source is None:
+        return {}
+    return {t.name: t.labels[0] for t in pipeline.source.label_inputs if t.labels}
+
+
 # -- validation and environment --------------------------------------------------------------
 
 
@@ -580,7 +919,7 @@ def _check_options(
         )
 
 
-def _host(model: Model) -> dict[str, Any]:
+def _host(session: Any) -> dict[str, Any]:
     """Where the numbers were measured, for comparing reports."""
     ort = sys.modules.get("onnxruntime")
     return {
@@ -588,12 +927,26 @@ def _host(model: Model) -> dict[str, Any]:
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
         "onnxruntime": getattr(ort, "__version__", None),
-        "providers": list(getattr(model.session, "providers", [])),
+        "providers": list(getattr(session, "providers", [])),
     }
 
 
 def _hw(size: tuple[int, int] | None) -> str:
     return "-" if size is None else f"{size[0]}x{size[1]}"
+
+
+def _wrap(head: str, items: list[str], *, indent: int, width: int = 120) -> list[str]:
+    """``head`` then ``items`` two spaces apart, continued on lines whose items start at
+    column ``indent`` when a line would pass ``width``."""
+    lines, line, empty = [], head, True
+    for item in items:
+        if not empty and len(line) + 2 + len(item) > width:
+            lines.append(line)
+            line = " " * (indent - 2)
+        line += "  " + item
+        empty = False
+    lines.append(line)
+    return lines
 
 
 # -- plot ------------------------------------------------------------------------------------
@@ -622,7 +975,7 @@ def plot(report: BenchReport, path: str | os.PathLike[str]) -> Path:
     canvas = np.full((_H, _W, 3), 255, np.uint8)
     x_max = _nice_ceiling(max(r.throughput for r in report.results))
     y_max = _nice_ceiling(max(r.p99_ms for r in report.results))
-    _draw_axes(canvas, x_max, y_max, Path(report.model).name)
+    _draw_axes(canvas, x_max, y_max, report.title)
     for i, batch in enumerate(dict.fromkeys(r.batch for r in report.results)):
         colour = _PALETTE[i % len(_PALETTE)]
         rows = sorted((r for r in report.results if r.batch == batch), key=lambda r: r.concurrency)

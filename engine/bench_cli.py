@@ -11,6 +11,8 @@ import re
 import sys
 from pathlib import Path
 
+from .pipeline_spec import builtin_names
+
 EXIT_OK = 0  # the value of vetrina.cli.EXIT_OK
 
 _SIZE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
@@ -20,24 +22,36 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     """Add the ``bench`` subcommand to the ``vetrina`` subparsers."""
     p = sub.add_parser(
         "bench",
-        help="measure a model's latency, throughput and memory",
-        description="Benchmark one converted model (trtexec / perf_analyzer style): for each "
-        "batch x concurrency combination, closed-loop client threads send requests of seeded "
-        "synthetic images for --duration seconds after a --warmup. Image models (editor, "
-        "upscaler) run decode, preprocess, inference, postprocess and encode; other roles "
-        "time session.run on random inputs shaped from the contract. Prints throughput, "
-        "p50/p90/p99/max latency, per-step means, stability (CV of throughput across time "
-        "windows; over 10% is flagged noisy) and peak RSS.",
-        epilog="example: vetrina bench model.onnx --batch 1,4,8 --concurrency 1,8 "
-        "--duration 10 --json bench.json --plot bench.png",
+        help="measure a pipeline's or a model's latency, throughput and memory",
+        description="Benchmark a pipeline or one converted model (trtexec / perf_analyzer "
+        "style): for each batch x concurrency combination, closed-loop client threads send "
+        "requests of seeded synthetic images for --duration seconds after a --warmup. Photo "
+        "pipelines run decode, preprocess, every stage and hand-off, postprocess (composite, "
+        "tiles) and encode in the pipeline's output format; generation pipelines generate "
+        "--batch images per request (seeds counting up, the first name of every label) and "
+        "encode them. The client threads share one pipeline, so its step times are means per "
+        "request over all threads. Image models (editor, upscaler) run decode, preprocess, "
+        "inference, postprocess and encode; other roles time session.run on random inputs "
+        "shaped from the contract. Prints throughput, p50/p90/p99/max latency, per-step "
+        "means, stability (CV of throughput across time windows; over 10% is flagged noisy) "
+        "and peak RSS.",
+        epilog="examples: vetrina bench catalog-cleanup --batch 1,4,8 --concurrency 1,8 "
+        "--duration 10 --json bench.json --plot bench.png; vetrina bench my-pipeline.yaml; "
+        "vetrina bench model.onnx",
     )
-    p.add_argument("model", type=Path, metavar="MODEL", help="ONNX model converted by vetrina")
+    p.add_argument(
+        "target",
+        metavar="PIPELINE.yaml|NAME|MODEL.onnx",
+        help="a pipeline file, a shipped pipeline's name ("
+        + ", ".join(builtin_names())
+        + ") or an ONNX model converted by vetrina (a name ending in .onnx)",
+    )
     p.add_argument(
         "--batch",
         type=_int_list,
         default=[1],
         metavar="N[,N...]",
-        help="images per request, one run per value (default 1)",
+        help="images per request, one run per value (default 1); a pipeline's batch size",
     )
     p.add_argument(
         "--concurrency",
@@ -65,9 +79,18 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
         type=_size,
         default=(256, 256),
         metavar="HxW",
-        help="synthetic input size (default 256x256)",
+        help="synthetic input size (default 256x256); generation pipelines make their "
+        "generator's size",
     )
     p.add_argument("--threads", type=_positive_int, help="inference threads (default: per core)")
+    p.add_argument(
+        "--tile",
+        type=_positive_int,
+        default=1024,
+        metavar="PX",
+        help="pipelines: photos whose working side exceeds this are processed in tiles "
+        "(default 1024, as 'vetrina run')",
+    )
     p.add_argument(
         "--device",
         default="cpu",
@@ -84,12 +107,14 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
 def cmd_bench(args: argparse.Namespace) -> int:
     """Run the benchmark, print the table, write the JSON and plot when asked."""
     from .atomic import atomic_write_bytes
-    from .bench import bench_model, check_plot_path, plot
+    from .bench import bench, check_plot_path, is_model_target, plot
 
     if args.plot is not None:
         check_plot_path(args.plot)  # before the run, not after minutes of it
-    report = bench_model(
-        args.model,
+    options = {} if is_model_target(args.target) else {"tile_side": args.tile}
+    report = bench(
+        args.target,
+        **options,
         batches=args.batch,
         concurrency=args.concurrency,
         duration=args.duration,

@@ -141,9 +141,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--max-side",
         type=_positive_int,
-        default=2048,
         help="longest side processed; larger images are processed downscaled and "
-        "resized back (default 2048)",
+        "resized back (default: 2048 for a model; none for a pipeline, which tiles)",
+    )
+    p.add_argument(
+        "--tile",
+        type=_positive_int,
+        default=1024,
+        help="pipelines: photos larger than this (working side, px) are processed in "
+        "overlapping, feather-blended tiles (default 1024)",
     )
     p.add_argument(
         "--max-pixels",
@@ -205,6 +211,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--images", type=_positive_int, default=8, help="number of sample photos")
     p.add_argument("--size", type=_positive_int, default=256, help="sample photo size in px")
+    p.add_argument(
+        "--no-chains",
+        action="store_true",
+        help="skip the generation and photo-cleanup pipelines (they convert 6 zoo models once)",
+    )
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("zoo", help="list, train and evaluate the reference models")
@@ -413,20 +424,26 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if not sources:
         raise VetrinaError("no input images found", hint="give image files or folders with images")
     fmt, quality, metadata = args.format or "png", 92, None
-    options = {"max_side": args.max_side, "batch_size": args.batch, "times": times}
+    options = {"batch_size": args.batch, "times": times}
     if Path(args.target).suffix.lower() == ".onnx":
         from .editor import Editor
         from .model import Model
 
         with times.step("load model"):
             model = Model.open(args.target, device=args.device, threads=args.threads)
-        processor: Any = Editor(model, **options)
+        processor: Any = Editor(model, max_side=args.max_side or 2048, **options)
     else:
         from .pipeline import Pipeline
 
         with times.step("load pipeline"):
             processor = Pipeline.load(
-                args.target, device=args.device, threads=args.threads, log=print, **options
+                args.target,
+                device=args.device,
+                threads=args.threads,
+                max_side=args.max_side,
+                tile_side=args.tile,
+                log=print,
+                **options,
             )
         print("\n".join(processor.describe()))
         out = processor.spec.output
@@ -710,7 +727,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     _needs_convert()
     from .demo import run_demo
 
-    run_demo(args.output, images=args.images, size=args.size)
+    run_demo(args.output, images=args.images, size=args.size, chains=not args.no_chains)
     return EXIT_OK
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .demo_chains import ChainResult, run_chains
 from .editor import Editor
 from .files import collect_inputs, edit_files
 from .imageio import read_image, write_image
@@ -30,25 +31,36 @@ class DemoResult:
     psnr_degraded: float
     psnr_enhanced: float
     times: StepTimes
+    chains: ChainResult | None = None
 
 
 def run_demo(
-    outdir: str | os.PathLike[str], *, images: int = 8, size: int = 256, log=print
+    outdir: str | os.PathLike[str],
+    *,
+    images: int = 8,
+    size: int = 256,
+    chains: bool = True,
+    log=print,
 ) -> DemoResult:
-    """Run the demo into ``outdir``; returns the measured figures."""
+    """Run the demo into ``outdir``; returns the measured figures. ``chains`` adds the
+    generation and photo-cleanup pipelines (:mod:`.demo_chains`)."""
     from vetrina.converters.convert import convert
     from vetrina.models import catalog, degrade, zoo
 
     outdir = Path(outdir)
     times = StepTimes()
+    total = 6 if chains else 4
     checkpoint = zoo.checkpoint_path("enhancer")
-    log(f"[1/4] convert {checkpoint.name} -> ONNX, verified against PyTorch")
+    log(f"[1/{total}] convert {checkpoint.name} -> ONNX, verified against PyTorch")
     started = time.perf_counter()
     result = convert(checkpoint, outdir / "enhancer.onnx")
     times.add("convert (export+verify)", time.perf_counter() - started)
     log(result.report.table())
 
-    log(f"[2/4] render {images} held-out product photos ({size}px, test split) and degrade them")
+    log(
+        f"[2/{total}] render {images} held-out product photos ({size}px, test split) and "
+        "degrade them"
+    )
     with times.step("render + degrade"):
         rng = np.random.default_rng(2024)
         seeds = catalog.split_seeds("test", images, start=1000)
@@ -62,7 +74,7 @@ def run_demo(
             )
             degraded_paths.append(write_image(outdir / "degraded" / f"{name}.png", bad[:, :, ::-1]))
 
-    log("[3/4] enhance the degraded photos through the engine (files in, files out)")
+    log(f"[3/{total}] enhance the degraded photos through the engine (files in, files out)")
     with times.step("load model"):
         model = Model.open(result.output)
     editor = Editor(model, times=times)
@@ -71,7 +83,7 @@ def run_demo(
     if failed:
         raise RuntimeError(f"demo: {len(failed)} images failed: {failed[0].error}")
 
-    log("[4/4] quality against the clean originals")
+    log(f"[4/{total}] quality against the clean originals")
     rows: list[list[np.ndarray]] = [[], [], []]
     before, after = [], []
     for clean_path, bad_path, res in zip(clean_paths, degraded_paths, outcome, strict=True):
@@ -92,7 +104,8 @@ def run_demo(
         f"mean PSNR vs clean: degraded {mean_before:.2f} dB -> enhanced {mean_after:.2f} dB "
         f"({mean_after - mean_before:+.2f} dB)"
     )
+    chained = run_chains(outdir, images=images, size=size, times=times, log=log) if chains else None
     log("per-step timings:")
     log(times.table())
     log(f"outputs in {outdir}/ (before/after sheet: {sheet})")
-    return DemoResult(result.output, sheet, mean_before, mean_after, times)
+    return DemoResult(result.output, sheet, mean_before, mean_after, times, chained)

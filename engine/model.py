@@ -34,9 +34,15 @@ class Model:
 
     @classmethod
     def open(
-        cls, path: str | os.PathLike[str], *, device: str = "cpu", threads: int | None = None
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        device: str = "cpu",
+        threads: int | None = None,
+        spinning: bool = False,
     ) -> Model:
-        """Open an ONNX model converted by vetrina (its contract is in the metadata)."""
+        """Open an ONNX model converted by vetrina (its contract is in the metadata);
+        ``threads`` and ``spinning`` as :class:`~vetrina.backends.onnxruntime.OrtSession`."""
         path = Path(path)
         if not path.is_file():
             raise ModelError(f"{path}: no such model file")
@@ -44,7 +50,7 @@ class Model:
             raise ModelError(f"{path}: model file is empty (0 bytes)")
         from .backends.onnxruntime import OrtSession
 
-        session = OrtSession(path, device=device, threads=threads)
+        session = OrtSession(path, device=device, threads=threads, spinning=spinning)
         text = session.metadata.get(METADATA_KEY)
         if text is None:
             raise ModelError(

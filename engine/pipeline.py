@@ -47,9 +47,17 @@ Stage = EditStage | CleanStage
 class Pipeline:
     """A validated chain of stages on one device.
 
-    ``max_side`` caps the working resolution of photo pipelines (longer side at entry);
-    ``batch_size`` is the most images per model call. Thread-safe: each call works on its own
-    arrays and ONNX Runtime sessions allow concurrent runs.
+    Photos are processed at their own size (sides rounded to the chain's multiple-of rule);
+    ``max_side`` (default: none) downscales larger ones first and resizes the result back.
+    A photo whose working size exceeds ``tile_side`` (or a model's size limit) is processed in
+    overlapping tiles (``tile_overlap`` pixels at least) blended with feathered weights, so
+    memory stays bounded and no seam shows. ``batch_size`` is the most images (or tiles) per
+    model call. ``threads``: ONNX Runtime intra-op
+    threads; ``kernel_threads``: threads of the pre/post/hand-off kernels (None: OpenMP's
+    default). ``spinning`` (default off) lets ONNX Runtime's idle threads spin-wait, which
+    takes the cores from the kernels that run between two models.
+    Thread-safe: each call works on its own arrays and ONNX Runtime sessions allow concurrent
+    runs.
     """
 
     def __init__(
@@ -58,25 +66,35 @@ class Pipeline:
         *,
         device: str = "cpu",
         threads: int | None = None,
-        max_side: int | None = 2048,
+        kernel_threads: int | None = None,
+        spinning: bool = False,
+        max_side: int | None = None,
+        tile_side: int | None = 1024,
+        tile_overlap: int = 32,
         batch_size: int = 4,
         times: StepTimes | None = None,
         log: Callable[[str], None] | None = None,
     ) -> None:
         if max_side is not None and max_side < 1:
             raise ValueError(f"max_side must be positive, got {max_side}")
+        if tile_side is not None and tile_side < 16:
+            raise ValueError(f"tile_side must be >= 16 or None, got {tile_side}")
+        if not 0 <= tile_overlap <= 512:
+            raise ValueError(f"tile_overlap must be in 0..512, got {tile_overlap}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.spec = spec
         self.max_side = max_side
+        self.tile_overlap = tile_overlap
         self.batch_size = batch_size
+        self.kernel_threads = kernel_threads
         self.times = times if times is not None else StepTimes()
         opened: dict[Path, Model] = {}
 
         def model(ref: str) -> Model:
             path = resolve_model(ref, spec.base_dir, log=log).resolve()
             if path not in opened:
-                opened[path] = Model.open(path, device=device, threads=threads)
+                opened[path] = Model.open(path, device=device, threads=threads, spinning=spinning)
             return opened[path]
 
         self.source: GenerateStage | None = None
@@ -96,6 +114,8 @@ class Pipeline:
         self.handoffs = self._handoffs()
         self.rules = self._chain_rules()
         self.scale = math.prod(s.rules.scale for s in self.stages)
+        caps = [c for c in (tile_side, self.rules.max_size) if c is not None]
+        self.tile_side = min(caps) if caps else None
         if self.source is not None:
             self._check_generated_size()
 
@@ -160,9 +180,10 @@ class Pipeline:
 
     def working_size(self, height: int, width: int) -> tuple[int, int]:
         """The entry size a photo of this size is processed at (aspect kept as far as the
-        chain's size rules allow; never above ``max_side``)."""
+        chain's size rules allow; never above ``max_side``; above ``tile_side`` it is tiled)."""
         r = self.rules
-        limit = min(v for v in (self.max_side, r.max_size, 1 << 30) if v is not None)
+        model_cap = None if self.tile_side is not None else r.max_size  # else: tiles
+        limit = min(v for v in (self.max_side, model_cap, 1 << 30) if v is not None)
         factor = min(1.0, limit / max(height, width))
         step = r.multiple_of
 
@@ -193,6 +214,10 @@ class Pipeline:
             groups[self.working_size(img.shape[0], img.shape[1])].append(i)
         results: list[np.ndarray | None] = [None] * len(images)
         for size, indices in groups.items():
+            if self.tile_side is not None and max(size) > self.tile_side:
+                for i in indices:
+                    results[i] = self._run_tiled(images[i], size, order, output_order)
+                continue
             for start in range(0, len(indices), self.batch_size):
                 chunk = indices[start : start + self.batch_size]
                 batch = self._entry([images[i] for i in chunk], size, order)
@@ -200,6 +225,28 @@ class Pipeline:
                 for i, out in zip(chunk, outs, strict=True):
                     results[i] = out
         return [r for r in results if r is not None]
+
+    def _run_tiled(
+        self, image: np.ndarray, size: tuple[int, int], order: str, output_order: str
+    ) -> np.ndarray:
+        """One large photo in overlapping tiles of at most ``tile_side``, blended with feathered
+        weights in the float domain (no seams), then one postprocess."""
+        step = self.rules.multiple_of
+        side = max(step, (self.tile_side // step) * step)  # type: ignore[operator]
+        overlap = min(side - step, -(-self.tile_overlap // step) * step)
+        plan = kernels.plan_tiles(size, side, overlap, multiple=step)
+        whole = self._entry([image], size, order)[0].transpose(1, 2, 0)  # HWC view
+        tiles = plan.split(whole)
+        done: list[np.ndarray] = []
+        for start in range(0, len(tiles), self.batch_size):
+            with self.times.step("tile split"):
+                batch = np.ascontiguousarray(
+                    np.stack(tiles[start : start + self.batch_size]).transpose(0, 3, 1, 2)
+                )
+            done += list(self._chain(batch).transpose(0, 2, 3, 1))
+        with self.times.step("tile blend"):
+            blended = plan.blend(done, self.scale).transpose(2, 0, 1)[None]
+        return self._exit(np.ascontiguousarray(blended), [image], output_order)[0]
 
     def edit(
         self,
@@ -231,14 +278,20 @@ class Pipeline:
         scale, offset = spec.from_uint8_affine()
         with self.times.step("preprocess"):
             return kernels.preprocess(
-                images, size, scale=scale, offset=offset, src_order=order, dst_order=spec.channels
+                images,
+                size,
+                scale=scale,
+                offset=offset,
+                src_order=order,
+                dst_order=spec.channels,
+                num_threads=self.kernel_threads,
             )
 
     def _chain(self, batch: np.ndarray, first: int = 1) -> np.ndarray:
         for i, (stage, handoff) in enumerate(zip(self.stages, self.handoffs, strict=True)):
             if handoff is not None:
                 with self.times.step("hand-off"):
-                    batch = handoff.apply(batch)
+                    batch = handoff.apply(batch, self.kernel_threads)
             with self.times.step(f"{i + first} {stage.label}"):
                 batch = stage.run(batch)
         return batch
@@ -266,6 +319,7 @@ class Pipeline:
                 src_order=last.channels,
                 dst_order=order,
                 alphas=alphas,
+                num_threads=self.kernel_threads,
             )
         background = self.spec.output.get("background")
         if background is not None:
@@ -286,7 +340,9 @@ class Pipeline:
             first = self.stages[0].input
             lines.append(
                 f"preprocess: uint8 photo -> {first.channels} {_range(first.range)} NCHW, sides "
-                f"multiple of {self.rules.multiple_of}, <= {self.max_side or 'any'} px"
+                f"multiple of {self.rules.multiple_of}"
+                + (f", <= {self.max_side} px" if self.max_side else "")
+                + (f", tiles of {self.tile_side} px above" if self.tile_side else "")
             )
         else:
             lines.append(

@@ -58,7 +58,7 @@ class Handoff:
             parts.append(f"{self.src.channels} -> {self.dst.channels}")
         return ", ".join(parts) or "same domain"
 
-    def apply(self, batch: np.ndarray) -> np.ndarray:
+    def apply(self, batch: np.ndarray, num_threads: int | None = None) -> np.ndarray:
         """The batch in the next domain; may reuse ``batch``'s memory (the caller's is spent)."""
         if self.converts:
             batch = kernels.adapt(
@@ -67,6 +67,7 @@ class Handoff:
                 offset=self.offset,
                 src_order=self.src.channels,
                 dst_order=self.dst.channels,
+                num_threads=num_threads,
             )
         lo, hi = self.dst.range  # type: ignore[misc]
         return np.clip(batch, lo, hi, out=batch)

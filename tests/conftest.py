@@ -1,10 +1,25 @@
-"""Shared fixtures: a small random-weight enhancer checkpoint and its verified ONNX export."""
+"""Shared fixtures: a small random-weight enhancer checkpoint and its verified ONNX export;
+one private cache for zoo models converted by pipelines (never the user's ~/.cache)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def zoo_cache(tmp_path_factory: pytest.TempPathFactory):
+    """``VETRINA_CACHE`` for the whole run: each zoo model is converted once per test run."""
+    folder = tmp_path_factory.mktemp("vetrina-cache")
+    previous = os.environ.get("VETRINA_CACHE")
+    os.environ["VETRINA_CACHE"] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop("VETRINA_CACHE", None)
+    else:
+        os.environ["VETRINA_CACHE"] = previous
 
 
 @pytest.fixture(scope="session")

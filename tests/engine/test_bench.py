@@ -1,6 +1,8 @@
-"""``vetrina bench``: counts, percentiles, throughput, stability, JSON, plot, CLI, errors.
+"""``vetrina bench``: counts, percentiles, throughput, stability, JSON, plot, CLI, errors,
+for models and for pipelines.
 
-Runs are short (0.3 s) and no assertion depends on how fast the machine is.
+Runs are short (0.3 s) and no assertion depends on how fast the machine is. Pipelines use
+only zoo:enhancer and zoo:gan (converted once per test run into the session's cache).
 """
 
 from __future__ import annotations
@@ -18,16 +20,21 @@ import pytest
 from vetrina.bench import (
     EDITOR_STEPS,
     NOISY_CV,
+    PIPELINE_STEPS_NOTE,
     BenchOptionError,
     BenchReport,
+    PipelineInfo,
     _drive,
+    bench,
     bench_model,
+    bench_pipeline,
     fit_size,
     plot,
 )
 from vetrina.bench_cli import add_bench_parser
 from vetrina.contract import METADATA_KEY, Contract, SpatialRules, TensorSpec
 from vetrina.errors import ModelError
+from vetrina.pipeline_spec import PipelineError, builtin_names
 from vetrina.timing import StepTimes
 
 DURATION = 0.3
@@ -254,6 +261,23 @@ def test_cli_refuses_a_non_png_plot_before_running(small_model, tmp_path):
         args.func(args)
 
 
+def test_on_start_runs_once_at_the_barrier_between_requests():
+    """The start hook runs once, after every client's warm-up and before any measured
+    request (a pipeline's pooled step times are reset there)."""
+    events: list[str] = []
+
+    def make_request():
+        def request():
+            events.append("request")
+            return StepTimes()
+
+        return request
+
+    records, _ = _drive(make_request, 2, 0.02, 0.05, on_start=lambda: events.append("start"))
+    assert events.count("start") == 1
+    assert events[events.index("start") + 1 :] == ["request"] * len(records)
+
+
 @pytest.mark.parametrize("fail_at", ["setup", "warm-up", "measurement"])
 def test_a_failing_client_stops_the_run_and_raises(fail_at):
     """One client failing (before, at or after the barrier) neither hangs the others nor is
@@ -284,6 +308,157 @@ def test_import_does_not_load_torch():
         "assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# -- pipelines -------------------------------------------------------------------------------
+
+PHOTO_STEPS = ["decode", "preprocess", "1 edit:enhancer", "postprocess", "encode"]
+
+
+@pytest.fixture(scope="module")
+def tiny_pipeline(tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("pipelines") / "tiny.yaml"
+    path.write_text("stages:\n  - edit: zoo:enhancer\n")
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def pipeline_report(tiny_pipeline) -> BenchReport:
+    return bench(
+        tiny_pipeline,
+        batches=(1, 2),
+        concurrency=(1, 2),
+        duration=DURATION,
+        warmup=0.05,
+        size=(32, 48),
+    )
+
+
+def test_pipeline_report_names_the_pipeline_and_its_steps(pipeline_report, tiny_pipeline):
+    r = pipeline_report
+    assert r.mode == "pipeline" and r.role == "pipeline" and r.model == tiny_pipeline
+    assert r.pipeline.name == "tiny" and r.pipeline.input == "image"
+    assert r.pipeline.stages == ["1 edit:enhancer"] and len(r.pipeline.models) == 1
+    assert r.pipeline.describe[1] == "1 edit:enhancer"
+    assert r.pipeline.output_format == "png" and r.pipeline.scale == 1
+    assert r.steps == PHOTO_STEPS
+    assert r.size == (32, 48) and r.work_size == (32, 48)
+    assert [(x.batch, x.concurrency) for x in r.results] == [(1, 1), (1, 2), (2, 1), (2, 2)]
+
+
+def test_pipeline_counts_agree_and_warm_up_steps_are_dropped(pipeline_report):
+    for r in pipeline_report.results:
+        assert r.requests >= r.concurrency and r.images == r.requests * r.batch
+        assert sum(r.window_images) == r.images
+        assert list(r.step_ms) == PHOTO_STEPS  # nothing unforeseen
+        assert r.step_calls["decode"] == r.step_calls["encode"] == r.images
+        # batch is the pipeline's batch size: one call per request; the shared pipeline's
+        # warm-up calls (at least one per client) are not counted
+        for step in ("preprocess", "1 edit:enhancer", "postprocess"):
+            assert r.step_calls[step] == r.requests
+        assert r.step_ms["1 edit:enhancer"] > 0
+        assert sum(r.step_ms.values()) <= r.mean_ms * (1 + 1e-9)
+        assert 0 < r.p50_ms <= r.p90_ms <= r.p99_ms <= r.max_ms
+        assert r.throughput == pytest.approx(r.images / r.elapsed_s, rel=1e-12)
+
+
+def test_pipeline_table_header_and_rows(pipeline_report):
+    lines = pipeline_report.table().splitlines()
+    assert lines[0].startswith("pipeline  tiny (photo, 1 model): 1 edit:enhancer")
+    assert any(line.startswith("steps") and PIPELINE_STEPS_NOTE in line for line in lines)
+    assert any("input 32x48 (work 32x48, output 32x48)" in line for line in lines)
+    header = next(i for i, line in enumerate(lines) if line.split()[:2] == ["batch", "conc"])
+    for k, r in enumerate(pipeline_report.results):
+        row = lines[header + 1 + 2 * k].split()
+        assert [int(v) for v in row[:4]] == [r.batch, r.concurrency, r.requests, r.images]
+        assert "1 edit:enhancer" in lines[header + 2 + 2 * k]
+
+
+def test_pipeline_json_round_trips_and_plots(pipeline_report, tmp_path):
+    again = BenchReport.from_json(pipeline_report.to_json())
+    assert again == pipeline_report and isinstance(again.pipeline, PipelineInfo)
+    assert json.loads(again.to_json()) == json.loads(pipeline_report.to_json())
+    assert cv2.imread(str(plot(again, tmp_path / "p.png"))) is not None
+    # reports written before pipelines were benchmarked still read back
+    raw = json.loads(BenchReport.from_json(pipeline_report.to_json()).to_json())
+    raw.pop("pipeline")
+    assert BenchReport.from_json(json.dumps(raw)).pipeline is None
+
+
+def test_pipeline_steps_with_hand_off_tiles_and_composite(tmp_path):
+    """Two stages (a hand-off), tiles (tile_side below the photo) and a background
+    (composite, JPEG out): every step the pipeline records is foreseen, in order."""
+    path = tmp_path / "two.yaml"
+    path.write_text(
+        "stages:\n  - edit: zoo:enhancer\n  - edit: zoo:enhancer\n"
+        "output: {background: white, format: jpeg}\n"
+    )
+    report = bench_pipeline(path, duration=0.1, warmup=0.0, size=(40, 40), tile_side=16)
+    assert report.steps == [
+        "decode",
+        "preprocess",
+        "tile split",
+        "1 edit:enhancer",
+        "hand-off",
+        "2 edit:enhancer",
+        "tile blend",
+        "postprocess",
+        "composite",
+        "encode",
+    ]
+    assert report.pipeline.output_format == "jpeg" and report.pipeline.tile_side == 16
+    r = report.results[0]
+    assert list(r.step_ms) == report.steps
+    assert r.step_calls["tile blend"] == r.step_calls["postprocess"] == r.requests
+    assert r.step_calls["1 edit:enhancer"] == r.step_calls["tile split"] > r.requests
+    assert "in tiles of <= 16" in report.table()
+
+
+def test_generation_pipeline(tmp_path):
+    path = tmp_path / "gen.yaml"
+    path.write_text("input: generate\nstages:\n  - generate: zoo:gan\n")
+    report = bench(path, batches=(1, 3), concurrency=(2,), duration=0.2, warmup=0.02)
+    assert report.mode == "generate" and report.pipeline.input == "generate"
+    assert report.steps == ["1 generate:gan", "postprocess", "encode"]
+    assert report.work_size == (64, 64)
+    assert set(report.pipeline.labels) == {"category", "colour"}  # the first valid names
+    for r, batch in zip(report.results, (1, 3), strict=True):
+        assert r.batch == batch and r.images == r.requests * batch
+        assert r.step_calls == {
+            "1 generate:gan": r.requests,
+            "postprocess": r.requests,
+            "encode": r.images,
+        }
+        assert sum(r.step_ms.values()) <= r.mean_ms * (1 + 1e-9)
+    assert "generates 64x64 (output 64x64)" in report.table()
+    assert BenchReport.from_json(report.to_json()) == report
+
+
+def test_unknown_pipeline_names_the_shipped_ones():
+    with pytest.raises(PipelineError, match="no pipeline named 'no-such'") as info:
+        bench("no-such", duration=0.1)
+    for name in builtin_names():
+        assert name in str(info.value)
+    with pytest.raises(ModelError, match="no such model file"):
+        bench("no-such.onnx", duration=0.1)  # .onnx: a model, not a pipeline
+
+
+def test_pipeline_options_are_checked_before_loading():
+    with pytest.raises(BenchOptionError, match="tile_side 8 is invalid"):
+        bench_pipeline("no-such", tile_side=8)
+    with pytest.raises(BenchOptionError, match="concurrency 0 is invalid"):
+        bench_pipeline("no-such", concurrency=(0,))
+
+
+def test_cli_benchmarks_a_pipeline(tiny_pipeline, tmp_path, capsys):
+    out_json = tmp_path / "p.json"
+    argv = ["bench", tiny_pipeline, "--duration", "0.1", "--warmup", "0", "--size", "16x16"]
+    args = _parser().parse_args([*argv, "--json", str(out_json)])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("pipeline  tiny") and PIPELINE_STEPS_NOTE in out
+    saved = BenchReport.from_json(out_json.read_text())
+    assert saved.pipeline.name == "tiny" and saved.size == (16, 16)
 
 
 # -- helpers ---------------------------------------------------------------------------------

@@ -166,8 +166,13 @@ def test_zoo_eval_fails_loudly_on_a_missed_goal(tmp_path, capsys):
 def test_demo_end_to_end(tmp_path, capsys):
     from vetrina.demo import run_demo
 
-    result = run_demo(tmp_path, images=2, size=96, log=lambda _: None)
+    result = run_demo(tmp_path, images=4, size=96, log=lambda _: None)
     assert result.psnr_enhanced > result.psnr_degraded
     assert (tmp_path / "enhancer.onnx").is_file() and result.sheet.is_file()
-    assert len(list((tmp_path / "enhanced").glob("*.png"))) == 2
+    assert len(list((tmp_path / "enhanced").glob("*.png"))) == 4
     assert "inference" in result.times.seconds
+    chains = result.chains
+    assert chains is not None and len(chains.generated) == 6
+    assert chains.generated_sheet.is_file() and chains.cleanup_sheet.is_file()
+    assert len(list((tmp_path / "cleaned").glob("*.jpg"))) == 4
+    assert chains.psnr_cleaned > chains.psnr_supplier
