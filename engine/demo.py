@@ -104,7 +104,7 @@ def run_demo(
         f"mean PSNR vs clean: degraded {mean_before:.2f} dB -> enhanced {mean_after:.2f} dB "
         f"({mean_after - mean_before:+.2f} dB)"
     )
-    chained = run_chains(outdir, images=images, size=size, times=times, log=log) if chains else None
+    chained = run_chains(outdir, images=images, size=size, log=log) if chains else None
     log("per-step timings:")
     log(times.table())
     log(f"outputs in {outdir}/ (before/after sheet: {sheet})")

@@ -43,14 +43,14 @@ class ChainResult:
     psnr_cleaned: float
 
 
-def run_chains(
-    outdir: Path, *, images: int, size: int, times: StepTimes, log: Callable[[str], None]
-) -> ChainResult:
-    """Run both chains into ``outdir``; returns the written files and the cleanup's PSNR."""
+def run_chains(outdir: Path, *, images: int, size: int, log: Callable[[str], None]) -> ChainResult:
+    """Run both chains into ``outdir`` (each prints its own step table); returns the written
+    files and the cleanup's PSNR."""
     from vetrina.models import catalog, defects, degrade
 
     log("[5/6] generation chain (generate-catalog), requests -> catalog images")
-    gen = Pipeline.load("generate-catalog", times=times, log=log)
+    gen_times, clean_times = StepTimes(), StepTimes()
+    gen = Pipeline.load("generate-catalog", times=gen_times, log=log)
     log("\n".join(f"  {line}" for line in gen.describe()))
     requests = [GenerationRequest(s, {"category": c, "colour": k}) for c, k, s in REQUESTS]
     generated = []
@@ -59,13 +59,14 @@ def run_chains(
         generated.append(
             write_image(outdir / "generated" / name, image, metadata=gen.provenance(req))
         )
+    log(gen_times.table("generate-catalog step"))
     gen_sheet = write_image(
         outdir / "generated.png",
         contact_sheet([[read_image(p).pixels[:, :, :3] for p in generated]], ["generated"]),
     )
 
     log("[6/6] photo cleanup chain (catalog-cleanup), supplier photos -> catalog photos")
-    cleanup = Pipeline.load("catalog-cleanup", times=times, log=log)
+    cleanup = Pipeline.load("catalog-cleanup", times=clean_times, log=log)
     log("\n".join(f"  {line}" for line in cleanup.describe()))
     local = tuple(k for k in defects.KINDS if k != "jpeg")
     clean_rows, supplier_paths = [], []
@@ -93,6 +94,7 @@ def run_chains(
     cleaned = [read_image(r.output).pixels for r in results]
     before = float(np.mean([psnr(s, c) for s, c in zip(supplier, clean_rows, strict=True)]))
     after = float(np.mean([psnr(s, c) for s, c in zip(cleaned, clean_rows, strict=True)]))
+    log(clean_times.table("catalog-cleanup step"))
     log(f"  mean PSNR vs clean: supplier {before:.2f} dB -> cleaned {after:.2f} dB")
     cleanup_sheet = write_image(
         outdir / "cleanup.png",

@@ -308,7 +308,7 @@ def test_cli_generate_writes_png_with_provenance(zoo_cache, tmp_path, capsys):
     assert [f.name for f in files] == ["mug-blue-seed3.png", "mug-blue-seed4.png"]
     meta = png_text(files[0].read_bytes())
     assert meta["vetrina:seed"] == "3" and meta["vetrina:colour"] == "blue"
-    assert meta["vetrina:stages"].startswith("generate:gan > edit:style-vintage > clean:")
+    assert meta["vetrina:stages"].startswith("generate:gan > edit:style-cartoon > clean:")
     assert "upscaler-" in meta["vetrina:models"]
     code = main(["generate", "--category", "mug", "--colour", "mauve", "-o", str(out)])
     assert code == 1 and "unknown colour 'mauve'" in capsys.readouterr().err
