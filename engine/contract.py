@@ -125,6 +125,20 @@ class Contract:
         """The first output with this semantic."""
         return _find(self.outputs, semantic, "output")
 
+    @property
+    def static_size(self) -> tuple[int, int] | None:
+        """(height, width) of a model exported with a fixed spatial size, else None."""
+        value = self.provenance.get("static_size")
+        if value is None:
+            return None
+        try:
+            h, w = (int(v) for v in value)
+        except (TypeError, ValueError):
+            raise ModelError(f"contract: static_size {value!r} is not [height, width]") from None
+        if h < 1 or w < 1:
+            raise ModelError(f"contract: static_size {value!r} is not positive")
+        return h, w
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
 

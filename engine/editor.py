@@ -65,7 +65,11 @@ class Editor:
         self._output_index = model.output_index(self.output.name)
 
     def working_size(self, height: int, width: int) -> tuple[int, int]:
-        """The size an image of this size is processed at, following the contract's rules."""
+        """The size an image of this size is processed at, following the contract's rules
+        (a model exported with a static size gets exactly that size, resized back after)."""
+        static = self.model.contract.static_size
+        if static is not None:
+            return static
         rules = self.model.contract.spatial
         limit = min(v for v in (self.max_side, rules.max_size, 1 << 30) if v is not None)
         factor = min(1.0, limit / max(height, width))

@@ -114,6 +114,7 @@ class Pipeline:
         self.handoffs = self._handoffs()
         self.rules = self._chain_rules()
         self.scale = math.prod(s.rules.scale for s in self.stages)
+        self.fixed_size = self._fixed_size()
         caps = [c for c in (tile_side, self.rules.max_size) if c is not None]
         self.tile_side = min(caps) if caps else None
         if self.source is not None:
@@ -154,6 +155,31 @@ class Pipeline:
             scale *= r.scale
         return combine_rules(per_entry, self.spec.name)
 
+    def _fixed_size(self) -> tuple[int, int] | None:
+        """The one entry size when a stage's model was exported with a static size."""
+        fixed: tuple[int, int] | None = None
+        scale = 1
+        for i, stage in enumerate(self.stages):
+            static = stage.static_size
+            if static is not None:
+                if static[0] % scale or static[1] % scale:
+                    raise PipelineError(
+                        f"{self.spec.name}: stage {i + 1}'s static size {static} is not "
+                        f"{scale}x an entry size"
+                    )
+                entry = (static[0] // scale, static[1] // scale)
+                if fixed is not None and entry != fixed:
+                    raise PipelineError(
+                        f"{self.spec.name}: static sizes disagree (entry {fixed} vs {entry} for "
+                        f"stage {i + 1})",
+                        hint="convert the models without --static, or with matching sizes",
+                    )
+                fixed = entry
+            scale *= stage.rules.scale
+        if fixed is not None and not self._accepts(fixed):
+            raise PipelineError(f"{self.spec.name}: static size {fixed} breaks a stage's rules")
+        return fixed
+
     def _check_generated_size(self) -> None:
         size = self.source.size if self.source else None
         if size is None or not self.stages:
@@ -181,6 +207,8 @@ class Pipeline:
     def working_size(self, height: int, width: int) -> tuple[int, int]:
         """The entry size a photo of this size is processed at (aspect kept as far as the
         chain's size rules allow; never above ``max_side``; above ``tile_side`` it is tiled)."""
+        if self.fixed_size is not None:
+            return self.fixed_size
         r = self.rules
         model_cap = None if self.tile_side is not None else r.max_size  # else: tiles
         limit = min(v for v in (self.max_side, model_cap, 1 << 30) if v is not None)
@@ -214,7 +242,11 @@ class Pipeline:
             groups[self.working_size(img.shape[0], img.shape[1])].append(i)
         results: list[np.ndarray | None] = [None] * len(images)
         for size, indices in groups.items():
-            if self.tile_side is not None and max(size) > self.tile_side:
+            if (
+                self.fixed_size is None
+                and self.tile_side is not None
+                and max(size) > self.tile_side
+            ):
                 for i in indices:
                     results[i] = self._run_tiled(images[i], size, order, output_order)
                 continue
@@ -338,11 +370,15 @@ class Pipeline:
         lines = []
         if self.source is None:
             first = self.stages[0].input
-            lines.append(
-                f"preprocess: uint8 photo -> {first.channels} {_range(first.range)} NCHW, sides "
-                f"multiple of {self.rules.multiple_of}"
+            where = (
+                f"resized to {self.fixed_size[0]}x{self.fixed_size[1]} (a static-size model)"
+                if self.fixed_size
+                else f"sides multiple of {self.rules.multiple_of}"
                 + (f", <= {self.max_side} px" if self.max_side else "")
                 + (f", tiles of {self.tile_side} px above" if self.tile_side else "")
+            )
+            lines.append(
+                f"preprocess: uint8 photo -> {first.channels} {_range(first.range)} NCHW, {where}"
             )
         else:
             lines.append(

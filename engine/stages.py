@@ -89,6 +89,7 @@ class EditStage:
         self.input = model.contract.input("image")
         self.output = model.contract.output("image")
         self.rules = model.contract.spatial
+        self.static_size = model.contract.static_size
         self._session = model.session
         self._output_index = model.output_index(self.output.name)
 
@@ -121,6 +122,10 @@ class CleanStage:
         self.mask_output = detector.contract.output("mask")
         self.to_detector = Handoff.between(self.input, detector.contract.input("image"), where)
         self.rules = combine_rules([detector.contract.spatial, inpainter.contract.spatial], where)
+        sizes = {m.contract.static_size for m in (detector, inpainter)} - {None}
+        if len(sizes) > 1:
+            raise PipelineError(f"{where}: detector and inpainter have different static sizes")
+        self.static_size = sizes.pop() if sizes else None
         if self.rules.scale != 1:
             raise PipelineError(f"{where}: detector and inpainter must keep the size")
         self._detector, self._inpainter = detector, inpainter

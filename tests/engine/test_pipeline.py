@@ -357,3 +357,23 @@ def test_the_batcher_serves_a_pipeline_and_a_bad_request_fails_alone(cleanup):
         results = [f.result(timeout=60) for f in futures]
     for got, want in zip(results, alone, strict=True):
         np.testing.assert_array_equal(got, want)
+
+
+def test_a_static_size_model_gets_exactly_its_size_and_results_come_back_at_the_original(
+    tmp_path,
+):
+    from vetrina.converters.convert import convert
+    from vetrina.models.zoo import checkpoint_path
+
+    model = convert(checkpoint_path("enhancer"), tmp_path / "e64.onnx", static=(64, 96)).output
+    (tmp_path / "p.yaml").write_text("stages:\n  - edit: e64.onnx\n")
+    pipeline = Pipeline.load(tmp_path / "p.yaml")
+    assert pipeline.working_size(300, 500) == (64, 96)
+    assert "resized to 64x96 (a static-size model)" in pipeline.describe()[0]
+    _, bad = _defective_photo(944, 128)
+    out = pipeline.run([bad[:100, :120]])[0]
+    assert out.shape == (100, 120, 3)
+    from vetrina.editor import Editor
+    from vetrina.model import Model
+
+    assert Editor(Model.open(model)).working_size(300, 500) == (64, 96)
