@@ -266,7 +266,18 @@ class Pipeline:
         step = self.rules.multiple_of
         side = max(step, (self.tile_side // step) * step)  # type: ignore[operator]
         overlap = min(side - step, -(-self.tile_overlap // step) * step)
-        plan = kernels.plan_tiles(size, side, overlap, multiple=step)
+
+        def balanced(length: int) -> int:
+            """The smallest tile (<= side) that covers ``length`` with as many tiles as
+            ``side`` would need: a 1504 px side takes two 768 px tiles, not two of 1024."""
+            if length <= side:
+                return -(-length // step) * step
+            n = -(-(length - overlap) // (side - overlap))
+            return min(side, -(-(length + (n - 1) * overlap) // n // step) * step)
+
+        plan = kernels.plan_tiles(
+            size, (balanced(size[0]), balanced(size[1])), overlap, multiple=step
+        )
         whole = self._entry([image], size, order)[0].transpose(1, 2, 0)  # HWC view
         tiles = plan.split(whole)
         done: list[np.ndarray] = []
