@@ -15,7 +15,7 @@ from .errors import ModelError
 METADATA_KEY = "vetrina.contract"
 CONTRACT_VERSION = 1
 
-ROLES = ("generator", "editor", "inpainter", "detector", "upscaler", "classifier")
+ROLES = ("generator", "editor", "inpainter", "detector", "upscaler", "classifier", "matting")
 SEMANTICS = ("image", "mask", "z", "label")
 LAYOUTS = ("NCHW", "NC", "N")
 CHANNEL_ORDERS = ("RGB", "BGR", "L", "")

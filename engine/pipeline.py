@@ -35,13 +35,19 @@ from .stages import (
     GenerateStage,
     GenerationRequest,
     Handoff,
+    MatteStage,
     combine_rules,
 )
 from .timing import StepTimes
 
 __all__ = ["GenerationRequest", "Pipeline"]
 
-Stage = EditStage | CleanStage
+Stage = EditStage | CleanStage | MatteStage
+ALPHA_CUT = 128  # alpha at or above this is "product" when cropping to the bounding box
+
+
+class EmptyMatteWarning(UserWarning):
+    """A photo in which the matting model found no product."""
 
 
 class Pipeline:
@@ -105,6 +111,8 @@ class Pipeline:
                 self.source = GenerateStage(s, model(s.models["model"]), where)
             elif s.kind == "edit":
                 stages.append(EditStage(s, model(s.models["model"]), where))
+            elif s.kind == "matte":
+                stages.append(MatteStage(s, model(s.models["model"]), where))
             else:
                 stages.append(
                     CleanStage(s, model(s.models["detector"]), model(s.models["inpainter"]), where)
@@ -253,7 +261,8 @@ class Pipeline:
             for start in range(0, len(indices), self.batch_size):
                 chunk = indices[start : start + self.batch_size]
                 batch = self._entry([images[i] for i in chunk], size, order)
-                outs = self._exit(self._chain(batch), [images[i] for i in chunk], output_order)
+                image_batch, alpha = self._chain(batch)
+                outs = self._exit(image_batch, alpha, [images[i] for i in chunk], output_order)
                 for i, out in zip(chunk, outs, strict=True):
                     results[i] = out
         return [r for r in results if r is not None]
@@ -281,15 +290,25 @@ class Pipeline:
         whole = self._entry([image], size, order)[0].transpose(1, 2, 0)  # HWC view
         tiles = plan.split(whole)
         done: list[np.ndarray] = []
+        mattes: list[np.ndarray] = []
         for start in range(0, len(tiles), self.batch_size):
             with self.times.step("tile split"):
                 batch = np.ascontiguousarray(
                     np.stack(tiles[start : start + self.batch_size]).transpose(0, 3, 1, 2)
                 )
-            done += list(self._chain(batch).transpose(0, 2, 3, 1))
+            out, alpha = self._chain(batch)
+            done += list(out.transpose(0, 2, 3, 1))
+            if alpha is not None:
+                mattes += list(alpha.transpose(0, 2, 3, 1))
         with self.times.step("tile blend"):
             blended = plan.blend(done, self.scale).transpose(2, 0, 1)[None]
-        return self._exit(np.ascontiguousarray(blended), [image], output_order)[0]
+            matte = plan.blend(mattes, self.scale).transpose(2, 0, 1)[None] if mattes else None
+        return self._exit(
+            np.ascontiguousarray(blended),
+            None if matte is None else np.ascontiguousarray(matte),
+            [image],
+            output_order,
+        )[0]
 
     def edit(
         self,
@@ -313,7 +332,8 @@ class Pipeline:
             chunk = list(requests[start : start + self.batch_size])
             with self.times.step(f"1 {self.source.label}"):
                 batch = self.source.run(chunk)
-            results += self._exit(self._chain(batch, first=2), None, output_order)
+            image_batch, alpha = self._chain(batch, first=2)
+            results += self._exit(image_batch, alpha, None, output_order)
         return results
 
     def _entry(self, images: list[np.ndarray], size: tuple[int, int], order: str) -> np.ndarray:
@@ -330,29 +350,50 @@ class Pipeline:
                 num_threads=self.kernel_threads,
             )
 
-    def _chain(self, batch: np.ndarray, first: int = 1) -> np.ndarray:
+    def _chain(self, batch: np.ndarray, first: int = 1) -> tuple[np.ndarray, np.ndarray | None]:
+        """The stages over ``batch``; returns the image batch and the matte's alpha (N, 1,
+        H, W) in [0, 1] at the same size, or None without a matte stage."""
+        alpha = None
         for i, (stage, handoff) in enumerate(zip(self.stages, self.handoffs, strict=True)):
             if handoff is not None:
                 with self.times.step("hand-off"):
                     batch = handoff.apply(batch, self.kernel_threads)
             with self.times.step(f"{i + first} {stage.label}"):
+                if isinstance(stage, MatteStage):
+                    alpha = stage.matte(batch)
+                    continue
                 batch = stage.run(batch)
-        return batch
+            if alpha is not None and alpha.shape[2:] != batch.shape[2:]:
+                with self.times.step("hand-off"):
+                    alpha = kernels.adapt(
+                        alpha, size=batch.shape[2:], num_threads=self.kernel_threads
+                    )
+        return batch, alpha
 
     def _exit(
-        self, batch: np.ndarray, originals: list[np.ndarray] | None, order: str
+        self,
+        batch: np.ndarray,
+        matte: np.ndarray | None,
+        originals: list[np.ndarray] | None,
+        order: str,
     ) -> list[np.ndarray]:
         last = self.stages[-1].output if self.stages else self.source.output  # type: ignore[union-attr]
         scale, offset = last.to_uint8_affine()
         n, _, h, w = batch.shape
         if originals is None:
             sizes = [(h, w)] * n
-            alphas = None
+            alphas: list[np.ndarray | None] | None = [None] * n
         else:
             sizes = [(img.shape[0] * self.scale, img.shape[1] * self.scale) for img in originals]
             alphas = [resized_alpha(img, s) for img, s in zip(originals, sizes, strict=True)]
-            if all(a is None for a in alphas):
-                alphas = None
+        if matte is not None:
+            with self.times.step("postprocess"):
+                alphas = [
+                    _combine(self._matte_alpha(matte[k : k + 1], sizes[k]), alphas[k])
+                    for k in range(n)
+                ]
+        if alphas is not None and all(a is None for a in alphas):
+            alphas = None
         with self.times.step("postprocess"):
             out = kernels.postprocess(
                 batch,
@@ -364,7 +405,11 @@ class Pipeline:
                 alphas=alphas,
                 num_threads=self.kernel_threads,
             )
-        background = self.spec.output.get("background")
+        spec = self.spec.output
+        if spec.get("crop") or spec.get("canvas"):
+            with self.times.step("frame"):
+                out = [self._frame(img) for img in out]
+        background = spec.get("background")
         if background is not None:
             colour = background if order == "RGB" else background[::-1]
             with self.times.step("composite"):
@@ -373,6 +418,58 @@ class Pipeline:
                     for img in out
                 ]
         return out
+
+    def _matte_alpha(self, matte: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        """One (1, 1, h, w) matte in [0, 1] -> uint8 (H, W) at ``size`` (bilinear)."""
+        if matte.shape[2:] != size:
+            matte = kernels.adapt(matte, size=size, num_threads=self.kernel_threads)
+        return np.floor(np.clip(matte[0, 0], 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+    def _frame(self, img: np.ndarray) -> np.ndarray:
+        """Crop to the product's bounding box (alpha >= 128) and/or centre it on a square
+        canvas of ``canvas`` px with its longer side ``fill`` of the canvas (transparent
+        margins, filled by the background afterwards). No product: a warning and an empty
+        (fully transparent) frame."""
+        import warnings
+
+        import cv2
+
+        spec = self.spec.output
+        if img.ndim == 2:
+            img = np.dstack([img, img, img])
+        if img.shape[2] == 3:
+            img = np.dstack([img, np.full(img.shape[:2], 255, np.uint8)])
+        rows = np.flatnonzero((img[:, :, 3] >= ALPHA_CUT).any(axis=1))
+        cols = np.flatnonzero((img[:, :, 3] >= ALPHA_CUT).any(axis=0))
+        if rows.size == 0:
+            warnings.warn(
+                f"{self.spec.name}: no product found (the matte is empty); the output is an "
+                "empty frame",
+                EmptyMatteWarning,
+                stacklevel=4,
+            )
+            side = spec.get("canvas") or max(img.shape[:2])
+            shape = (side, side) if spec.get("canvas") else img.shape[:2]
+            return np.zeros((*shape, 4), np.uint8)
+        if spec.get("crop"):
+            img = img[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+        side = spec.get("canvas")
+        if not side:
+            return np.ascontiguousarray(img)
+        h, w = img.shape[:2]
+        factor = spec["fill"] * side / max(h, w)
+        nh, nw = max(1, round(h * factor)), max(1, round(w * factor))
+        method = cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR
+        premultiplied = img.astype(np.float32)
+        premultiplied[:, :, :3] *= premultiplied[:, :, 3:4] / 255.0
+        small = cv2.resize(premultiplied, (nw, nh), interpolation=method)
+        a = np.clip(small[:, :, 3:4], 0.0, 255.0)
+        colour = np.where(a > 0, small[:, :, :3] * 255.0 / np.maximum(a, 1e-6), 0.0)
+        framed = np.zeros((side, side, 4), np.uint8)
+        y, x = (side - nh) // 2, (side - nw) // 2
+        framed[y : y + nh, x : x + nw, :3] = np.floor(np.clip(colour, 0, 255) + 0.5)
+        framed[y : y + nh, x : x + nw, 3] = np.floor(a[:, :, 0] + 0.5)
+        return framed
 
     # --- description ----------------------------------------------------------------------
 
@@ -402,12 +499,20 @@ class Pipeline:
                     f"  hand-off: {handoff.describe()}" + ("" if handoff.converts else " (clamp)")
                 )
             extra = f" (x{stage.rules.scale})" if stage.rules.scale != 1 else ""
+            if isinstance(stage, MatteStage):
+                extra = " (alpha)"
             lines.append(f"{i + offset} {stage.label}{extra}")
         out = self.spec.output
         bg = out.get("background")
         lines.append(
             "postprocess: -> uint8, original size"
             + (f" x{self.scale}" if self.scale != 1 else "")
+            + (", cropped to the product" if out.get("crop") else "")
+            + (
+                f", centred on {out['canvas']} px square at {out['fill']:.0%}"
+                if out.get("canvas")
+                else ""
+            )
             + (f", on background {bg}" if bg else ", alpha kept")
             + f", {out['format']}"
         )
@@ -438,3 +543,11 @@ class Pipeline:
 
 def _range(r: tuple[float, float] | None) -> str:
     return "none" if r is None else f"[{r[0]:g}, {r[1]:g}]"
+
+
+def _combine(matte: np.ndarray, own: np.ndarray | None) -> np.ndarray:
+    """The matte times the photo's own alpha (when it has one), rounded."""
+    if own is None:
+        return matte
+    product = matte.astype(np.uint16) * own.astype(np.uint16)
+    return ((product + 127) // 255).astype(np.uint8)

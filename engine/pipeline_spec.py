@@ -34,8 +34,16 @@ STAGE_KINDS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "generate": (("model",), {}),
     "edit": (("model",), {}),
     "clean": (("detector", "inpainter"), {"threshold": 0.5, "dilate": 0}),
+    "matte": (("model",), {}),
 }
-OUTPUT_OPTIONS: dict[str, Any] = {"format": "png", "background": None, "quality": 92}
+OUTPUT_OPTIONS: dict[str, Any] = {
+    "format": "png",
+    "background": None,
+    "quality": 92,
+    "crop": False,
+    "canvas": None,
+    "fill": 0.85,
+}
 
 BUILTIN_PACKAGE = "vetrina.pipelines"
 
@@ -177,6 +185,14 @@ def _output(raw: Any, origin: str) -> dict[str, Any]:
     if isinstance(q, bool) or not isinstance(q, int) or not 1 <= q <= 100:
         raise PipelineError(f"{origin}: output quality {q!r} must be an int in 1..100")
     out["background"] = parse_colour(out["background"], f"{origin}: output background")
+    if not isinstance(out["crop"], bool):
+        raise PipelineError(f"{origin}: output crop {out['crop']!r} must be true or false")
+    c = out["canvas"]
+    if c is not None and (isinstance(c, bool) or not isinstance(c, int) or not 16 <= c <= 8192):
+        raise PipelineError(f"{origin}: output canvas {c!r} must be a side in 16..8192 px")
+    f = out["fill"]
+    if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0.05 <= f <= 1.0:
+        raise PipelineError(f"{origin}: output fill {f!r} must be a fraction in 0.05..1")
     return out
 
 

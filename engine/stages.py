@@ -153,6 +153,41 @@ class CleanStage:
         return _checked(out, batch, 1, 3, self.label)
 
 
+class MatteStage:
+    """Salient-object matting: the model's alpha (N, 1, H, W) in [0, 1] for the image, which
+    passes through unchanged (in the matting model's input domain). The pipeline carries the
+    alpha to the exit, where it becomes the output's alpha channel."""
+
+    def __init__(self, spec: StageSpec, model: Model, where: str) -> None:
+        if model.contract.role != "matting":
+            raise PipelineError(
+                f"{where}: matte needs a matting model; {spec.models['model']} is a "
+                f"{model.contract.role}"
+            )
+        self.label = spec.label
+        self.models = (model,)
+        self.input = self.output = model.contract.input("image")
+        self.alpha = model.contract.output("mask")
+        self.rules = model.contract.spatial
+        if self.rules.scale != 1:
+            raise PipelineError(f"{where}: a matting model must keep the size")
+        self.static_size = model.contract.static_size
+        self._session = model.session
+        self._alpha_index = model.output_index(self.alpha.name)
+
+    def matte(self, batch: np.ndarray) -> np.ndarray:
+        """Alpha in [0, 1], float32 (N, 1, H, W)."""
+        out = self._session.run({self.input.name: batch})[self._alpha_index]
+        out = _checked(out, batch, 1, 1, self.label)
+        lo, hi = self.alpha.range or (0.0, 1.0)
+        if (lo, hi) != (0.0, 1.0):
+            out = (out - np.float32(lo)) * np.float32(1.0 / (hi - lo))
+        return np.clip(out, 0.0, 1.0, out=out)
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        return batch
+
+
 @dataclass(frozen=True)
 class GenerationRequest:
     """One picture to generate: a seed (fixes the latent) and a class name per label input

@@ -50,6 +50,9 @@ GOOD = {"input": "image", "stages": [{"edit": "a.onnx"}]}
         ({"output": {"format": "gif"}}, "output format 'gif'"),
         ({"output": {"background": "mauve"}}, "'mauve' is not a colour"),
         ({"output": {"dpi": 300}}, "unknown key.*'dpi'"),
+        ({"output": {"canvas": 4}}, "canvas 4 must be a side in 16..8192"),
+        ({"output": {"fill": 1.5}}, "fill 1.5 must be a fraction"),
+        ({"output": {"crop": "yes"}}, "crop 'yes' must be true or false"),
         ({"extra": 1}, "unknown key.*'extra'"),
     ],
 )
@@ -377,3 +380,74 @@ def test_a_static_size_model_gets_exactly_its_size_and_results_come_back_at_the_
     from vetrina.model import Model
 
     assert Editor(Model.open(model)).working_size(300, 500) == (64, 96)
+
+
+# --- matte, crop, canvas ------------------------------------------------------------------------
+
+
+def _darkness_matting_model(path: Path) -> Path:
+    """A 'matting model' with a known answer: alpha = 1 - mean(RGB) (dark = product)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from vetrina.contract import METADATA_KEY, Contract, SpatialRules
+
+    graph = helper.make_graph(
+        [
+            helper.make_node("ReduceMean", ["image"], ["m"], axes=[1], keepdims=1),
+            helper.make_node("Sub", ["one", "m"], ["alpha"]),
+        ],
+        "darkness",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", 3, "h", "w"])],
+        [helper.make_tensor_value_info("alpha", TensorProto.FLOAT, ["n", 1, "h", "w"])],
+        [numpy_helper.from_array(np.array(1.0, np.float32), "one")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    contract = Contract(
+        role="matting",
+        inputs=(TensorSpec("image"),),
+        outputs=(TensorSpec("alpha", semantic="mask", channels="L"),),
+        spatial=SpatialRules(multiple_of=1),
+    )
+    helper.set_model_props(model, {METADATA_KEY: contract.to_json()})
+    onnx.save(model, str(path))
+    return path
+
+
+def _product_photo() -> np.ndarray:
+    photo = np.full((60, 90, 3), 255, np.uint8)
+    photo[10:40, 30:50] = 0  # a 30x20 black product, off centre
+    return photo
+
+
+def test_matte_crop_and_canvas_centre_the_product_on_white(tmp_path):
+    _darkness_matting_model(tmp_path / "m.onnx")
+    (tmp_path / "white.yaml").write_text(
+        "stages:\n  - matte: m.onnx\n"
+        "output: {background: white, crop: true, canvas: 100, fill: 0.8, format: jpeg}\n"
+    )
+    pipeline = Pipeline.load(tmp_path / "white.yaml")
+    assert "centred on 100 px square at 80%" in pipeline.describe()[-1]
+    out = pipeline.run([_product_photo()])[0]
+    assert out.shape == (100, 100, 3)
+    dark = np.argwhere(out.max(axis=2) < 128)
+    (y0, x0), (y1, x1) = dark.min(axis=0), dark.max(axis=0)
+    assert (y1 - y0 + 1, x1 - x0 + 1) == (80, 53)  # 30x20 scaled to a longer side of 80
+    assert abs((y0 + y1) / 2 - 49.5) <= 1 and abs((x0 + x1) / 2 - 49.5) <= 1
+    assert (out[:5] == 255).all() and (out[:, :5] == 255).all()  # white margins
+
+
+def test_cutout_keeps_the_matte_as_alpha_and_an_empty_matte_warns(tmp_path):
+    from vetrina.pipeline import EmptyMatteWarning
+
+    _darkness_matting_model(tmp_path / "m.onnx")
+    (tmp_path / "cut.yaml").write_text("stages:\n  - matte: m.onnx\noutput: {crop: true}\n")
+    pipeline = Pipeline.load(tmp_path / "cut.yaml")
+    out = pipeline.run([_product_photo()])[0]
+    assert out.shape == (30, 20, 4) and (out[:, :, 3] == 255).all()
+    with pytest.warns(EmptyMatteWarning, match="no product found"):
+        empty = pipeline.run([np.full((20, 20, 3), 255, np.uint8)])[0]
+    assert empty.shape == (20, 20, 4) and not empty.any()
+    (tmp_path / "bad.yaml").write_text("stages:\n  - matte: zoo:enhancer\n")
+    with pytest.raises(PipelineError, match="matte needs a matting model"):
+        Pipeline.load(tmp_path / "bad.yaml")
