@@ -259,7 +259,9 @@ def test_models_of_the_wrong_role_or_missing_are_refused_before_any_request(zoo_
 def test_a_model_without_contract_is_refused(zoo_cache, tmp_path):
     import onnx
 
-    source = next(p for p in Path(zoo_cache, "models").glob("enhancer-*.onnx"))
+    from vetrina.modelrefs import zoo_model
+
+    source = zoo_model("enhancer")  # converted once into the test run's cache
     model = onnx.load(str(source))
     del model.metadata_props[:]
     onnx.save(model, str(tmp_path / "bare.onnx"))
