@@ -26,6 +26,7 @@ from . import __version__, kernels
 from .contract import SpatialRules
 from .editor import check_image, resized_alpha
 from .errors import InputError
+from .framing import EmptyMatteWarning, combine_alpha, frame
 from .model import Model
 from .modelrefs import file_sha256, resolve_model
 from .pipeline_spec import PipelineError, PipelineSpec, load_spec
@@ -40,14 +41,9 @@ from .stages import (
 )
 from .timing import StepTimes
 
-__all__ = ["GenerationRequest", "Pipeline"]
+__all__ = ["EmptyMatteWarning", "GenerationRequest", "Pipeline"]
 
 Stage = EditStage | CleanStage | MatteStage
-ALPHA_CUT = 128  # alpha at or above this is "product" when cropping to the bounding box
-
-
-class EmptyMatteWarning(UserWarning):
-    """A photo in which the matting model found no product."""
 
 
 class Pipeline:
@@ -389,7 +385,7 @@ class Pipeline:
         if matte is not None:
             with self.times.step("postprocess"):
                 alphas = [
-                    _combine(self._matte_alpha(matte[k : k + 1], sizes[k]), alphas[k])
+                    combine_alpha(self._matte_alpha(matte[k : k + 1], sizes[k]), alphas[k])
                     for k in range(n)
                 ]
         if alphas is not None and all(a is None for a in alphas):
@@ -408,7 +404,16 @@ class Pipeline:
         spec = self.spec.output
         if spec.get("crop") or spec.get("canvas"):
             with self.times.step("frame"):
-                out = [self._frame(img) for img in out]
+                out = [
+                    frame(
+                        img,
+                        crop=spec["crop"],
+                        canvas=spec["canvas"],
+                        fill=spec["fill"],
+                        name=self.spec.name,
+                    )
+                    for img in out
+                ]
         background = spec.get("background")
         if background is not None:
             colour = background if order == "RGB" else background[::-1]
@@ -424,52 +429,6 @@ class Pipeline:
         if matte.shape[2:] != size:
             matte = kernels.adapt(matte, size=size, num_threads=self.kernel_threads)
         return np.floor(np.clip(matte[0, 0], 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-
-    def _frame(self, img: np.ndarray) -> np.ndarray:
-        """Crop to the product's bounding box (alpha >= 128) and/or centre it on a square
-        canvas of ``canvas`` px with its longer side ``fill`` of the canvas (transparent
-        margins, filled by the background afterwards). No product: a warning and an empty
-        (fully transparent) frame."""
-        import warnings
-
-        import cv2
-
-        spec = self.spec.output
-        if img.ndim == 2:
-            img = np.dstack([img, img, img])
-        if img.shape[2] == 3:
-            img = np.dstack([img, np.full(img.shape[:2], 255, np.uint8)])
-        rows = np.flatnonzero((img[:, :, 3] >= ALPHA_CUT).any(axis=1))
-        cols = np.flatnonzero((img[:, :, 3] >= ALPHA_CUT).any(axis=0))
-        if rows.size == 0:
-            warnings.warn(
-                f"{self.spec.name}: no product found (the matte is empty); the output is an "
-                "empty frame",
-                EmptyMatteWarning,
-                stacklevel=4,
-            )
-            side = spec.get("canvas") or max(img.shape[:2])
-            shape = (side, side) if spec.get("canvas") else img.shape[:2]
-            return np.zeros((*shape, 4), np.uint8)
-        if spec.get("crop"):
-            img = img[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-        side = spec.get("canvas")
-        if not side:
-            return np.ascontiguousarray(img)
-        h, w = img.shape[:2]
-        factor = spec["fill"] * side / max(h, w)
-        nh, nw = max(1, round(h * factor)), max(1, round(w * factor))
-        method = cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR
-        premultiplied = img.astype(np.float32)
-        premultiplied[:, :, :3] *= premultiplied[:, :, 3:4] / 255.0
-        small = cv2.resize(premultiplied, (nw, nh), interpolation=method)
-        a = np.clip(small[:, :, 3:4], 0.0, 255.0)
-        colour = np.where(a > 0, small[:, :, :3] * 255.0 / np.maximum(a, 1e-6), 0.0)
-        framed = np.zeros((side, side, 4), np.uint8)
-        y, x = (side - nh) // 2, (side - nw) // 2
-        framed[y : y + nh, x : x + nw, :3] = np.floor(np.clip(colour, 0, 255) + 0.5)
-        framed[y : y + nh, x : x + nw, 3] = np.floor(a[:, :, 0] + 0.5)
-        return framed
 
     # --- description ----------------------------------------------------------------------
 
@@ -543,11 +502,3 @@ class Pipeline:
 
 def _range(r: tuple[float, float] | None) -> str:
     return "none" if r is None else f"[{r[0]:g}, {r[1]:g}]"
-
-
-def _combine(matte: np.ndarray, own: np.ndarray | None) -> np.ndarray:
-    """The matte times the photo's own alpha (when it has one), rounded."""
-    if own is None:
-        return matte
-    product = matte.astype(np.uint16) * own.astype(np.uint16)
-    return ((product + 127) // 255).astype(np.uint8)
