@@ -145,6 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
         "resized back (default: 2048 for a model; none for a pipeline, which tiles)",
     )
     p.add_argument(
+        "--resume",
+        action="store_true",
+        help="skip inputs whose output exists (outputs are written atomically, so an existing "
+        "one is complete): restart an interrupted folder run",
+    )
+    p.add_argument(
         "--tile",
         type=_positive_int,
         default=1024,
@@ -460,12 +466,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
         max_pixels=args.max_pixels,
         quality=quality,
         metadata=metadata,
+        resume=args.resume,
     )
+    resumed = sum(r.resumed for r in results)
+    if resumed:
+        print(f"{resumed} already done (--resume), not redone")
     failed = [r for r in results if not r.ok]
     for r in failed:
         print(f"skipped: {r.error}", file=sys.stderr)
     print(times.table())
-    print(f"{len(results) - len(failed)} written to {args.output}, {len(failed)} failed")
+    written = len(results) - len(failed) - resumed
+    print(f"{written} written to {args.output}, {len(failed)} failed")
     return EXIT_ERROR if failed else EXIT_OK
 
 

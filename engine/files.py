@@ -41,6 +41,7 @@ class FileResult:
     source: Path
     output: Path | None = None
     error: str | None = None
+    resumed: bool = False  # the output was already there (``resume``): not redone
 
     @property
     def ok(self) -> bool:
@@ -89,19 +90,32 @@ def edit_files(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     quality: int = 92,
     metadata: dict[str, str] | None = None,
+    resume: bool = False,
 ) -> list[FileResult]:
     """Edit every source into ``outdir``; returns one result per source, in order.
-    ``metadata`` is written into PNG outputs as text."""
+    ``metadata`` is written into PNG outputs as text.
+
+    Outputs are written atomically (a temporary file renamed into place), so an output that
+    exists is complete. ``resume`` skips sources whose output exists and removes temporary
+    files an interrupted run left behind: rerunning an interrupted folder run produces every
+    output exactly once."""
     if fmt not in OUTPUT_FORMATS:
         raise InputError(f"unknown output format {fmt!r}; choose {', '.join(OUTPUT_FORMATS)}")
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     targets = output_paths(sources, outdir, fmt)
     results: dict[int, FileResult] = {}
+    todo = list(range(len(sources)))
+    if resume:
+        remove_partial_outputs(targets)
+        for i in todo:
+            if targets[i].is_file():
+                results[i] = FileResult(sources[i], output=targets[i], resumed=True)
+        todo = [i for i in todo if i not in results]
     times = editor.times
-    for start in range(0, len(sources), editor.batch_size):
+    for start in range(0, len(todo), editor.batch_size):
         decoded: list[tuple[int, DecodedImage]] = []
-        for i in range(start, min(start + editor.batch_size, len(sources))):
+        for i in todo[start : start + editor.batch_size]:
             try:
                 with times.step("decode"):
                     decoded.append((i, read_image(sources[i], max_pixels=max_pixels)))
@@ -113,6 +127,17 @@ def edit_files(
             ):
                 results[i] = result
     return [results[i] for i in range(len(sources))]
+
+
+def remove_partial_outputs(targets: Sequence[Path]) -> int:
+    """Delete the temporary files (``.NAME.*.tmp``, see :mod:`vetrina.atomic`) that a killed
+    run left beside ``targets``; returns how many."""
+    removed = 0
+    for target in targets:
+        for stale in target.parent.glob(f".{target.name}.*.tmp"):
+            stale.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 def _edit_and_write(
