@@ -108,6 +108,13 @@ ZOO: dict[str, ZooEntry] = {
             recipe=_T + "upscaler",
             description="x2 super-resolution (PixelShuffle compact net)",
         ),
+        ZooEntry(
+            name="matting",
+            architecture="u2netp",
+            checkpoint="matting.pt",
+            recipe=_T + "matting",
+            description="U²-Net-p product alpha (background removal; shadows excluded)",
+        ),
     )
 }
 

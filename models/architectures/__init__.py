@@ -69,6 +69,12 @@ _Z_NCHW = TensorSpec(name="z", semantic="z", layout="NCHW", channels="", range=N
 _TRANSLATED = TensorSpec(name="translated", semantic="image", channels="RGB", range=(-1.0, 1.0))
 _UPSCALED = TensorSpec(name="upscaled", semantic="image", channels="RGB", range=(0.0, 1.0))
 _PUBLIC = "vetrina.models.architectures.public"
+# Salient-object alpha (U²-Net): one channel in [0, 1], 1 on the product.
+_ALPHA = TensorSpec(name="alpha", semantic="mask", channels="L", range=(0.0, 1.0))
+_U2NET_NOTE = (
+    "; xuebinqin/U-2-Net {file} (a bare state_dict) is detected with imagenet_input=True: the "
+    "graph takes RGB in [0, 1] and applies ImageNet's mean/std itself, as that net was trained"
+)
 _CYCLEGAN_REPO = "junyanz/pytorch-CycleGAN-and-pix2pix"
 
 ARCHITECTURES: dict[str, ArchitectureSpec] = {
@@ -250,6 +256,26 @@ ARCHITECTURES: dict[str, ArchitectureSpec] = {
             spatial=SpatialRules(multiple_of=2, min_size=4, scale=2),
             description="ESRGAN RRDBNet x2, pixel-unshuffled input (Real-ESRGAN RealESRGAN_x2plus)",
             default_config={"num_feat": 64, "num_block": 23, "num_grow_ch": 32, "scale": 2},
+        ),
+        ArchitectureSpec(
+            name="u2netp",
+            factory="vetrina.models.architectures.u2net:u2netp",
+            role="matting",
+            inputs=(_IMAGE_01,),
+            outputs=(_ALPHA,),
+            spatial=SpatialRules(multiple_of=32, min_size=32),
+            description="U²-Net-p salient-object matting (1.1 M params), fused sigmoid map d0"
+            + _U2NET_NOTE.format(file="u2netp.pth"),
+        ),
+        ArchitectureSpec(
+            name="u2net",
+            factory="vetrina.models.architectures.u2net:u2net",
+            role="matting",
+            inputs=(_IMAGE_01,),
+            outputs=(_ALPHA,),
+            spatial=SpatialRules(multiple_of=32, min_size=32),
+            description="U²-Net salient-object matting (44 M params), fused sigmoid map d0"
+            + _U2NET_NOTE.format(file="u2net.pth"),
         ),
     )
 }

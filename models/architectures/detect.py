@@ -346,6 +346,23 @@ def _rrdbnet(sd: Mapping[str, Any]) -> Candidates:
     return [(name, config)]
 
 
+_U2NET_NAMES = {16: "u2netp", 32: "u2net"}  # stage1's mid channels -> variant
+
+
+def _u2net(sd: Mapping[str, Any]) -> Candidates:
+    _, c_in, _, _ = _shape(sd, "stage1.rebnconvin.conv_s1.weight", 4)
+    _rgb("stage1 (input)", c_in)
+    mid = _shape(sd, "stage1.rebnconv1.conv_s1.weight", 4)[0]
+    name = _U2NET_NAMES.get(mid)
+    if name is None:
+        raise _Miss(f"stage1 has {mid} mid channels; U2NETP has 16, U2NET 32")
+    maps = _shape(sd, "outconv.weight", 4)[0]
+    if maps != 1:
+        raise _Miss(f"outconv makes {maps} maps; vetrina's contract is one alpha map")
+    # A bare state dict is a public release file: trained on ImageNet-normalised input.
+    return [(name, {"imagenet_input": True})]
+
+
 FORMATS: tuple[_Format, ...] = (
     _Format(
         "fast-neural-style TransformerNet (pytorch/examples)",
@@ -377,6 +394,11 @@ FORMATS: tuple[_Format, ...] = (
         re.compile(r"^(conv_first|conv_body|conv_up[12]|conv_hr|conv_last)\.|^body\.\d+\.rdb"),
         _rrdbnet,
     ),
+    _Format(
+        "U²-Net U2NET / U2NETP (xuebinqin/U-2-Net)",
+        re.compile(r"^(stage[1-6]d?|side[1-6]|outconv)\."),
+        _u2net,
+    ),
 )
 
 #: The registry names each format can resolve to.
@@ -387,4 +409,5 @@ DETECTABLE: dict[str, tuple[str, ...]] = {
     "dcgan": ("dcgan-generator",),
     "srvgg": tuple(_SRVGG_NAMES.values()),
     "rrdbnet": tuple(_RRDB_NAMES.values()),
+    "u2net": tuple(_U2NET_NAMES.values()),
 }
