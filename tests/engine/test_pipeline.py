@@ -23,7 +23,13 @@ pytest.importorskip("torch")
 
 
 def test_shipped_pipelines_parse():
-    assert {"catalog-cleanup", "brand-style", "generate-catalog"} <= set(builtin_names())
+    assert {
+        "catalog-cleanup",
+        "brand-style",
+        "generate-catalog",
+        "catalog-white",
+        "cutout",
+    } <= set(builtin_names())
     for name in builtin_names():
         spec = load_spec(name)
         assert spec.stages and spec.name == name
@@ -453,3 +459,17 @@ def test_cutout_keeps_the_matte_as_alpha_and_an_empty_matte_warns(tmp_path):
     (tmp_path / "bad.yaml").write_text("stages:\n  - matte: zoo:enhancer\n")
     with pytest.raises(PipelineError, match="matte needs a matting model"):
         Pipeline.load(tmp_path / "bad.yaml")
+
+
+def test_cutout_and_catalog_white_on_a_rendered_product():
+    from vetrina.models import catalog
+
+    product = catalog.render(3002, 128)
+    cut = Pipeline.load("cutout").run([product.image])[0]
+    assert cut.shape == (128, 128, 4)
+    matte = cut[:, :, 3] >= 128
+    truth = product.alpha >= 128
+    assert (matte & truth).sum() / (matte | truth).sum() > 0.7  # IoU with the true alpha
+    white = Pipeline.load("catalog-white").run([product.image])[0]
+    assert white.shape == (1000, 1000, 3)
+    assert (white[:40] >= 250).all() and (white[:, :40] >= 250).all()  # white margins
