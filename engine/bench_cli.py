@@ -11,6 +11,7 @@ import re
 import sys
 from pathlib import Path
 
+from .cli_options import add_runtime_options, positive_int
 from .pipeline_spec import builtin_names
 
 EXIT_OK = 0  # the value of vetrina.cli.EXIT_OK
@@ -82,20 +83,14 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
         help="synthetic input size (default 256x256); generation pipelines make their "
         "generator's size",
     )
-    p.add_argument("--threads", type=_positive_int, help="inference threads (default: per core)")
+    add_runtime_options(p)
     p.add_argument(
         "--tile",
-        type=_positive_int,
+        type=positive_int,
         default=1024,
         metavar="PX",
         help="pipelines: photos whose working side exceeds this are processed in tiles "
         "(default 1024, as 'vetrina run')",
-    )
-    p.add_argument(
-        "--device",
-        default="cpu",
-        choices=("cpu", "cuda", "tensorrt"),
-        help="execution device (default cpu); an unavailable device is an error",
     )
     p.add_argument("--json", type=Path, metavar="FILE", help="write the full report as JSON")
     p.add_argument(
@@ -139,17 +134,7 @@ def _int_list(text: str) -> list[int]:
     parts = [p.strip() for p in text.split(",") if p.strip()]
     if not parts:
         raise argparse.ArgumentTypeError(f"{text!r}: expected N[,N...], e.g. 1,4,8")
-    return [_positive_int(p) for p in parts]
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not positive")
-    return value
+    return [positive_int(p) for p in parts]
 
 
 def _positive_float(text: str) -> float:

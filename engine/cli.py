@@ -14,6 +14,7 @@ from typing import Any, NoReturn
 
 from . import __version__
 from .bench_cli import add_bench_parser
+from .cli_options import add_runtime_options, positive_int
 from .errors import VetrinaError
 from .pipeline_spec import builtin_names
 
@@ -130,17 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="output format (default: the pipeline's, png for a model; JPEG flattens alpha "
         "onto white)",
     )
-    p.add_argument(
-        "--device",
-        default="cpu",
-        choices=("cpu", "cuda", "tensorrt"),
-        help="execution device (default cpu); an unavailable device is an error",
-    )
-    p.add_argument("--threads", type=_positive_int, help="inference threads (default: per core)")
-    p.add_argument("--batch", type=_positive_int, default=4, help="images per batch (default 4)")
+    add_runtime_options(p)
+    p.add_argument("--batch", type=positive_int, default=4, help="images per batch (default 4)")
     p.add_argument(
         "--max-side",
-        type=_positive_int,
+        type=positive_int,
         help="longest side processed; larger images are processed downscaled and "
         "resized back (default: 2048 for a model; none for a pipeline, which tiles)",
     )
@@ -152,14 +147,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--tile",
-        type=_positive_int,
+        type=positive_int,
         default=1024,
         help="pipelines: photos larger than this (working side, px) are processed in "
         "overlapping, feather-blended tiles (default 1024)",
     )
     p.add_argument(
         "--max-pixels",
-        type=_positive_int,
+        type=positive_int,
         default=64_000_000,
         help="refuse images with more pixels (default 64 MP)",
     )
@@ -183,13 +178,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--seed", type=_seed_list, default=[0], help="seed or comma list of seeds (default 0)"
     )
-    p.add_argument("--count", type=_positive_int, help="this many seeds from --seed on")
+    p.add_argument("--count", type=positive_int, help="this many seeds from --seed on")
     p.add_argument("-o", "--output", type=Path, required=True, help="output folder")
-    p.add_argument(
-        "--device", default="cpu", choices=("cpu", "cuda", "tensorrt"), help="execution device"
-    )
-    p.add_argument("--threads", type=_positive_int, help="inference threads (default: per core)")
-    p.add_argument("--batch", type=_positive_int, default=4, help="images per batch (default 4)")
+    add_runtime_options(p)
+    p.add_argument("--batch", type=positive_int, default=4, help="images per batch (default 4)")
     p.set_defaults(func=_cmd_generate)
 
     _add_build_parser(sub)
@@ -215,8 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=Path("demo-output"),
         help="output folder (default demo-output)",
     )
-    p.add_argument("--images", type=_positive_int, default=8, help="number of sample photos")
-    p.add_argument("--size", type=_positive_int, default=256, help="sample photo size in px")
+    p.add_argument("--images", type=positive_int, default=8, help="number of sample photos")
+    p.add_argument("--size", type=positive_int, default=256, help="sample photo size in px")
     p.add_argument(
         "--no-chains",
         action="store_true",
@@ -232,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     z = zoo.add_parser("train", help="train a zoo model (or all) from scratch on the CPU")
     z.add_argument("name", help="zoo model name or 'all' (see 'vetrina zoo list')")
     z.add_argument("--out", type=Path, help="checkpoint path (default: the zoo's own file)")
-    z.add_argument("--steps", type=_positive_int, help="training steps (default: the recipe's)")
+    z.add_argument("--steps", type=positive_int, help="training steps (default: the recipe's)")
     z.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     z.add_argument("--no-progress", action="store_true", help="plain log lines, no progress bar")
     z.set_defaults(func=_cmd_zoo_train)
@@ -244,8 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     z.add_argument("name", help="zoo model name or 'all'")
     z.add_argument("--checkpoint", type=Path, help="checkpoint (default: the zoo's own file)")
-    z.add_argument("--images", type=_positive_int, help="test images (default: the recipe's)")
-    z.add_argument("--size", type=_positive_int, help="test image size (default: the recipe's)")
+    z.add_argument("--images", type=positive_int, help="test images (default: the recipe's)")
+    z.add_argument("--size", type=positive_int, help="test image size (default: the recipe's)")
     z.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     z.set_defaults(func=_cmd_zoo_eval)
     z = zoo.add_parser(
@@ -319,16 +311,6 @@ def _size_list(text: str) -> list[tuple[int, int]]:
         return parse_sizes(text, option="")
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc).strip()) from None
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not positive")
-    return value
 
 
 def _needs_convert() -> None:
@@ -568,7 +550,7 @@ def _add_build_parser(sub: argparse._SubParsersAction) -> None:
         "fp32 models only",
     )
     p.add_argument(
-        "--workspace", type=_positive_int, metavar="MiB", help="workspace memory pool limit"
+        "--workspace", type=positive_int, metavar="MiB", help="workspace memory pool limit"
     )
     p.add_argument(
         "--timing-cache", type=Path, metavar="FILE", help="reuse and update this timing cache"
@@ -599,10 +581,8 @@ def _add_doctor_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the findings as JSON")
     p.add_argument("--strict", action="store_true", help="exit 1 on warnings too")
     p.add_argument("--no-run", action="store_true", help="static checks only (no ONNX Runtime run)")
-    p.add_argument(
-        "--size", type=_positive_int, default=256, help="sample image side (default 256)"
-    )
-    p.add_argument("--samples", type=_positive_int, default=2, help="sample images (default 2)")
+    p.add_argument("--size", type=positive_int, default=256, help="sample image side (default 256)")
+    p.add_argument("--samples", type=positive_int, default=2, help="sample images (default 2)")
     p.add_argument("--arch", help="architecture of a bare state_dict checkpoint")
     p.add_argument(
         "--trust-pickle",

@@ -99,6 +99,20 @@ class SpatialRules:
         if self.max_size is not None and self.max_size < self.min_size:
             raise ModelError(f"contract: max_size < min_size in {self}")
 
+    def fit(self, height: int, width: int, limit: int | None = None) -> tuple[int, int]:
+        """The size an image of ``height`` x ``width`` is processed at: scaled down (aspect
+        kept) so the longer side is at most ``limit``, each side rounded to the nearest
+        multiple of ``multiple_of`` and kept within ``[min_size, limit]``."""
+        cap = min(v for v in (limit, 1 << 30) if v is not None)
+        factor = min(1.0, cap / max(height, width))
+        step = self.multiple_of
+
+        def side(length: int) -> int:
+            target = max(self.min_size, int(length * factor / step + 0.5) * step)
+            return max(step, min(target, (cap // step) * step))
+
+        return side(height), side(width)
+
 
 @dataclass(frozen=True)
 class Contract:

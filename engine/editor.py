@@ -71,15 +71,8 @@ class Editor:
         if static is not None:
             return static
         rules = self.model.contract.spatial
-        limit = min(v for v in (self.max_side, rules.max_size, 1 << 30) if v is not None)
-        factor = min(1.0, limit / max(height, width))
-        step = rules.multiple_of
-
-        def fit(side: int) -> int:
-            target = max(rules.min_size, int(side * factor / step + 0.5) * step)
-            return max(step, min(target, (limit // step) * step))
-
-        return fit(height), fit(width)
+        caps = [v for v in (self.max_side, rules.max_size) if v is not None]
+        return rules.fit(height, width, min(caps) if caps else None)
 
     def edit(
         self, images: Sequence[np.ndarray], *, order: str = "RGB", output_order: str | None = None

@@ -213,17 +213,9 @@ class Pipeline:
         chain's size rules allow; never above ``max_side``; above ``tile_side`` it is tiled)."""
         if self.fixed_size is not None:
             return self.fixed_size
-        r = self.rules
-        model_cap = None if self.tile_side is not None else r.max_size  # else: tiles
-        limit = min(v for v in (self.max_side, model_cap, 1 << 30) if v is not None)
-        factor = min(1.0, limit / max(height, width))
-        step = r.multiple_of
-
-        def fit(side: int) -> int:
-            target = max(r.min_size, int(side * factor / step + 0.5) * step)
-            return max(step, min(target, (limit // step) * step))
-
-        return fit(height), fit(width)
+        model_cap = None if self.tile_side is not None else self.rules.max_size  # else: tiles
+        caps = [v for v in (self.max_side, model_cap) if v is not None]
+        return self.rules.fit(height, width, min(caps) if caps else None)
 
     def run(
         self,

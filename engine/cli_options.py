@@ -1,0 +1,30 @@
+"""Argument types and options shared by the CLI's subcommands (kept apart from cli.py so that
+subcommand modules such as bench_cli can use them without importing the whole CLI)."""
+
+from __future__ import annotations
+
+import argparse
+
+DEVICES = ("cpu", "cuda", "tensorrt")
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not positive")
+    return value
+
+
+def add_runtime_options(p: argparse.ArgumentParser) -> None:
+    """``--device`` and ``--threads``, as every command that runs models takes them."""
+    p.add_argument(
+        "--device",
+        default="cpu",
+        choices=DEVICES,
+        help="execution device (default cpu); an unavailable device is an error",
+    )
+    p.add_argument("--threads", type=positive_int, help="inference threads (default: per core)")
