@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.vetrina-installed
 
 .PHONY: demo test lint build clean
 
-$(STAMP): pyproject.toml setup.py $(wildcard kernels/*.pyx kernels/*.pxd)
+$(STAMP): pyproject.toml setup.py $(wildcard kernels/*.pyx kernels/*.pxd kernels/*.pxi)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet $(TORCH)
 	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"

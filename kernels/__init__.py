@@ -6,6 +6,8 @@
   resize back, alpha);
 * :func:`adapt` -- float NCHW -> float NCHW between two models' contracts;
 * :func:`composite`, :func:`dilate_mask`, :func:`feather_mask` -- alpha compositing and masks;
+* :func:`matte_to_alpha`, :func:`keep_shadow`, :func:`merge_shadow`, :func:`premultiply` --
+  matting: a model's low-resolution matte -> the photo's alpha (guided filter), soft shadows;
 * :func:`plan_tiles` / :class:`TilePlan` -- overlapping tiles and seamless blending;
 * :func:`normalization`, :func:`range_mapping` / :class:`Affine` -- scale/offset helpers.
 
@@ -24,6 +26,7 @@ from ._checks import check_size as _check_size
 from ._checks import check_threads as _check_threads
 from ._checks import per_channel as _per_channel
 from .adapt import adapt
+from .alpha import keep_shadow, matte_to_alpha, merge_shadow, premultiply
 from .composite import ALPHA_MODES, MAX_RADIUS, composite, dilate_mask, feather_mask
 from .fit import FITS, Placement, plan_fit
 from .mapping import IMAGENET_MEAN, IMAGENET_STD, Affine, normalization, range_mapping
@@ -49,10 +52,14 @@ __all__ = [
     "composite",
     "dilate_mask",
     "feather_mask",
+    "keep_shadow",
+    "matte_to_alpha",
+    "merge_shadow",
     "normalization",
     "plan_fit",
     "plan_tiles",
     "postprocess",
+    "premultiply",
     "preprocess",
     "range_mapping",
 ]

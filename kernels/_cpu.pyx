@@ -17,6 +17,8 @@ Layout of this module:
   OpenCV-compatible uint8 mode).
 * Cython code: tap tables (computed once per image and axis), descriptors, and ONE OpenMP
   region per call running over every output row of the batch (dynamic schedule).
+* ``_alpha.pxi`` (included at the end): the alpha (matting) kernels, which reuse the tap
+  tables and the float row engine above.
 
 Numerics: all float arithmetic is float32 in a fixed order and the build uses
 -ffp-contract=off, so the results equal the numpy references in tests/kernels/reference.py
@@ -1756,3 +1758,6 @@ def composite_rgba(const unsigned char[:, :, :] fg, const unsigned char[:, :, :]
                         out[y, x, c] = <unsigned char>(
                             (fg[y, x, c] * a + bg[y, x, c] * (255 - a) + 127) // 255)
     return out
+
+
+include "_alpha.pxi"

@@ -1,12 +1,13 @@
 """vetrina CUDA kernels: NVRTC compilation with an on-disk cache, device memory, the launcher.
 
-The CUDA C sources in ``kernels/cuda/`` (preprocess, postprocess, adapt, tiles) implement the
-CPU kernels' semantics (``vetrina.kernels``, docs/kernels.md) operation for operation: same tap
-formulas, same per-image resampling mode (bilinear, area, OpenCV's integer box and 8-bit
-bilinear), float32 arithmetic in the same order, compiled by NVRTC through cuda-python
-(``cuda.bindings``) with ``--fmad=false``, so GPU results equal the CPU's bit for bit (the
-tests allow 1 LSB / a few ulps). Placements, validation and tile weights come from the CPU
-package itself, so both sides place and weigh pixels identically.
+The CUDA C sources in ``kernels/cuda/`` (preprocess, postprocess, adapt, tiles; alpha, driven
+by :mod:`vetrina.kernels.gpu_alpha`) implement the CPU kernels' semantics (``vetrina.kernels``,
+docs/kernels.md) operation for operation: same tap formulas, same per-image resampling mode
+(bilinear, area, OpenCV's integer box and 8-bit bilinear), float32 arithmetic in the same
+order, compiled by NVRTC through cuda-python (``cuda.bindings``) with ``--fmad=false``, so GPU
+results equal the CPU's bit for bit (the tests allow 1 LSB / a few ulps). Placements,
+validation and tile weights come from the CPU package itself, so both sides place and weigh
+pixels identically.
 
 * :func:`compile_kernels` (alias :func:`compile_all`) needs NVRTC only, no GPU or driver: CI
   compiles every kernel for sm_80 and sm_90. Cubins are cached on disk, keyed by the sha256 of
@@ -78,7 +79,7 @@ __all__ = [
 
 SOURCE_DIR = Path(__file__).resolve().with_name("cuda")
 """Folder of the CUDA C sources (``*.cu``) and their headers (``*.cuh``)."""
-SOURCES = ("preprocess", "postprocess", "adapt", "tiles")
+SOURCES = ("preprocess", "postprocess", "adapt", "tiles", "alpha")
 """The compiled units: ``kernels/cuda/<name>.cu``, one module each."""
 NVRTC_OPTIONS = (
     "--std=c++17",
