@@ -123,7 +123,9 @@ def image_feeds(
         for spec in inputs:
             plane = mask[:, :, None] if spec.semantic == "mask" else _channels(rgb, spec.channels)
             scale, offset = spec.from_uint8_affine()
-            values = plane.astype(np.float32) * np.float32(scale) + np.float32(offset)
+            values = plane.astype(np.float32) * np.asarray(scale, np.float32) + np.asarray(
+                offset, np.float32
+            )  # per channel (the last axis) when the contract normalises by mean/std
             feed[spec.name] = np.ascontiguousarray(values.transpose(2, 0, 1)[None])
         feeds.append(feed)
     return feeds

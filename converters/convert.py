@@ -26,6 +26,7 @@ from vetrina.timing import StepTimes
 
 from .cpu_graph import tune_for_cpu
 from .export import export_onnx, model_opset, slim_onnx
+from .input_norm import with_input_norm
 from .sizes import Size
 from .source import Source, build_module, identify, load_source, resolve_architecture
 from .verify import Gate, VerificationReport, gate_for, precision_cases, verify
@@ -71,6 +72,7 @@ def convert(
     calibration: Any = None,
     keep_fp32: Sequence[str] = (),
     max_trials: int = 24,
+    input_norm: str | None = None,
 ) -> ConversionResult:
     """Export a checkpoint to ``output`` (ONNX), verify it against PyTorch and write the
     contract. Raises :class:`VerificationError` (with the report) when over the gate.
@@ -88,6 +90,9 @@ def convert(
     ``target`` "cpu" (the default for fp32) also rewrites ops that leave ONNX Runtime's fast
     CPU layout into equivalent ones that stay in it (:mod:`.cpu_graph`); "tensorrt" keeps the
     graph as exported. The rewrites are verified like the rest and named in the contract.
+
+    ``input_norm`` ("imagenet") leaves the input normalisation outside the graph, as rembg
+    feeds U²-Net files (:mod:`.input_norm`); the contract records the mean and std.
     """
     times = StepTimes()
     output = Path(output)
@@ -101,6 +106,8 @@ def convert(
         )
     with times.step("load checkpoint"):
         source = load_source(checkpoint_path, arch=arch, trusted=trusted)
+        if input_norm is not None:
+            source = with_input_norm(source, input_norm)
     verify_sizes = [static] if static else sizes
     active = gate_for(precision, gate, **(gate_overrides or {}))
     reduced: dict[str, Any] | None = None
@@ -128,6 +135,7 @@ def convert(
                     calibration=calibration,
                     keep_fp32=keep_fp32,
                     max_trials=max_trials,
+                    static=static,
                 )
         with times.step("verify"):
             report = verify(
@@ -208,6 +216,7 @@ def _reduce(
     calibration: Any,
     keep_fp32: Sequence[str],
     max_trials: int,
+    static: Size | None = None,
 ) -> dict[str, Any]:
     """Rewrite the fp32 export at ``precision`` into ``output``; the island search judges each
     candidate with the same verification (cases and gate) as the final check."""
@@ -235,6 +244,7 @@ def _reduce(
         calibration=calibration,
         inputs=source.spec.inputs,
         max_trials=max_trials,
+        **({"calibration_size": tuple(static)} if static else {}),  # a static model's one size
     )
     return result.provenance()
 

@@ -691,8 +691,9 @@ def _rendered(spec: TensorSpec, batch: int, h: int, w: int, channels: int | None
     u8 = np.stack(planes).astype(np.float32)
     if spec.range is None:
         return u8 / 255.0
-    scale, offset = spec.from_uint8_affine()
-    return u8 * np.float32(scale) + np.float32(offset)
+    # one value, or one per channel (mean/std): shaped (C|1, 1, 1) to broadcast over NCHW
+    scale, offset = (np.asarray(v, np.float32).reshape(-1, 1, 1) for v in spec.from_uint8_affine())
+    return u8 * scale + offset
 
 
 def _activation_findings(

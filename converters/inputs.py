@@ -163,8 +163,11 @@ def to_tensor(images: np.ndarray, tensor: TensorSpec) -> np.ndarray:
         x = x @ np.array([0.299, 0.587, 0.114], np.float32)[:, None]
     elif tensor.channels == "BGR":
         x = x[..., ::-1]
-    lo, hi = tensor.range or (0.0, 1.0)
-    x = x * np.float32((hi - lo) / 255.0) + np.float32(lo)
+    if tensor.range is None:
+        x = x / np.float32(255.0)
+    else:  # the last axis is the channel one: per-channel mean/std broadcast over it
+        scale, offset = tensor.from_uint8_affine()
+        x = x * np.asarray(scale, np.float32) + np.asarray(offset, np.float32)
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2), dtype=np.float32)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -87,6 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         help="ONNX node names to keep in fp32 besides the automatic islands",
     )
+    p.add_argument(
+        "--input-norm",
+        choices=("imagenet",),
+        default=None,
+        help="leave the input normalisation outside the graph: the model takes "
+        "(rgb/255 - mean)/std, as rembg feeds U²-Net files (the contract records mean/std)",
+    )
     _add_gate_arguments(p)
     p.add_argument("--trust-pickle", action="store_true", help=_TRUST_HELP)
     p.set_defaults(func=_cmd_convert)
@@ -140,6 +148,14 @@ def build_parser() -> argparse.ArgumentParser:
         "resized back (default: 2048 for a model; none for a pipeline, which tiles)",
     )
     p.add_argument(
+        "--workers",
+        type=positive_int,
+        default=1,
+        help="files processed at once, each on its own thread from decode to write (bulk "
+        "folders: one file's decode/encode overlaps another's inference); the model sessions "
+        "then get cores/workers threads unless --threads says otherwise (default 1)",
+    )
+    p.add_argument(
         "--resume",
         action="store_true",
         help="skip inputs whose output exists (outputs are written atomically, so an existing "
@@ -187,6 +203,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_build_parser(sub)
     _add_doctor_parser(sub)
     add_bench_parser(sub)
+
+    p = sub.add_parser(
+        "contract",
+        help="describe an ONNX file vetrina did not convert (e.g. a rembg model)",
+        description="Check MODEL's inputs and outputs against a preset and write its contract "
+        "beside it as NAME.contract.json; the ONNX file is not changed. Presets: u2net "
+        "(rembg's U²-Net family: 320 px, ImageNet mean/std, sigmoid out), isnet (rembg's "
+        "DIS files: 1024 px, mean 0.5, std 1).",
+    )
+    p.add_argument("model", type=Path, help="ONNX model")
+    p.add_argument("--preset", required=True, choices=("u2net", "isnet"))
+    p.add_argument("--size", type=int, default=None, help="input side (default: the preset's)")
+    p.set_defaults(func=_cmd_contract)
 
     p = sub.add_parser("inspect", help="show a model's tensors and contract")
     p.add_argument("model", type=Path, help="ONNX model")
@@ -339,6 +368,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
             target=args.target,
             calibration=_calibration(args.calib),
             keep_fp32=args.keep_fp32,
+            input_norm=args.input_norm,
         )
     except VerificationError as exc:
         print(exc.report.table())
@@ -413,12 +443,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise VetrinaError("no input images found", hint="give image files or folders with images")
     fmt, quality, metadata = args.format or "png", 92, None
     options = {"batch_size": args.batch, "times": times}
+    threads = args.threads
+    if threads is None and args.workers > 1:
+        threads = max(1, (os.cpu_count() or 1) // args.workers)
     if Path(args.target).suffix.lower() == ".onnx":
         from .editor import Editor
         from .model import Model
 
         with times.step("load model"):
-            model = Model.open(args.target, device=args.device, threads=args.threads)
+            model = Model.open(args.target, device=args.device, threads=threads)
         processor: Any = Editor(model, max_side=args.max_side or 2048, **options)
     else:
         from .pipeline import Pipeline
@@ -427,7 +460,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             processor = Pipeline.load(
                 args.target,
                 device=args.device,
-                threads=args.threads,
+                threads=threads,
                 max_side=args.max_side,
                 tile_side=args.tile,
                 log=print,
@@ -449,6 +482,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         quality=quality,
         metadata=metadata,
         resume=args.resume,
+        workers=args.workers,
     )
     resumed = sum(r.resumed for r in results)
     if resumed:
@@ -666,6 +700,19 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
         )
     print(report.to_json() if args.json else report.table())
     return report.exit_code(strict=args.strict)
+
+
+def _cmd_contract(args: argparse.Namespace) -> int:
+    from .foreign import write_contract
+
+    path, contract = write_contract(args.model, args.preset, size=args.size)
+    (spec,) = contract.inputs
+    side = contract.static_size
+    print(
+        f"wrote {path}: matting, input {spec.name!r} {side[0]}x{side[1]} "  # type: ignore[index]
+        f"mean {spec.mean} std {spec.std}, output {contract.outputs[0].name!r}"
+    )
+    return EXIT_OK
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:

@@ -13,6 +13,8 @@ from typing import Any
 from .errors import ModelError
 
 METADATA_KEY = "vetrina.contract"
+Affine1 = float | tuple[float, ...]
+"""One scale or offset: a number, or one per channel."""
 CONTRACT_VERSION = 1
 
 ROLES = ("generator", "editor", "inpainter", "detector", "upscaler", "classifier", "matting")
@@ -28,6 +30,10 @@ class TensorSpec:
 
     ``range`` is the value interval that the uint8 interval [0, 255] maps onto linearly
     (``(0, 1)``, ``(-1, 1)``, ...); meaningless for latent inputs, where it is ``None``.
+    ``mean`` and ``std`` (one value per channel, in the tensor's channel order; both or
+    neither) normalise further: the model sees ``(v - mean[c]) / std[c]`` with ``v`` in
+    ``range`` -- the ImageNet convention of rembg's U²-Net files is ``range (0, 1)``,
+    ``mean (0.485, 0.456, 0.406)``, ``std (0.229, 0.224, 0.225)``.
     ``labels`` names the classes of a ``label`` input (index i is ``labels[i]``), so a request
     can say "red sneaker" instead of indices.
     """
@@ -39,6 +45,8 @@ class TensorSpec:
     range: tuple[float, float] | None = (0.0, 1.0)
     dtype: str = "float32"
     labels: tuple[str, ...] | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         _check_choice("semantic", self.semantic, SEMANTICS)
@@ -57,6 +65,31 @@ class TensorSpec:
             if len(set(labels)) != len(labels):
                 raise ModelError(f"contract: tensor {self.name!r} repeats a label: {labels!r}")
             object.__setattr__(self, "labels", labels)
+        self._check_normalisation()
+
+    def _check_normalisation(self) -> None:
+        if self.mean is None and self.std is None:
+            return
+        if self.mean is None or self.std is None or self.range is None:
+            raise ModelError(
+                f"contract: tensor {self.name!r} needs mean and std together, and a range"
+            )
+        count = 1 if self.channels == "L" else 3
+        try:
+            mean = tuple(float(v) for v in self.mean)
+            std = tuple(float(v) for v in self.std)
+        except (TypeError, ValueError):
+            raise ModelError(
+                f"contract: tensor {self.name!r} mean/std must be lists of numbers"
+            ) from None
+        if len(mean) != count or len(std) != count or not all(v > 0 for v in std):
+            raise ModelError(
+                f"contract: tensor {self.name!r} ({self.channels or 'no channels'}) needs "
+                f"{count} mean and {count} positive std values; got mean {self.mean!r}, "
+                f"std {self.std!r}"
+            )
+        object.__setattr__(self, "mean", mean)
+        object.__setattr__(self, "std", std)
 
     def label_index(self, value: str) -> int:
         """The index of class ``value`` of this label input; unknown names list the valid ones."""
@@ -66,16 +99,37 @@ class TensorSpec:
             raise ModelError(f"unknown {self.name} {value!r}; valid: {', '.join(self.labels)}")
         return self.labels.index(value)
 
-    def to_uint8_affine(self) -> tuple[float, float]:
-        """(scale, offset) mapping this tensor's values onto 0..255: ``u = v*scale + offset``."""
-        lo, hi = self._range()
-        scale = 255.0 / (hi - lo)
-        return scale, -lo * scale
+    def to_uint8_affine(self) -> tuple[Affine1, Affine1]:
+        """(scale, offset) mapping this tensor's values onto 0..255: ``u = v*scale + offset``;
+        per channel (tuples, in the tensor's channel order) when it has ``mean``/``std``."""
+        scale, offset = self.from_uint8_affine()
+        if isinstance(scale, tuple):
+            return (
+                tuple(1.0 / s for s in scale),
+                tuple(-o / s for s, o in zip(scale, offset, strict=True)),  # type: ignore[arg-type]
+            )
+        return 1.0 / scale, -offset / scale
 
-    def from_uint8_affine(self) -> tuple[float, float]:
-        """(scale, offset) mapping 0..255 onto this tensor's values: ``v = u*scale + offset``."""
+    def from_uint8_affine(self) -> tuple[Affine1, Affine1]:
+        """(scale, offset) mapping 0..255 onto this tensor's values: ``v = u*scale + offset``;
+        per channel (tuples, in the tensor's channel order) when it has ``mean``/``std``."""
         lo, hi = self._range()
-        return (hi - lo) / 255.0, lo
+        scale = (hi - lo) / 255.0
+        if self.mean is None or self.std is None:
+            return scale, lo
+        return (
+            tuple(scale / s for s in self.std),
+            tuple((lo - m) / s for m, s in zip(self.mean, self.std, strict=True)),
+        )
+
+    @property
+    def bounds(self) -> tuple[Affine1, Affine1]:
+        """The values uint8 0 and 255 map onto (per channel with ``mean``/``std``): the
+        interval a clamp to this tensor's domain keeps."""
+        scale, offset = self.from_uint8_affine()
+        if isinstance(scale, tuple):
+            return offset, tuple(255.0 * s + o for s, o in zip(scale, offset, strict=True))  # type: ignore[arg-type]
+        return offset, 255.0 * scale + offset
 
     def _range(self) -> tuple[float, float]:
         if self.range is None:
@@ -187,14 +241,11 @@ class Contract:
 
 
 def _tensor(raw: dict[str, Any]) -> TensorSpec:
-    rng, labels = raw.get("range"), raw.get("labels")
-    return TensorSpec(
-        **{
-            **raw,
-            "range": tuple(rng) if rng is not None else None,
-            "labels": tuple(labels) if labels is not None else None,
-        }
-    )
+    def tup(key: str) -> tuple[Any, ...] | None:
+        value = raw.get(key)
+        return tuple(value) if value is not None else None
+
+    return TensorSpec(**{**raw, **{k: tup(k) for k in ("range", "labels", "mean", "std")}})
 
 
 def _find(specs: tuple[TensorSpec, ...], semantic: str, kind: str) -> TensorSpec:

@@ -41,7 +41,8 @@ class Model:
         threads: int | None = None,
         spinning: bool = False,
     ) -> Model:
-        """Open an ONNX model converted by vetrina (its contract is in the metadata);
+        """Open an ONNX model converted by vetrina (its contract is in the metadata), or any
+        ONNX file with a contract beside it (:mod:`vetrina.foreign`);
         ``threads`` and ``spinning`` as :class:`~vetrina.backends.onnxruntime.OrtSession`."""
         path = Path(path)
         if not path.is_file():
@@ -52,13 +53,19 @@ class Model:
 
         session = OrtSession(path, device=device, threads=threads, spinning=spinning)
         text = session.metadata.get(METADATA_KEY)
-        if text is None:
+        if text is not None:
+            return cls(session, Contract.from_json(text), path)
+        from .foreign import read_sidecar, sidecar_path
+
+        contract = read_sidecar(path)
+        if contract is None:
             raise ModelError(
-                f"{path}: has no vetrina contract ({METADATA_KEY} metadata)",
-                hint="convert the checkpoint with 'vetrina convert' so the engine knows how to "
-                "feed the model",
+                f"{path}: has no vetrina contract ({METADATA_KEY} metadata, or "
+                f"{sidecar_path(path).name} beside it)",
+                hint="convert the checkpoint with 'vetrina convert', or describe a file you "
+                "already have with 'vetrina contract FILE --preset u2net|isnet'",
             )
-        return cls(session, Contract.from_json(text), path)
+        return cls(session, contract, path)
 
     def output_index(self, name: str) -> int:
         """Position of the named output in the backend's output list."""

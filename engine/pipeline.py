@@ -44,6 +44,7 @@ from .timing import StepTimes
 __all__ = ["EmptyMatteWarning", "GenerationRequest", "Pipeline"]
 
 Stage = EditStage | CleanStage | MatteStage
+ImageStage = EditStage | CleanStage
 
 
 class Pipeline:
@@ -113,7 +114,14 @@ class Pipeline:
                 stages.append(
                     CleanStage(s, model(s.models["detector"]), model(s.models["inpainter"]), where)
                 )
-        self.stages: tuple[Stage, ...] = tuple(stages)
+        mattes = [i for i, st in enumerate(stages) if isinstance(st, MatteStage)]
+        if mattes and (mattes != [0] or self.source is not None):
+            raise PipelineError(
+                f"{spec.name}: a matte stage must be the first stage of a photo pipeline",
+                hint="put 'matte' first: it mattes the photo as given, the edits come after",
+            )
+        self.matte: MatteStage | None = stages.pop(0) if mattes else None  # type: ignore[assignment]
+        self.stages: tuple[EditStage | CleanStage, ...] = tuple(stages)  # type: ignore[arg-type]
         self.models = tuple(opened.values())
         self.handoffs = self._handoffs()
         self.rules = self._chain_rules()
@@ -233,6 +241,11 @@ class Pipeline:
         output_order = output_order or order
         for i, img in enumerate(images):
             check_image(img, i)
+        mattes = self._mattes(images, order) if self.matte is not None else None
+        if not self.stages:  # matte only: the photo's own pixels, with the matte as alpha
+            return self._finish(
+                self._with_alphas(list(images), mattes, order, output_order), output_order
+            )
         groups: dict[tuple[int, int], list[int]] = defaultdict(list)
         for i, img in enumerate(images):
             groups[self.working_size(img.shape[0], img.shape[1])].append(i)
@@ -244,19 +257,59 @@ class Pipeline:
                 and max(size) > self.tile_side
             ):
                 for i in indices:
-                    results[i] = self._run_tiled(images[i], size, order, output_order)
+                    one = None if mattes is None else [mattes[i]]
+                    results[i] = self._run_tiled(images[i], size, order, output_order, one)
                 continue
             for start in range(0, len(indices), self.batch_size):
                 chunk = indices[start : start + self.batch_size]
                 batch = self._entry([images[i] for i in chunk], size, order)
-                image_batch, alpha = self._chain(batch)
-                outs = self._exit(image_batch, alpha, [images[i] for i in chunk], output_order)
+                image_batch = self._chain(batch)
+                outs = self._exit(
+                    image_batch,
+                    [images[i] for i in chunk],
+                    output_order,
+                    None if mattes is None else [mattes[i] for i in chunk],
+                )
                 for i, out in zip(chunk, outs, strict=True):
                     results[i] = out
         return [r for r in results if r is not None]
 
+    def _mattes(self, images: Sequence[np.ndarray], order: str) -> list[np.ndarray]:
+        """Each photo's matte, (1, 1, h, w) in [0, 1] at the matte stage's size."""
+        stage = self.matte
+        assert stage is not None
+        scale, offset = stage.input.from_uint8_affine()
+        groups: dict[tuple[int, int], list[int]] = defaultdict(list)
+        for i, img in enumerate(images):
+            groups[stage.working_size(img.shape[0], img.shape[1])].append(i)
+        out: list[np.ndarray | None] = [None] * len(images)
+        for size, indices in groups.items():
+            for start in range(0, len(indices), self.batch_size):
+                chunk = indices[start : start + self.batch_size]
+                with self.times.step("matte preprocess"):
+                    batch = kernels.preprocess(
+                        [images[i] for i in chunk],
+                        size,
+                        scale=scale,
+                        offset=offset,
+                        src_order=order,
+                        dst_order=stage.input.channels,
+                        interpolation="area",
+                        num_threads=self.kernel_threads,
+                    )
+                with self.times.step(f"1 {stage.label}"):
+                    alpha = stage.matte(batch)
+                for k, i in enumerate(chunk):
+                    out[i] = alpha[k : k + 1]
+        return out  # type: ignore[return-value]
+
     def _run_tiled(
-        self, image: np.ndarray, size: tuple[int, int], order: str, output_order: str
+        self,
+        image: np.ndarray,
+        size: tuple[int, int],
+        order: str,
+        output_order: str,
+        matte: list[np.ndarray] | None,
     ) -> np.ndarray:
         """One large photo in overlapping tiles of at most ``tile_side``, blended with feathered
         weights in the float domain (no seams), then one postprocess."""
@@ -278,25 +331,15 @@ class Pipeline:
         whole = self._entry([image], size, order)[0].transpose(1, 2, 0)  # HWC view
         tiles = plan.split(whole)
         done: list[np.ndarray] = []
-        mattes: list[np.ndarray] = []
         for start in range(0, len(tiles), self.batch_size):
             with self.times.step("tile split"):
                 batch = np.ascontiguousarray(
                     np.stack(tiles[start : start + self.batch_size]).transpose(0, 3, 1, 2)
                 )
-            out, alpha = self._chain(batch)
-            done += list(out.transpose(0, 2, 3, 1))
-            if alpha is not None:
-                mattes += list(alpha.transpose(0, 2, 3, 1))
+            done += list(self._chain(batch).transpose(0, 2, 3, 1))
         with self.times.step("tile blend"):
             blended = plan.blend(done, self.scale).transpose(2, 0, 1)[None]
-            matte = plan.blend(mattes, self.scale).transpose(2, 0, 1)[None] if mattes else None
-        return self._exit(
-            np.ascontiguousarray(blended),
-            None if matte is None else np.ascontiguousarray(matte),
-            [image],
-            output_order,
-        )[0]
+        return self._exit(np.ascontiguousarray(blended), [image], output_order, matte)[0]
 
     def edit(
         self,
@@ -320,8 +363,7 @@ class Pipeline:
             chunk = list(requests[start : start + self.batch_size])
             with self.times.step(f"1 {self.source.label}"):
                 batch = self.source.run(chunk)
-            image_batch, alpha = self._chain(batch, first=2)
-            results += self._exit(image_batch, alpha, None, output_order)
+            results += self._exit(self._chain(batch, first=2), None, output_order, None)
         return results
 
     def _entry(self, images: list[np.ndarray], size: tuple[int, int], order: str) -> np.ndarray:
@@ -338,33 +380,26 @@ class Pipeline:
                 num_threads=self.kernel_threads,
             )
 
-    def _chain(self, batch: np.ndarray, first: int = 1) -> tuple[np.ndarray, np.ndarray | None]:
-        """The stages over ``batch``; returns the image batch and the matte's alpha (N, 1,
-        H, W) in [0, 1] at the same size, or None without a matte stage."""
-        alpha = None
+    def _chain(self, batch: np.ndarray, first: int = 1) -> np.ndarray:
+        """The image stages over ``batch``."""
+        first += self.matte is not None
         for i, (stage, handoff) in enumerate(zip(self.stages, self.handoffs, strict=True)):
             if handoff is not None:
                 with self.times.step("hand-off"):
                     batch = handoff.apply(batch, self.kernel_threads)
             with self.times.step(f"{i + first} {stage.label}"):
-                if isinstance(stage, MatteStage):
-                    alpha = stage.matte(batch)
-                    continue
                 batch = stage.run(batch)
-            if alpha is not None and alpha.shape[2:] != batch.shape[2:]:
-                with self.times.step("hand-off"):
-                    alpha = kernels.adapt(
-                        alpha, size=batch.shape[2:], num_threads=self.kernel_threads
-                    )
-        return batch, alpha
+        return batch
 
     def _exit(
         self,
         batch: np.ndarray,
-        matte: np.ndarray | None,
         originals: list[np.ndarray] | None,
         order: str,
+        mattes: list[np.ndarray] | None,
     ) -> list[np.ndarray]:
+        """The last stage's batch -> uint8 images at the original size times the chain's scale
+        (alpha: the matte's, times the photo's own), framed and composited as the output says."""
         last = self.stages[-1].output if self.stages else self.source.output  # type: ignore[union-attr]
         scale, offset = last.to_uint8_affine()
         n, _, h, w = batch.shape
@@ -374,12 +409,6 @@ class Pipeline:
         else:
             sizes = [(img.shape[0] * self.scale, img.shape[1] * self.scale) for img in originals]
             alphas = [resized_alpha(img, s) for img, s in zip(originals, sizes, strict=True)]
-        if matte is not None:
-            with self.times.step("postprocess"):
-                alphas = [
-                    combine_alpha(self._matte_alpha(matte[k : k + 1], sizes[k]), alphas[k])
-                    for k in range(n)
-                ]
         if alphas is not None and all(a is None for a in alphas):
             alphas = None
         with self.times.step("postprocess"):
@@ -390,9 +419,50 @@ class Pipeline:
                 offset=offset,
                 src_order=last.channels,
                 dst_order=order,
-                alphas=alphas,
+                alphas=None if mattes is not None else alphas,
                 num_threads=self.kernel_threads,
             )
+        if mattes is not None and originals is not None:
+            out = self._with_alphas(out, mattes, order, order, photos=originals)
+        return self._finish(out, order)
+
+    def _with_alphas(
+        self,
+        images: list[np.ndarray],
+        mattes: list[np.ndarray] | None,
+        order: str,
+        output_order: str,
+        *,
+        photos: list[np.ndarray] | None = None,
+    ) -> list[np.ndarray]:
+        """RGBA in ``output_order``: each image's colour (``order``) with its matte's alpha at
+        the image's size, times the photo's own alpha; the matte is refined on ``photos`` (the
+        originals; default: the images themselves)."""
+        stage = self.matte
+        assert stage is not None and mattes is not None
+        photos = photos or images
+        out = []
+        for img, matte, photo in zip(images, mattes, photos, strict=True):
+            with self.times.step("alpha"):
+                colour = img if img.ndim == 3 else img[:, :, None]
+                colour = np.repeat(colour, 3, axis=2) if colour.shape[2] == 1 else colour
+                guide = colour[:, :, :3] if order == "RGB" else colour[:, :, 2::-1]
+                alpha = stage.to_alpha(matte, guide, self.kernel_threads)
+                own = photo[:, :, 3] if photo.ndim == 3 and photo.shape[2] == 4 else None
+                if own is not None and own.shape != alpha.shape:
+                    own = resized_alpha(photo, alpha.shape)
+                alpha = combine_alpha(alpha, own)
+                rgb = colour[:, :, :3] if order == output_order else colour[:, :, 2::-1]
+                rgba = np.dstack([rgb, alpha])
+                rgba[alpha == 0, :3] = 0  # no colour where nothing shows: smaller PNGs
+                if stage.shadow > 0:
+                    shadow = kernels.keep_shadow(guide, alpha, strength=stage.shadow)
+                    rgba = kernels.merge_shadow(rgba, shadow)
+            out.append(rgba)
+        return out
+
+    def _finish(self, out: list[np.ndarray], order: str) -> list[np.ndarray]:
+        """Crop / canvas / background as the pipeline's output says."""
         spec = self.spec.output
         if spec.get("crop") or spec.get("canvas"):
             with self.times.step("frame"):
@@ -416,18 +486,24 @@ class Pipeline:
                 ]
         return out
 
-    def _matte_alpha(self, matte: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-        """One (1, 1, h, w) matte in [0, 1] -> uint8 (H, W) at ``size`` (bilinear)."""
-        if matte.shape[2:] != size:
-            matte = kernels.adapt(matte, size=size, num_threads=self.kernel_threads)
-        return np.floor(np.clip(matte[0, 0], 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-
     # --- description ----------------------------------------------------------------------
 
     def describe(self) -> list[str]:
         """One line per step: entry, stages, hand-offs, exit."""
         lines = []
-        if self.source is None:
+        if self.matte is not None:
+            m = self.matte
+            size = f"{m.size[0]}x{m.size[1]}" if m.size else "the photo's size"
+            extras = [f"guided refine r={m.refine}" if m.refine else ""]
+            extras += [f"threshold {m.low:g}..{m.high:g}" if (m.low, m.high) != (0, 1) else ""]
+            extras += [f"shadows kept at {m.shadow:g}" if m.shadow else ""]
+            lines.append(
+                f"1 {m.label}: photo resized to {size} -> alpha, back to full size"
+                + "".join(f", {e}" for e in extras if e)
+            )
+        if self.source is None and not self.stages:
+            lines.append("(the photo's pixels are kept as they are)")
+        elif self.source is None:
             first = self.stages[0].input
             where = (
                 f"resized to {self.fixed_size[0]}x{self.fixed_size[1]} (a static-size model)"
@@ -443,15 +519,13 @@ class Pipeline:
             lines.append(
                 f"1 {self.source.label}: seed + labels -> {_range(self.source.output.range)}"
             )
-        offset = 1 if self.source is None else 2
+        offset = 1 + (self.source is not None) + (self.matte is not None)
         for i, (stage, handoff) in enumerate(zip(self.stages, self.handoffs, strict=True)):
             if handoff is not None:
                 lines.append(
                     f"  hand-off: {handoff.describe()}" + ("" if handoff.converts else " (clamp)")
                 )
             extra = f" (x{stage.rules.scale})" if stage.rules.scale != 1 else ""
-            if isinstance(stage, MatteStage):
-                extra = " (alpha)"
             lines.append(f"{i + offset} {stage.label}{extra}")
         out = self.spec.output
         bg = out.get("background")
@@ -471,7 +545,8 @@ class Pipeline:
 
     def provenance(self, request: GenerationRequest | None = None) -> dict[str, str]:
         """Text for the output's metadata: pipeline, stages, model hashes, seed and labels."""
-        labels = ([self.source.label] if self.source else []) + [s.label for s in self.stages]
+        first = self.source or self.matte
+        labels = ([first.label] if first else []) + [s.label for s in self.stages]
         meta = {
             "vetrina:version": __version__,
             "vetrina:pipeline": self.spec.name,

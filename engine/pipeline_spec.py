@@ -34,8 +34,20 @@ STAGE_KINDS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "generate": (("model",), {}),
     "edit": (("model",), {}),
     "clean": (("detector", "inpainter"), {"threshold": 0.5, "dilate": 0}),
-    "matte": (("model",), {}),
+    "matte": (
+        ("model",),
+        {
+            "size": None,
+            "refine": 0,
+            "eps": 1e-3,
+            "threshold": None,
+            "shadow": 0.0,
+            "stretch": False,
+        },
+    ),
 }
+MATTE_SIZE_PHOTO = "photo"
+"""``size: photo``: the matte at the photo's own (working) size instead of a fixed square."""
 OUTPUT_OPTIONS: dict[str, Any] = {
     "format": "png",
     "background": None,
@@ -163,6 +175,8 @@ def _stage(raw: Any, index: int, origin: str) -> StageSpec:
 
 
 def _check_params(kind: str, params: dict[str, Any], where: str) -> None:
+    if kind == "matte":
+        _check_matte(params, where)
     if kind == "clean":
         t = params["threshold"]
         if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0.0 < t < 1.0:
@@ -170,6 +184,54 @@ def _check_params(kind: str, params: dict[str, Any], where: str) -> None:
         d = params["dilate"]
         if isinstance(d, bool) or not isinstance(d, int) or not 0 <= d <= 64:
             raise PipelineError(f"{where}: dilate {d!r} must be an int in 0..64 (pixels)")
+
+
+def _check_matte(params: dict[str, Any], where: str) -> None:
+    """Matte options: ``size`` (the model's input side: int, [h, w] or ``photo``; default the
+    model's static size, else 320 as rembg's U²-Net), ``refine`` (guided-filter radius in the
+    matte's pixels, scaled to the photo: 2 on a 128 px matte of a 1024 px photo is 16 px; 0
+    off) and ``eps``, ``threshold`` ([low, high]: alpha ramps from 0
+    at low to 1 at high; equal values cut hard), ``shadow`` (0..1: keep soft shadows at this
+    strength), ``stretch`` (rescale each matte to [0, 1] first, as rembg does)."""
+    size = params["size"]
+    if size is not None and size != MATTE_SIZE_PHOTO:
+        sides = size if isinstance(size, list) else [size, size]
+        if len(sides) != 2 or not all(_int_in(v, 16, 4096) for v in sides):
+            raise PipelineError(
+                f"{where}: size {size!r} must be a side in 16..4096, [height, width] or "
+                f"'{MATTE_SIZE_PHOTO}'"
+            )
+        params["size"] = (int(sides[0]), int(sides[1]))
+    if not _int_in(params["refine"], 0, 16):
+        raise PipelineError(
+            f"{where}: refine {params['refine']!r} must be a radius in 0..16 (matte pixels)"
+        )
+    eps = params["eps"]
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps <= 1:
+        raise PipelineError(f"{where}: eps {eps!r} must be a number in (0, 1]")
+    t = params["threshold"]
+    if t is not None:
+        if (
+            not isinstance(t, list)
+            or len(t) != 2
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in t)
+            or not 0 <= t[0] <= t[1] <= 1
+        ):
+            raise PipelineError(
+                f"{where}: threshold {t!r} must be [low, high] with 0 <= low <= high <= 1"
+            )
+        params["threshold"] = (float(t[0]), float(t[1]))
+    sh = params["shadow"]
+    if sh is False:
+        params["shadow"] = sh = 0.0
+    if isinstance(sh, bool) or not isinstance(sh, (int, float)) or not 0 <= sh <= 1:
+        raise PipelineError(f"{where}: shadow {sh!r} must be a strength in 0..1 (0: off)")
+    if not isinstance(params["stretch"], bool):
+        raise PipelineError(f"{where}: stretch {params['stretch']!r} must be true or false")
+
+
+def _int_in(value: Any, lo: int, hi: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi
 
 
 def _output(raw: Any, origin: str) -> dict[str, Any]:

@@ -15,22 +15,25 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import kernels
-from .contract import SpatialRules, TensorSpec
+from .contract import Affine1, SpatialRules, TensorSpec
 from .errors import InputError, ModelError
 from .model import Model
-from .pipeline_spec import PipelineError, StageSpec
+from .pipeline_spec import MATTE_SIZE_PHOTO, PipelineError, StageSpec
 
 IMAGE_ROLES = ("editor", "upscaler")
 
 
 @dataclass(frozen=True)
 class Handoff:
-    """float NCHW in ``src``'s range and channel order -> ``dst``'s, clamped to its range."""
+    """float NCHW in ``src``'s domain and channel order -> ``dst``'s, clamped to its range.
+
+    ``scale``/``offset`` are numbers, or one per output channel where either side has a
+    per-channel ``mean``/``std`` normalisation."""
 
     src: TensorSpec
     dst: TensorSpec
-    scale: float
-    offset: float
+    scale: Affine1
+    offset: Affine1
     swap: bool
 
     @classmethod
@@ -41,19 +44,34 @@ class Handoff:
             raise PipelineError(
                 f"{where}: cannot hand {src.channels} {src.name!r} to {dst.channels} {dst.name!r}"
             )
-        (a, b), (c, d) = src.range, dst.range
-        scale = (d - c) / (b - a)
-        return cls(src, dst, scale, c - a * scale, src.channels != dst.channels)
+        swap = src.channels != dst.channels
+        to_u8, from_u8 = (
+            _per_channel(*src.to_uint8_affine()),
+            _per_channel(*dst.from_uint8_affine()),
+        )
+        scale, offset = [], []
+        for c in range(3):
+            (s, o), (f, g) = to_u8[2 - c if swap else c], from_u8[c]
+            scale.append(s * f)
+            offset.append(o * f + g)
+        if len(set(scale)) == 1 and len(set(offset)) == 1:
+            return cls(src, dst, scale[0], offset[0], swap)
+        return cls(src, dst, tuple(scale), tuple(offset), swap)
 
     @property
     def converts(self) -> bool:
         """Whether values or channels change (else only the clamp runs)."""
-        return self.swap or not (math.isclose(self.scale, 1.0) and self.offset == 0.0)
+        scales = self.scale if isinstance(self.scale, tuple) else (self.scale,)
+        offsets = self.offset if isinstance(self.offset, tuple) else (self.offset,)
+        same = all(math.isclose(s, 1.0) for s in scales) and all(o == 0.0 for o in offsets)
+        return self.swap or not same
 
     def describe(self) -> str:
         parts = []
         if self.src.range != self.dst.range:
             parts.append(f"range {_fmt(self.src.range)} -> {_fmt(self.dst.range)}")
+        if (self.src.mean, self.src.std) != (self.dst.mean, self.dst.std):
+            parts.append(f"mean/std {_norm(self.src)} -> {_norm(self.dst)}")
         if self.swap:
             parts.append(f"{self.src.channels} -> {self.dst.channels}")
         return ", ".join(parts) or "same domain"
@@ -69,8 +87,27 @@ class Handoff:
                 dst_order=self.dst.channels,
                 num_threads=num_threads,
             )
-        lo, hi = self.dst.range  # type: ignore[misc]
+        lo, hi = self.dst.bounds
+        if isinstance(lo, tuple):
+            lo = np.asarray(lo, np.float32)[:, None, None]
+            hi = np.asarray(hi, np.float32)[:, None, None]
         return np.clip(batch, lo, hi, out=batch)
+
+
+def _per_channel(scale: Affine1, offset: Affine1) -> list[tuple[float, float]]:
+    scales = scale if isinstance(scale, tuple) else (scale,) * 3
+    offsets = offset if isinstance(offset, tuple) else (offset,) * 3
+    return list(zip(scales, offsets, strict=True))
+
+
+def _norm(spec: TensorSpec) -> str:
+    if spec.mean is None:
+        return "none"
+    return (
+        "("
+        + ", ".join(f"{m:g}/{s:g}" for m, s in zip(spec.mean, spec.std or (), strict=True))
+        + ")"
+    )
 
 
 class EditStage:
@@ -154,9 +191,16 @@ class CleanStage:
 
 
 class MatteStage:
-    """Salient-object matting: the model's alpha (N, 1, H, W) in [0, 1] for the image, which
-    passes through unchanged (in the matting model's input domain). The pipeline carries the
-    alpha to the exit, where it becomes the output's alpha channel."""
+    """Salient-object matting: the model's alpha for a photo, at the model's own input size.
+
+    A matting model is trained at one scale (rembg's U²-Net files at 320 x 320, the zoo model
+    at 128), so the photo is resized to ``size`` for it (area filter) and the matte is resized
+    back to the output size with :func:`vetrina.kernels.matte_to_alpha` -- optionally refined
+    by a guided filter on the full-resolution photo, ramped by ``threshold`` and joined by the
+    photo's soft shadows (``shadow``). The photo itself is not touched. A matte stage comes
+    first in a pipeline: it sees the photo as given."""
+
+    DEFAULT_SIZE = (320, 320)
 
     def __init__(self, spec: StageSpec, model: Model, where: str) -> None:
         if model.contract.role != "matting":
@@ -166,26 +210,81 @@ class MatteStage:
             )
         self.label = spec.label
         self.models = (model,)
-        self.input = self.output = model.contract.input("image")
+        self.input = model.contract.input("image")
         self.alpha = model.contract.output("mask")
         self.rules = model.contract.spatial
         if self.rules.scale != 1:
             raise PipelineError(f"{where}: a matting model must keep the size")
-        self.static_size = model.contract.static_size
+        params = spec.params
+        self.size = self._size(params["size"], model.contract.static_size, where)
+        self.refine = int(params["refine"])
+        self.eps = float(params["eps"])
+        self.low, self.high = params["threshold"] or (0.0, 1.0)
+        self.shadow = float(params["shadow"])
+        self.stretch = bool(params["stretch"])
         self._session = model.session
         self._alpha_index = model.output_index(self.alpha.name)
 
+    def _size(
+        self, asked: object, static: tuple[int, int] | None, where: str
+    ) -> tuple[int, int] | None:
+        """The model's input size; None: each photo's own working size (``size: photo``)."""
+        if static is not None:
+            if asked not in (None, static):
+                raise PipelineError(
+                    f"{where}: size {asked} but the model was exported at {static[0]}x{static[1]}",
+                    hint="drop 'size' (a static model runs at its own size)",
+                )
+            return static
+        if asked == MATTE_SIZE_PHOTO:
+            return None
+        size = asked or self.DEFAULT_SIZE
+        r = self.rules
+        if any(
+            v % r.multiple_of or v < r.min_size or (r.max_size and v > r.max_size) for v in size
+        ):
+            raise PipelineError(
+                f"{where}: matte size {size[0]}x{size[1]} breaks the model's rules (sides "
+                f"multiple of {r.multiple_of} in [{r.min_size}, {r.max_size or 'any'}])"
+            )
+        return size  # type: ignore[return-value]
+
+    def working_size(self, height: int, width: int) -> tuple[int, int]:
+        """The size a photo of ``height`` x ``width`` is matted at."""
+        return self.size or self.rules.fit(height, width)
+
     def matte(self, batch: np.ndarray) -> np.ndarray:
-        """Alpha in [0, 1], float32 (N, 1, H, W)."""
+        """Alpha in [0, 1], float32 (N, 1, H, W), of a batch in the model's input domain."""
         out = self._session.run({self.input.name: batch})[self._alpha_index]
         out = _checked(out, batch, 1, 1, self.label)
         lo, hi = self.alpha.range or (0.0, 1.0)
         if (lo, hi) != (0.0, 1.0):
             out = (out - np.float32(lo)) * np.float32(1.0 / (hi - lo))
+        if self.stretch:  # rembg's convention: each matte rescaled to span [0, 1]
+            low = out.min(axis=(1, 2, 3), keepdims=True)
+            span = out.max(axis=(1, 2, 3), keepdims=True) - low
+            out = (out - low) / np.where(span > 0, span, np.float32(1.0))
         return np.clip(out, 0.0, 1.0, out=out)
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        return batch
+    def to_alpha(
+        self, matte: np.ndarray, guide: np.ndarray, num_threads: int | None = None
+    ) -> np.ndarray:
+        """One (1, 1, h, w) matte -> uint8 (H, W) alpha at ``guide``'s size (uint8 RGB(A)
+        photo at the output size): resized, refined, ramped; soft shadows added as alpha."""
+        h, w = matte.shape[2:]
+        factor = max(guide.shape[0] / h, guide.shape[1] / w)
+        radius = max(1, round(self.refine * factor)) if self.refine else 0
+        alpha = kernels.matte_to_alpha(
+            matte[0, 0],
+            guide.shape[:2],
+            guide=guide if radius else None,
+            radius=radius,
+            eps=self.eps,
+            low=self.low,
+            high=self.high,
+            num_threads=num_threads,
+        )
+        return alpha
 
 
 @dataclass(frozen=True)

@@ -138,13 +138,26 @@ class U2Net(nn.Module):
     input is RGB in [0, 1] and the net normalises it with ImageNet's mean and std first, as the
     public checkpoints were trained (constants in the graph, not parameters: the state dict is
     the public one). The zoo model takes [0, 1] as is.
+
+    ``inner_scale`` k > 1 runs the net at 1/k of the input size: the input is average-pooled
+    by k and the probability upsampled back (bilinear). A net trained at 128 px then serves a
+    320 px input convention (rembg's) at the scale it learned; only ``forward`` changes, and
+    the weights are the same.
     """
 
     def __init__(
-        self, variant: str = "u2netp", in_ch: int = 3, out_ch: int = 1, imagenet_input: bool = False
+        self,
+        variant: str = "u2netp",
+        in_ch: int = 3,
+        out_ch: int = 1,
+        imagenet_input: bool = False,
+        inner_scale: int = 1,
     ) -> None:
         super().__init__()
+        if not isinstance(inner_scale, int) or not 1 <= inner_scale <= 8:
+            raise ValueError(f"inner_scale must be an int in 1..8, got {inner_scale!r}")
         self.imagenet_input = imagenet_input
+        self.inner_scale = inner_scale
         if variant not in _VARIANTS:
             raise ValueError(f"unknown variant {variant!r}; expected one of {', '.join(_VARIANTS)}")
         widths = _VARIANTS[variant]
@@ -196,14 +209,19 @@ class U2Net(nn.Module):
         return (fused, *sides)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.side_logits(image)[0])
+        k = self.inner_scale
+        if k == 1:
+            return torch.sigmoid(self.side_logits(image)[0])
+        small = F.avg_pool2d(image, k)
+        prob = torch.sigmoid(self.side_logits(small)[0])
+        return F.interpolate(prob, scale_factor=float(k), mode="bilinear", align_corners=False)
 
 
-def u2netp(imagenet_input: bool = False) -> U2Net:
+def u2netp(imagenet_input: bool = False, inner_scale: int = 1) -> U2Net:
     """The registry's ``u2netp`` factory (public U2NETP: RGB in, one map out)."""
-    return U2Net("u2netp", imagenet_input=imagenet_input)
+    return U2Net("u2netp", imagenet_input=imagenet_input, inner_scale=inner_scale)
 
 
-def u2net(imagenet_input: bool = False) -> U2Net:
+def u2net(imagenet_input: bool = False, inner_scale: int = 1) -> U2Net:
     """The registry's ``u2net`` factory (public U2NET: RGB in, one map out)."""
-    return U2Net("u2net", imagenet_input=imagenet_input)
+    return U2Net("u2net", imagenet_input=imagenet_input, inner_scale=inner_scale)

@@ -3,6 +3,7 @@ ONNX Runtime reference, generation determinism, alpha, metadata and the CLI."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +61,14 @@ GOOD = {"input": "image", "stages": [{"edit": "a.onnx"}]}
         ({"output": {"fill": 1.5}}, "fill 1.5 must be a fraction"),
         ({"output": {"crop": "yes"}}, "crop 'yes' must be true or false"),
         ({"extra": 1}, "unknown key.*'extra'"),
+        ({"stages": [{"matte": {"model": "m", "size": 8}}]}, "size 8 must be a side in 16..4096"),
+        ({"stages": [{"matte": {"model": "m", "size": [320]}}]}, r"\[height, width\]"),
+        ({"stages": [{"matte": {"model": "m", "refine": -1}}]}, "refine -1 must be a radius"),
+        ({"stages": [{"matte": {"model": "m", "eps": 0}}]}, "eps 0 must be a number"),
+        ({"stages": [{"matte": {"model": "m", "threshold": [0.8, 0.2]}}]}, "low <= high"),
+        ({"stages": [{"matte": {"model": "m", "threshold": 0.5}}]}, "must be \\[low, high\\]"),
+        ({"stages": [{"matte": {"model": "m", "shadow": 2}}]}, "shadow 2 must be a strength"),
+        ({"stages": [{"matte": {"model": "m", "stretch": "yes"}}]}, "stretch 'yes' must be"),
     ],
 )
 def test_bad_pipeline_descriptions_are_refused_with_the_fix(change, message):
@@ -104,6 +113,23 @@ def test_handoff_maps_range_and_channels_like_numpy_and_clamps():
     y = rng.uniform(-10, 300, (1, 3, 4, 4)).astype(np.float32)
     y[0, 0, 0, 0] = -3.0
     np.testing.assert_array_equal(same.apply(y.copy()), np.clip(y, 0.0, 255.0))
+
+
+def test_handoff_into_a_mean_std_input_normalises_per_channel_and_clamps():
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    src = TensorSpec("a", range=(-1.0, 1.0), channels="BGR")
+    dst = TensorSpec("b", range=(0.0, 1.0), channels="RGB", mean=mean, std=std)
+    h = Handoff.between(src, dst, "test")
+    assert h.converts and "mean/std" in h.describe()
+    rng = np.random.default_rng(1)
+    x = rng.uniform(-1.2, 1.2, (2, 3, 5, 7)).astype(np.float32)
+    unit = np.clip((x[:, ::-1] + 1.0) / 2.0, 0.0, 1.0)  # RGB in [0, 1], clamped
+    m, s = np.array(mean)[:, None, None], np.array(std)[:, None, None]
+    np.testing.assert_allclose(h.apply(x.copy()), (unit - m) / s, rtol=1e-5, atol=1e-5)
+    back = Handoff.between(dst, src, "test")  # and out of it again
+    np.testing.assert_allclose(
+        back.apply(((unit - m) / s).astype(np.float32)), unit[:, ::-1] * 2 - 1, atol=1e-5
+    )
 
 
 def test_engine_latent_is_the_zoo_latent():
@@ -431,7 +457,7 @@ def _product_photo() -> np.ndarray:
 def test_matte_crop_and_canvas_centre_the_product_on_white(tmp_path):
     _darkness_matting_model(tmp_path / "m.onnx")
     (tmp_path / "white.yaml").write_text(
-        "stages:\n  - matte: m.onnx\n"
+        "stages:\n  - matte: {model: m.onnx, size: photo}\n"
         "output: {background: white, crop: true, canvas: 100, fill: 0.8, format: jpeg}\n"
     )
     pipeline = Pipeline.load(tmp_path / "white.yaml")
@@ -449,7 +475,9 @@ def test_cutout_keeps_the_matte_as_alpha_and_an_empty_matte_warns(tmp_path):
     from vetrina.pipeline import EmptyMatteWarning
 
     _darkness_matting_model(tmp_path / "m.onnx")
-    (tmp_path / "cut.yaml").write_text("stages:\n  - matte: m.onnx\noutput: {crop: true}\n")
+    (tmp_path / "cut.yaml").write_text(
+        "stages:\n  - matte: {model: m.onnx, size: photo}\noutput: {crop: true}\n"
+    )
     pipeline = Pipeline.load(tmp_path / "cut.yaml")
     out = pipeline.run([_product_photo()])[0]
     assert out.shape == (30, 20, 4) and (out[:, :, 3] == 255).all()
@@ -459,6 +487,33 @@ def test_cutout_keeps_the_matte_as_alpha_and_an_empty_matte_warns(tmp_path):
     (tmp_path / "bad.yaml").write_text("stages:\n  - matte: zoo:enhancer\n")
     with pytest.raises(PipelineError, match="matte needs a matting model"):
         Pipeline.load(tmp_path / "bad.yaml")
+
+
+def test_matte_options_and_placement_are_checked_when_the_pipeline_is_built(tmp_path):
+    _darkness_matting_model(tmp_path / "m.onnx")
+    (tmp_path / "late.yaml").write_text("stages:\n  - edit: zoo:enhancer\n  - matte: m.onnx\n")
+    with pytest.raises(PipelineError, match="matte stage must be the first stage"):
+        Pipeline.load(tmp_path / "late.yaml")
+    spec = parse_spec({"stages": [{"matte": {"model": "m.onnx", "size": [48, 64]}}]})
+    pipeline = Pipeline(dataclasses.replace(spec, base_dir=tmp_path))
+    assert pipeline.matte is not None and pipeline.matte.size == (48, 64)
+    assert "photo resized to 48x64 -> alpha" in pipeline.describe()[0]
+
+
+def test_matte_at_a_fixed_size_is_refined_along_the_photo_edges(tmp_path):
+    """The matte runs at 32x32 for a 96x128 photo; without refinement its upsampled edge is
+    blurred, with the guided filter (radius 4) the alpha follows the photo's own edge."""
+    _darkness_matting_model(tmp_path / "m.onnx")
+    photo = np.full((96, 128, 3), 255, np.uint8)
+    photo[23:71, 37:93] = 0  # the product: an edge that falls between the matte's pixels
+    truth = photo[:, :, 0] == 0
+    errors = {}
+    for refine in (0, 1):  # 1 matte pixel: 4 photo pixels
+        yaml_text = f"stages:\n  - matte: {{model: m.onnx, size: 32, refine: {refine}}}\n"
+        (tmp_path / "p.yaml").write_text(yaml_text)
+        alpha = Pipeline.load(tmp_path / "p.yaml").run([photo])[0][:, :, 3]
+        errors[refine] = int(((alpha >= 128) != truth).sum())
+    assert errors[1] < errors[0] / 2, errors
 
 
 def test_cutout_and_catalog_white_on_a_rendered_product():

@@ -70,3 +70,34 @@ def test_cli_resume(small_model, folder, tmp_path, capsys):
     assert main(["run", str(small_model), str(folder), "-o", str(out), "--resume"]) == 0
     text = capsys.readouterr().out
     assert "6 already done (--resume)" in text and "1 written to" in text
+
+
+def test_workers_write_the_same_files_and_a_bad_file_fails_alone(small_model, folder, tmp_path):
+    editor = Editor(Model.open(small_model, threads=1), batch_size=1)
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    sources = collect_inputs([folder])
+    serial = edit_files(editor, sources, tmp_path / "serial")
+    parallel = edit_files(editor, sources, tmp_path / "parallel", workers=3)
+    assert [r.source for r in parallel] == sources  # results in input order
+    assert [r.ok for r in parallel] == [r.ok for r in serial]
+    assert sum(not r.ok for r in parallel) == 1 and "broken.png" in next(
+        r.error for r in parallel if not r.ok
+    )
+    for r in parallel:
+        if r.ok:
+            assert r.seconds is not None and r.seconds > 0
+            assert r.output.read_bytes() == (tmp_path / "serial" / r.output.name).read_bytes()
+    with pytest.raises(Exception, match="workers must be a positive int"):
+        edit_files(editor, sources, tmp_path / "x", workers=0)
+
+
+def test_workers_resume_after_an_interruption(small_model, folder, tmp_path):
+    editor = Editor(Model.open(small_model, threads=1), batch_size=1)
+    sources, out = collect_inputs([folder]), tmp_path / "out"
+    with pytest.raises(Interrupted):
+        edit_files(FailsAfter(editor, 4), sources, out, workers=2)
+    done = {p.name for p in out.iterdir()}
+    assert not any(name.endswith(".tmp") for name in done)  # nothing half-written
+    results = edit_files(editor, sources, out, resume=True, workers=2)
+    assert sum(r.resumed for r in results) == len(done) and all(r.ok for r in results)
+    assert sorted(p.name for p in out.iterdir()) == [f"p{i}.png" for i in range(7)]

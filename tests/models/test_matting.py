@@ -427,6 +427,53 @@ def test_a_tiny_random_u2netp_checkpoint_converts(tmp_path):
     assert result.contract.outputs[0].name == "alpha"
 
 
+def test_inner_scale_runs_the_net_at_a_fraction_and_upsamples_back():
+    net = _randomised(U2Net("u2netp"), seed=3).eval()
+    inner = U2Net("u2netp", inner_scale=2).eval()
+    inner.load_state_dict(net.state_dict(), strict=True)  # the same weights, no new ones
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        small = net(torch.nn.functional.avg_pool2d(x, 2))
+        expected = torch.nn.functional.interpolate(small, size=(64, 64), mode="bilinear")
+        torch.testing.assert_close(inner(x), expected, rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="inner_scale"):
+        U2Net("u2netp", inner_scale=0)
+
+
+@pytest.mark.slow
+def test_input_norm_export_takes_rembg_normalised_input(tmp_path):
+    """--input-norm imagenet: the file takes (rgb/255 - mean)/std (rembg's convention) and
+    gives what the net gives on rgb/255; the contract says so, and vetrina feeds it so."""
+    import onnxruntime as ort
+
+    from vetrina.converters.convert import convert
+    from vetrina.errors import ConversionError
+
+    net = _randomised(U2Net("u2netp"), seed=11).eval()
+    ckpt = save_checkpoint(
+        tmp_path / "m.pt",
+        architecture="u2netp",
+        config={},
+        state_dict=net.state_dict(),
+        metadata={},
+    )
+    result = convert(ckpt, tmp_path / "m.onnx", static=(64, 64), input_norm="imagenet")
+    image = result.contract.inputs[0]
+    assert image.mean == (0.485, 0.456, 0.406) and image.std == (0.229, 0.224, 0.225)
+    rgb = np.random.default_rng(4).integers(0, 256, (1, 64, 64, 3)).astype(np.float32)
+    unit = rgb.transpose(0, 3, 1, 2) / 255.0
+    mean = np.array(image.mean, np.float32).reshape(1, 3, 1, 1)
+    std = np.array(image.std, np.float32).reshape(1, 3, 1, 1)
+    session = ort.InferenceSession(str(result.output), providers=["CPUExecutionProvider"])
+    (name,) = [i.name for i in session.get_inputs()]
+    got = session.run(None, {name: ((unit - mean) / std).astype(np.float32)})[0]
+    with torch.no_grad():
+        want = net(torch.from_numpy(unit.astype(np.float32))).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    with pytest.raises(ConversionError, match="unknown --input-norm"):
+        convert(ckpt, tmp_path / "x.onnx", input_norm="coco")
+
+
 # --- recipe -----------------------------------------------------------------------------------
 
 
