@@ -29,7 +29,13 @@ def combine_alpha(matte: np.ndarray, own: np.ndarray | None) -> np.ndarray:
 
 
 def frame(
-    img: np.ndarray, *, crop: bool, canvas: int | None, fill: float, name: str = "pipeline"
+    img: np.ndarray,
+    *,
+    crop: bool,
+    canvas: int | None,
+    fill: float,
+    name: str = "pipeline",
+    warn: bool = True,
 ) -> np.ndarray:
     """uint8 HxW(x3|4) -> RGBA: cropped to the product's bounding box (``crop``) and/or
     centred on a ``canvas`` x ``canvas`` square with its longer side ``fill`` of it
@@ -42,11 +48,12 @@ def frame(
     inside = img[:, :, 3] >= ALPHA_CUT
     rows, cols = np.flatnonzero(inside.any(axis=1)), np.flatnonzero(inside.any(axis=0))
     if rows.size == 0:
-        warnings.warn(
-            f"{name}: no product found (the matte is empty); the output is an empty frame",
-            EmptyMatteWarning,
-            stacklevel=3,
-        )
+        if warn:
+            warnings.warn(
+                f"{name}: no product found (the matte is empty); the output is an empty frame",
+                EmptyMatteWarning,
+                stacklevel=3,
+            )
         shape = (canvas, canvas) if canvas else img.shape[:2]
         return np.zeros((*shape, 4), np.uint8)
     if crop:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -26,7 +27,7 @@ from . import __version__, kernels
 from .contract import SpatialRules
 from .editor import check_image, resized_alpha
 from .errors import InputError
-from .framing import EmptyMatteWarning, combine_alpha, frame
+from .framing import ALPHA_CUT, EmptyMatteWarning, combine_alpha, frame
 from .model import Model
 from .modelrefs import file_sha256, resolve_model
 from .pipeline_spec import PipelineError, PipelineSpec, load_spec
@@ -448,6 +449,15 @@ class Pipeline:
                 colour = np.repeat(colour, 3, axis=2) if colour.shape[2] == 1 else colour
                 guide = colour[:, :, :3] if order == "RGB" else colour[:, :, 2::-1]
                 alpha = stage.to_alpha(matte, guide, self.kernel_threads)
+                if stage.empty_check and alpha.any() and not stage.follows_edges(guide, alpha):
+                    alpha[:] = 0  # the net drew an outline the photo does not have
+                if not (alpha >= ALPHA_CUT).any():
+                    warnings.warn(
+                        f"{self.spec.name}: no product found (the matte is empty); the output "
+                        "is fully transparent",
+                        EmptyMatteWarning,
+                        stacklevel=4,
+                    )
                 own = photo[:, :, 3] if photo.ndim == 3 and photo.shape[2] == 4 else None
                 if own is not None and own.shape != alpha.shape:
                     own = resized_alpha(photo, alpha.shape)
@@ -473,6 +483,7 @@ class Pipeline:
                         canvas=spec["canvas"],
                         fill=spec["fill"],
                         name=self.spec.name,
+                        warn=self.matte is None,  # a matte stage has warned already
                     )
                     for img in out
                 ]

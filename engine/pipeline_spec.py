@@ -43,6 +43,7 @@ STAGE_KINDS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
             "threshold": None,
             "shadow": 0.0,
             "stretch": False,
+            "empty_check": True,
         },
     ),
 }
@@ -192,7 +193,8 @@ def _check_matte(params: dict[str, Any], where: str) -> None:
     matte's pixels, scaled to the photo: 2 on a 128 px matte of a 1024 px photo is 16 px; 0
     off) and ``eps``, ``threshold`` ([low, high]: alpha ramps from 0
     at low to 1 at high; equal values cut hard), ``shadow`` (0..1: keep soft shadows at this
-    strength), ``stretch`` (rescale each matte to [0, 1] first, as rembg does)."""
+    strength), ``stretch`` (rescale each matte to [0, 1] first, as rembg does), ``empty_check``
+    (a matte whose outline follows no edge of the photo counts as no product)."""
     size = params["size"]
     if size is not None and size != MATTE_SIZE_PHOTO:
         sides = size if isinstance(size, list) else [size, size]
@@ -226,8 +228,9 @@ def _check_matte(params: dict[str, Any], where: str) -> None:
         params["shadow"] = sh = 0.0
     if isinstance(sh, bool) or not isinstance(sh, (int, float)) or not 0 <= sh <= 1:
         raise PipelineError(f"{where}: shadow {sh!r} must be a strength in 0..1 (0: off)")
-    if not isinstance(params["stretch"], bool):
-        raise PipelineError(f"{where}: stretch {params['stretch']!r} must be true or false")
+    for key in ("stretch", "empty_check"):
+        if not isinstance(params[key], bool):
+            raise PipelineError(f"{where}: {key} {params[key]!r} must be true or false")
 
 
 def _int_in(value: Any, lo: int, hi: int) -> bool:

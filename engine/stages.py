@@ -222,6 +222,7 @@ class MatteStage:
         self.low, self.high = params["threshold"] or (0.0, 1.0)
         self.shadow = float(params["shadow"])
         self.stretch = bool(params["stretch"])
+        self.empty_check = bool(params["empty_check"])
         self._session = model.session
         self._alpha_index = model.output_index(self.alpha.name)
 
@@ -285,6 +286,29 @@ class MatteStage:
             num_threads=num_threads,
         )
         return alpha
+
+    EDGE_FLOOR = 8.0
+    """Sobel magnitude (levels per pixel, grey) below which an outline follows no edge."""
+
+    @classmethod
+    def follows_edges(cls, guide: np.ndarray, alpha: np.ndarray) -> bool:
+        """Whether the outline of ``alpha`` (>= 128) lies on edges of the photo: its mean
+        Sobel magnitude must reach the photo's 90th percentile and :attr:`EDGE_FLOOR`.
+
+        A salient-object net always finds *something*, even on a blank or noise image; there
+        the outline it draws crosses no edge (mean <= 0.65 x the 90th percentile on blank,
+        gradient and noise images), while on 32 held-out product photos, on plain, textured,
+        shadowed and product-coloured backgrounds, it is 1.6-120x (README)."""
+        import cv2
+
+        inside = (alpha >= 128).astype(np.uint8)
+        outline = cv2.morphologyEx(inside, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)) > 0
+        if not outline.any():
+            return False
+        grey = cv2.cvtColor(np.ascontiguousarray(guide), cv2.COLOR_RGB2GRAY).astype(np.float32)
+        edges = cv2.magnitude(cv2.Sobel(grey, cv2.CV_32F, 1, 0), cv2.Sobel(grey, cv2.CV_32F, 0, 1))
+        on_outline = float(edges[outline].mean())
+        return on_outline >= max(cls.EDGE_FLOOR, float(np.percentile(edges, 90)))
 
 
 @dataclass(frozen=True)

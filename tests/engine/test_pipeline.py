@@ -69,6 +69,7 @@ GOOD = {"input": "image", "stages": [{"edit": "a.onnx"}]}
         ({"stages": [{"matte": {"model": "m", "threshold": 0.5}}]}, "must be \\[low, high\\]"),
         ({"stages": [{"matte": {"model": "m", "shadow": 2}}]}, "shadow 2 must be a strength"),
         ({"stages": [{"matte": {"model": "m", "stretch": "yes"}}]}, "stretch 'yes' must be"),
+        ({"stages": [{"matte": {"model": "m", "empty_check": 1}}]}, "empty_check 1 must be"),
     ],
 )
 def test_bad_pipeline_descriptions_are_refused_with_the_fix(change, message):
@@ -514,6 +515,25 @@ def test_matte_at_a_fixed_size_is_refined_along_the_photo_edges(tmp_path):
         alpha = Pipeline.load(tmp_path / "p.yaml").run([photo])[0][:, :, 3]
         errors[refine] = int(((alpha >= 128) != truth).sum())
     assert errors[1] < errors[0] / 2, errors
+
+
+def test_a_photo_without_product_gives_an_empty_matte_and_a_warning():
+    """The zoo net draws a blob even on a blank photo; its outline follows no edge of the
+    photo, so the pipeline empties it and warns (``empty_check: false`` keeps the blob)."""
+    from vetrina.pipeline import EmptyMatteWarning
+
+    rng = np.random.default_rng(3)
+    blanks = [np.full((120, 160, 3), 255, np.uint8), rng.integers(100, 140, (120, 160, 3))]
+    cutout = Pipeline.load("cutout")
+    for blank in blanks:
+        with pytest.warns(EmptyMatteWarning, match="no product found"):
+            out = cutout.run([blank.astype(np.uint8)])[0]
+        assert out.shape == (120, 160, 4) and not out.any()
+    spec = load_spec("cutout")
+    stage = spec.stages[0]
+    kept = dataclasses.replace(stage, params={**stage.params, "empty_check": False})
+    raw = Pipeline(dataclasses.replace(spec, stages=(kept,)))
+    assert (raw.run([blanks[0]])[0][:, :, 3] >= 128).any()  # what the net alone says
 
 
 def test_cutout_and_catalog_white_on_a_rendered_product():
