@@ -37,6 +37,7 @@ import numpy as np
 
 cdef extern from *:
     """
+    #include <math.h>
     #include <stdint.h>
     #include <string.h>
 
@@ -145,6 +146,14 @@ cdef extern from *:
         float *acc;                 /* value rows: planes of `cap` floats */
         uint16_t *vs;               /* column sums of the integer box path (+ 8 spare) */
         Py_ssize_t cap;
+        /* lanczos: horizontal rows cached in nring slots (source row k in slot k % nring, so
+           a window of up to nring rows stays cached), each 3 planes of `cap` floats; fb: one
+           source row as float pixels (4 floats each, output channel order) */
+        float *ring;
+        const void **rimg;          /* ring keys: image descriptor ... */
+        Py_ssize_t *rrow;           /* ... and source row offset */
+        int nring;
+        float *fb;
     } vt_scr;
 
     static inline int vt_slot_find(vt_scr *s, const void *img, Py_ssize_t row) {
@@ -251,6 +260,102 @@ cdef extern from *:
         }
     }
 
+    /* ================= Lanczos (a = 3) taps: PIL's ImagingResample ================= */
+
+    /* sin(pi x) with only double +, *, floor (no libm, no FMA: -ffp-contract=off), so that
+       the CUDA kernels (preprocess.cu vt_sinpi) and the numpy reference get the same bits:
+       n = floor(x + 1/2), r = x - n (|r| <= 1/2), the Taylor series of sin(pi r) to r^23 in
+       Horner form, times (-1)^n; exactly 0 at the integers. Within a few ulps of sin(pi x). */
+    static const double vt_sinpi_c[12] = {
+        3.141592653589793, -5.16771278004997, 2.5501640398773455, -0.5992645293207921,
+        0.08214588661112823, -0.0073704309457143504, 0.00046630280576761255,
+        -2.1915353447830217e-05, 7.952054001475513e-07, -2.2948428997269873e-08,
+        5.392664662608129e-10, -1.0518471716932065e-11};
+    static double vt_sinpi(double x) {
+        double n = floor(x + 0.5), r = x - n, z, s;
+        int k;
+        if (r == 0.0) return 0.0;
+        z = r * r;
+        s = vt_sinpi_c[11];
+        for (k = 10; k >= 0; k--) s = s * z + vt_sinpi_c[k];
+        s = s * r;
+        return ((long long)n & 1) ? -s : s;
+    }
+    static double vt_sinc(double x) {
+        return x == 0.0 ? 1.0 : vt_sinpi(x) / (x * 3.141592653589793);
+    }
+    /* lanczos(t) = sinc(t) * sinc(t / 3) for |t| < 3, else 0 */
+    static double vt_lanczos(double t) {
+        return (t > -3.0 && t < 3.0) ? vt_sinc(t) * vt_sinc(t / 3.0) : 0.0;
+    }
+
+    /* one axis, source length S -> D: scale = S / D, filterscale = max(scale, 1),
+       support = 3 * filterscale; output d: center = (d + 0.5) * scale, source window
+       [max((int)(center - support + 0.5), 0), min((int)(center + support + 0.5), S)),
+       raw weight of k: lanczos((k - center + 0.5) * (1 / filterscale)) (PIL's ss) */
+    typedef struct { double scale, support, ss; Py_ssize_t S; } vt_lz_axis;
+    static vt_lz_axis vt_lz_init(Py_ssize_t S, Py_ssize_t D) {
+        vt_lz_axis a;
+        double fs;
+        a.scale = (double)S / (double)D;
+        fs = a.scale < 1.0 ? 1.0 : a.scale;
+        a.support = 3.0 * fs;
+        a.ss = 1.0 / fs;
+        a.S = S;
+        return a;
+    }
+    static double vt_lz_window(const vt_lz_axis *a, Py_ssize_t d, Py_ssize_t *lo, Py_ssize_t *hi) {
+        double center = ((double)d + 0.5) * a->scale;
+        Py_ssize_t x0 = (Py_ssize_t)(center - a->support + 0.5);  /* truncation, as PIL's (int) */
+        Py_ssize_t x1 = (Py_ssize_t)(center + a->support + 0.5);
+        *lo = x0 < 0 ? 0 : x0;
+        *hi = x1 > a->S ? a->S : x1;
+        return center;
+    }
+    static inline double vt_lz_raw(const vt_lz_axis *a, double center, Py_ssize_t k) {
+        return vt_lanczos(((double)k - center + 0.5) * a->ss);
+    }
+    /* the most taps of one output index (the table's T) */
+    static int vt_lanczos_ntaps(Py_ssize_t S, Py_ssize_t D) {
+        vt_lz_axis a = vt_lz_init(S, D);
+        Py_ssize_t d, lo, hi, m = 1;
+        for (d = 0; d < D; d++) {
+            vt_lz_window(&a, d, &lo, &hi);
+            if (hi - lo > m) m = hi - lo;
+        }
+        return (int)m;
+    }
+    /* T taps per index (byte offsets k * stride, float32 weights raw / sum(raw) computed in
+       double; the sum in tap order, left alone when 0); unused taps repeat the last offset
+       with weight 0. raw: scratch for T doubles. Returns -1 if an index needs more than T
+       taps. */
+    static int vt_lanczos_taps(Py_ssize_t S, Py_ssize_t D, Py_ssize_t stride, int T,
+                               Py_ssize_t *off, float *w, int *n, double *raw) {
+        vt_lz_axis a = vt_lz_init(S, D);
+        Py_ssize_t d, lo, hi, k, base, j;
+        for (d = 0; d < D; d++) {
+            double center = vt_lz_window(&a, d, &lo, &hi), ww = 0.0;
+            base = d * T;
+            if (hi - lo > T || hi <= lo) return -1;
+            for (k = lo; k < hi; k++) {
+                raw[k - lo] = vt_lz_raw(&a, center, k);
+                ww += raw[k - lo];
+            }
+            for (k = lo; k < hi; k++) {
+                double v = raw[k - lo];
+                if (ww != 0.0) v = v / ww;
+                off[base + k - lo] = k * stride;
+                w[base + k - lo] = (float)v;
+            }
+            n[d] = (int)(hi - lo);
+            for (j = hi - lo; j < T; j++) {
+                off[base + j] = off[base + j - 1];
+                w[base + j] = 0.0f;
+            }
+        }
+        return 0;
+    }
+
     /* ================= preprocess: uint8 image -> 3 float planes ================= */
 
     enum { VT_SEP = 0, VT_BOX = 1, VT_U8 = 2 };
@@ -272,6 +377,10 @@ cdef extern from *:
         /* VT_BOX: output (x, y) sums the bw x bh block at (kx*x + ox, ky*y + oy) */
         int kx, ky, ox, oy, bw, bh, boxfast, round2;
         float q;
+        /* VT_SEP lanczos: x taps are pixel indices; rows go through vt_pre_hlz (float pixels,
+           clamped to [0, 255]) into the thread's ring when it is deep enough */
+        int lz;
+        int sw;                     /* lanczos: source box width */
     } vt_pre;
 
     /* per-row output context of preprocess */
@@ -345,8 +454,108 @@ cdef extern from *:
         }
     }
 
+    /* lanczos, one source row: its sw pixels as floats, 4 per pixel, lanes = output
+       channels (the 4th lane is unused) */
+    static void vt_lz_pixels(const vt_pre *p, Py_ssize_t yoff, float *restrict fb) {
+        const unsigned char *r = p->base + yoff;
+        Py_ssize_t i = 0, sw = p->sw, s1 = p->s1;
+    #if VT_SSE
+        if (p->vec && vt_simd) {
+            int swap = p->coff[0] != 0;
+            for (; i < sw && yoff + i * s1 + 4 <= p->safe_end; i++) {
+                __m128 v = vt_px(r + i * s1);
+                if (swap) v = _mm_shuffle_ps(v, v, _MM_SHUFFLE(3, 0, 1, 2));
+                _mm_store_ps(fb + 4 * i, v);
+            }
+        }
+    #endif
+        for (; i < sw; i++) {
+            const unsigned char *q = r + i * s1;
+            fb[4 * i] = (float)q[p->coff[0]];
+            fb[4 * i + 1] = (float)q[p->coff[1]];
+            fb[4 * i + 2] = (float)q[p->coff[2]];
+            fb[4 * i + 3] = 0.0f;
+        }
+    }
+
+    /* lanczos horizontal pass from the float pixels: all T taps in order (zero-weight padding
+       included, as vt_pre_h), then clamped to [0, 255] (PIL's uint8 intermediate image, without
+       its rounding): v < 0 ? 0 : v, then v > 255 ? 255 : v (maxps/minps with the constant
+       first are exactly these). SSE2: 4 outputs at a time, independent sums. */
+    static void vt_pre_hlz(const vt_pre *p, const float *restrict fb, float *restrict h,
+                           Py_ssize_t cap) {
+        const Py_ssize_t *restrict xo = p->xo;
+        const float *restrict xw = p->xw;
+        float *restrict h0 = h, *restrict h1 = h + cap, *restrict h2 = h + 2 * cap;
+        int cw = p->cw, T = p->xt, x = 0, k, c;
+    #if VT_SSE
+        if (vt_simd) {
+            __m128 lo = _mm_setzero_ps(), hi = _mm_set1_ps(255.0f);
+    #define VT_LZ1(O, W) _mm_mul_ps(_mm_load_ps(fb + 4 * (O)), _mm_set1_ps(W))
+            for (; x + 4 <= cw; x += 4) {
+                const Py_ssize_t *o = xo + (Py_ssize_t)x * T;
+                const float *w = xw + (Py_ssize_t)x * T;
+                __m128 v0 = VT_LZ1(o[0], w[0]), v1 = VT_LZ1(o[T], w[T]);
+                __m128 v2 = VT_LZ1(o[2 * T], w[2 * T]), v3 = VT_LZ1(o[3 * T], w[3 * T]);
+                for (k = 1; k < T; k++) {
+                    v0 = _mm_add_ps(v0, VT_LZ1(o[k], w[k]));
+                    v1 = _mm_add_ps(v1, VT_LZ1(o[T + k], w[T + k]));
+                    v2 = _mm_add_ps(v2, VT_LZ1(o[2 * T + k], w[2 * T + k]));
+                    v3 = _mm_add_ps(v3, VT_LZ1(o[3 * T + k], w[3 * T + k]));
+                }
+                v0 = _mm_min_ps(hi, _mm_max_ps(lo, v0));
+                v1 = _mm_min_ps(hi, _mm_max_ps(lo, v1));
+                v2 = _mm_min_ps(hi, _mm_max_ps(lo, v2));
+                v3 = _mm_min_ps(hi, _mm_max_ps(lo, v3));
+                vt_st3(h0 + x, h1 + x, h2 + x, v0, v1, v2, v3, 0);
+            }
+            for (; x < cw; x++) {
+                const Py_ssize_t *o = xo + (Py_ssize_t)x * T;
+                const float *w = xw + (Py_ssize_t)x * T;
+                __m128 v = VT_LZ1(o[0], w[0]);
+                for (k = 1; k < T; k++) v = _mm_add_ps(v, VT_LZ1(o[k], w[k]));
+                vt_st1(h0 + x, h1 + x, h2 + x, _mm_min_ps(hi, _mm_max_ps(lo, v)));
+            }
+    #undef VT_LZ1
+            return;
+        }
+    #endif
+        for (; x < cw; x++) {
+            const Py_ssize_t *o = xo + (Py_ssize_t)x * T;
+            const float *w = xw + (Py_ssize_t)x * T;
+            for (c = 0; c < 3; c++) {
+                float a = fb[4 * o[0] + c] * w[0];
+                for (k = 1; k < T; k++) a = a + fb[4 * o[k] + c] * w[k];
+                a = a < 0.0f ? 0.0f : a;
+                a = a > 255.0f ? 255.0f : a;
+                h[c * cap + x] = a;
+            }
+        }
+    }
+
     static const float *vt_pre_hget(const vt_pre *p, vt_scr *s, Py_ssize_t yoff) {
-        int i = vt_slot_find(s, p, yoff);
+        int i;
+        if (p->lz) {
+            float *h;
+            if (s->nring >= p->yt) {
+                /* a window's rows are consecutive source rows: distinct slots */
+                Py_ssize_t k = p->s0 ? yoff / p->s0 : 0;
+                i = (int)(k % s->nring);
+                h = s->ring + (Py_ssize_t)i * 3 * s->cap;
+                if (s->rimg[i] == (const void *)p && s->rrow[i] == yoff) return h;
+                s->rimg[i] = p;
+                s->rrow[i] = yoff;
+            } else {
+                i = vt_slot_find(s, p, yoff);
+                if (i >= 0) return s->slot[i];
+                i = vt_slot_take(s, p, yoff);
+                h = s->slot[i];
+            }
+            vt_lz_pixels(p, yoff, s->fb);
+            vt_pre_hlz(p, s->fb, h, s->cap);
+            return h;
+        }
+        i = vt_slot_find(s, p, yoff);
         if (i < 0) {
             i = vt_slot_take(s, p, yoff);
             vt_pre_h(p, yoff, s->slot[i], s->cap);
@@ -964,6 +1173,9 @@ cdef extern from *:
     int VT_U8
     uint16_t vt_f2h(float f) noexcept nogil
     float vt_h2f(uint16_t h) noexcept nogil
+    int vt_lanczos_ntaps(Py_ssize_t S, Py_ssize_t D) noexcept nogil
+    int vt_lanczos_taps(Py_ssize_t S, Py_ssize_t D, Py_ssize_t stride, int T, Py_ssize_t* off,
+                        float* w, int* n, double* raw) noexcept nogil
 
     ctypedef struct vt_scr:
         float* slot[2]
@@ -973,6 +1185,11 @@ cdef extern from *:
         float* acc
         uint16_t* vs
         Py_ssize_t cap
+        float* ring
+        const void** rimg
+        Py_ssize_t* rrow
+        int nring
+        float* fb
 
     ctypedef struct vt_pre:
         const unsigned char* base
@@ -1006,6 +1223,8 @@ cdef extern from *:
         int boxfast
         int round2
         float q
+        int lz
+        int sw
 
     ctypedef struct vt_fsrc:
         const char* base
@@ -1061,6 +1280,7 @@ cdef extern from *:
 METHOD_BILINEAR = 0
 METHOD_AREA = 1
 METHOD_BILINEAR_U8 = 2
+METHOD_LANCZOS = 3
 
 # Work per dynamic chunk, in output values (rows per chunk = this / row values).
 cdef enum:
@@ -1265,11 +1485,14 @@ cdef class _Taps:
         cdef float[::1] wv
         cdef int[::1] nv
         cdef int32_t[::1] iv
+        cdef double[::1] rawv
         cdef Py_ssize_t i
         if S < 1 or D < 1:
             raise ValueError("_Taps: empty axis")
         if method == METHOD_AREA:
             self.T = <int>ceil(<double>S / <double>D) + 2
+        elif method == METHOD_LANCZOS:
+            self.T = vt_lanczos_ntaps(S, D)
         else:
             self.T = 2
         self.off_a = np.empty(D * self.T, dtype=np.intp)
@@ -1287,6 +1510,10 @@ cdef class _Taps:
         if method == METHOD_AREA:
             if _area_taps(S, D, stride, self.T, self.off, self.w, self.n) < 0:
                 raise RuntimeError("vetrina.kernels: area tap table overflow")
+        elif method == METHOD_LANCZOS:
+            rawv = np.empty(self.T, dtype=np.float64)
+            if vt_lanczos_taps(S, D, stride, self.T, self.off, self.w, self.n, &rawv[0]) < 0:
+                raise RuntimeError("vetrina.kernels: lanczos tap table overflow")
         elif method == METHOD_BILINEAR_U8:
             _u8_taps(S, D, stride, is_x, self.off, self.iw)
         else:
@@ -1324,8 +1551,54 @@ cdef object _scratch(int nthreads, Py_ssize_t cap, int planes, Py_ssize_t vcap,
         scr[t].krow[1] = -1
         scr[t].last = 1
         scr[t].cap = (cap + 15) // 16 * 16
+        scr[t].ring = NULL
+        scr[t].rimg = NULL
+        scr[t].rrow = NULL
+        scr[t].nring = 0
+        scr[t].fb = NULL
     out_scr[0] = scr
     return arena
+
+
+# Largest ring of cached horizontal rows per call (all threads), in bytes.
+cdef Py_ssize_t RING_BYTES = 64 << 20
+
+
+cdef object _lanczos_scratch(int nthreads, int nring, Py_ssize_t sw, vt_scr* scr):
+    """Per-thread lanczos scratch: a float pixel row of ``sw`` pixels (4 floats each) and,
+    when all threads' rings fit RING_BYTES, a ring of ``nring`` horizontal rows (3 planes of
+    scr.cap floats each; else nring stays 0 and the two-row cache is used). Returns the
+    owners."""
+    cdef Py_ssize_t rowf = 3 * scr[0].cap
+    cdef Py_ssize_t fbn = 4 * sw + 16
+    cdef Py_ssize_t per = fbn
+    cdef object arena, rimg, rrow
+    cdef float[::1] av
+    cdef Py_ssize_t[::1] kv
+    cdef Py_ssize_t[::1] rv
+    cdef float* base
+    cdef int t, i
+    if nring < 3 or <Py_ssize_t>nthreads * nring * rowf * 4 > RING_BYTES:
+        nring = 0
+    per += nring * rowf
+    arena = np.empty(nthreads * per + 16, dtype=np.float32)
+    rimg = np.zeros(nthreads * max(nring, 1), dtype=np.intp)
+    rrow = np.empty(nthreads * max(nring, 1), dtype=np.intp)
+    av = arena
+    kv = rimg
+    rv = rrow
+    base = &av[0] + (16 - ((<Py_ssize_t>&av[0] // 4) % 16)) % 16  # 64-byte alignment
+    for t in range(nthreads):
+        scr[t].fb = base + t * per
+        scr[t].nring = nring
+        if nring:
+            scr[t].ring = base + t * per + fbn
+            scr[t].rimg = <const void**>&kv[t * nring]
+            scr[t].rrow = &rv[t * nring]
+            for i in range(nring):
+                scr[t].rimg[i] = NULL
+                scr[t].rrow[i] = -1
+    return (arena, rimg, rrow)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1349,6 +1622,8 @@ def preprocess_batch(list images, const Py_ssize_t[:, ::1] boxes, unsigned char[
     cdef vt_pre* p
     cdef vt_scr* scr = NULL
     cdef int nthreads = _threads(num_threads), f16 = 1 if esize == 2 else 0, kx, ky, tid, nt
+    cdef int nring = 0
+    cdef Py_ssize_t lzw = 0
     cdef list keep = []
     cdef _Taps tx, ty
     cdef char* obase
@@ -1367,7 +1642,7 @@ def preprocess_batch(list images, const Py_ssize_t[:, ::1] boxes, unsigned char[
         raise ValueError("preprocess_batch: boxes must be (N, 8)")
     if scale.shape[0] != 3 or offset.shape[0] != 3 or pad.shape[0] != 3:
         raise ValueError("preprocess_batch: scale, offset and pad need 3 values")
-    if method < 0 or method > 2:
+    if method < 0 or method > 3:
         raise ValueError("preprocess_batch: bad method")
     for c in range(3):
         sc[c] = scale[c]
@@ -1441,18 +1716,29 @@ def preprocess_batch(list images, const Py_ssize_t[:, ::1] boxes, unsigned char[
                 if p.boxfast:
                     vcap = max(vcap, (p.kx * (cw - 1) + p.bw - 1) * p.s1 + nch + 8)
                 continue
-            tx = _Taps(sw, cw, p.s1, method, True)
+            # lanczos: x taps index the thread's float pixel row (vt_lz_pixels)
+            tx = _Taps(sw, cw, 1 if method == METHOD_LANCZOS else p.s1, method, True)
             ty = _Taps(sh, ch, p.s0, method, False)
+            if method == METHOD_LANCZOS:
+                p.lz = 1
+                p.sw = <int>sw
+                nring = max(nring, ty.T)
+                lzw = max(lzw, sw)
             keep.append(tx)
             keep.append(ty)
             p.xo, p.xw, p.xt, p.xi = tx.off, tx.w, tx.T, tx.iw
             p.yo, p.yw, p.yn, p.yt, p.yi = ty.off, ty.w, ty.n, ty.T, ty.iw
             p.xmax = tx.maxoff
         arena = _scratch(nthreads, cap, 3, vcap, &scr)
+        lzs = _lanczos_scratch(nthreads, nring, lzw, scr) if lzw else None
         obase = <char*>&out[0, 0, 0, 0]
         plane = H * W * esize
         rowb = W * esize
         chunk = _chunk(3 * W)
+        if lzs is not None:
+            # lanczos: a chunk's first row computes its whole window of rows, the next ones
+            # about H_src / H each; longer chunks (still >= 4 per thread) amortise the first
+            chunk = max(chunk, min(64, (n * H) // (4 * nthreads)))
         # streaming stores once the output is larger than a typical last-level cache
         nt = 1 if n * plane * 3 >= NT_BYTES else 0
         with nogil:
@@ -1729,6 +2015,14 @@ def f16_bits_to_f32(const uint16_t[::1] src, float[::1] dst):
         for i in range(src.shape[0]):
             dst[i] = vt_h2f(src[i])
     return dst
+
+
+def lanczos_table(Py_ssize_t S, Py_ssize_t D):
+    """The Lanczos tap table of one axis, S -> D (for tests): ``(index, n, weight)``, index
+    and weight (D, T) arrays, output d using ``index[d, :n[d]]`` with ``weight[d, :n[d]]``."""
+    cdef _Taps t = _Taps(S, D, 1, METHOD_LANCZOS, True)
+    return (np.asarray(t.off_a).reshape(D, t.T).copy(), np.asarray(t.n_a).copy(),
+            np.asarray(t.w_a).reshape(D, t.T).copy())
 
 
 # --------------------------------------------------------------------------------------------

@@ -844,8 +844,8 @@ _BLEND = struct.Struct("<6Q4q3q9i4x")
 _KINDS = {np.dtype(np.float32): 0, np.dtype(np.float16): 1, np.dtype(np.uint8): 2}
 MAX_ADAPT_CHANNELS = 64
 
-# resampling modes (resample.cuh)
-_M_LINEAR, _M_AREA, _M_BOX, _M_U8, _M_U8_2X = 0, 1, 2, 3, 4
+# resampling modes (resample.cuh; VT_M_LANCZOS in preprocess.cu)
+_M_LINEAR, _M_AREA, _M_BOX, _M_U8, _M_U8_2X, _M_LANCZOS = 0, 1, 2, 3, 4, 5
 _DBL_EPS = 2.220446049250313e-16
 
 
@@ -862,6 +862,8 @@ def _pre_mode(method: str, box: Sequence[int]) -> tuple[int, int, int, float]:
     sh, sw, ch, cw = box[2], box[3], box[6], box[7]
     if method == "bilinear-u8":
         return (_M_U8_2X if sh == 2 * ch and sw == 2 * cw else _M_U8), 0, 0, 0.0
+    if method == "lanczos":  # taps computed on the device (vt_pre_lanczos)
+        return _M_LANCZOS, 0, 0, 0.0
     if method == "area":
         okx, kx = _cv_integer_scale(sw, cw)
         oky, ky = _cv_integer_scale(sh, ch)
@@ -872,7 +874,7 @@ def _pre_mode(method: str, box: Sequence[int]) -> tuple[int, int, int, float]:
     return _M_LINEAR, 0, 0, 0.0
 
 
-_PRE_FAMILIES = {"bilinear": "", "area": "_area", "bilinear-u8": "_u8"}
+_PRE_FAMILIES = {"bilinear": "", "area": "_area", "bilinear-u8": "_u8", "lanczos": "_lanczos"}
 """Preprocess kernel of each interpolation method (preprocess.cu, VT_FAM_*)."""
 _AREA_MAX8, _BOX_MAXP = 7, 8  # VT_AREA_MAX8 (resample.cuh), VT_BOX_MAXP (preprocess.cu)
 

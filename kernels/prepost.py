@@ -16,7 +16,7 @@ from .fit import FITS, Placement, check_placement, plan_fit
 
 __all__ = ["INTERPOLATIONS", "POST_INTERPOLATIONS", "postprocess", "preprocess"]
 
-INTERPOLATIONS = ("bilinear", "area", "bilinear-u8")
+INTERPOLATIONS = ("bilinear", "area", "bilinear-u8", "lanczos")
 """``interpolation`` values of :func:`preprocess`."""
 POST_INTERPOLATIONS = ("bilinear", "area")
 """``interpolation`` values of :func:`postprocess` and :func:`~vetrina.kernels.adapt`."""
@@ -25,6 +25,7 @@ METHODS = {
     "bilinear": _cpu.METHOD_BILINEAR,
     "area": _cpu.METHOD_AREA,
     "bilinear-u8": _cpu.METHOD_BILINEAR_U8,
+    "lanczos": _cpu.METHOD_LANCZOS,
 }
 
 
@@ -84,11 +85,14 @@ def preprocess(
     source window and the content rectangle of the output; the window is resized into it
     (``interpolation``: "bilinear" = OpenCV INTER_LINEAR pixel centres in float32, "area" =
     OpenCV INTER_AREA pixel-area averaging (antialiased), "bilinear-u8" = bit-exact OpenCV
-    uint8 INTER_LINEAR, i.e. what ``cv2.dnn.blobFromImages`` sees); channel mapping (1
-    channel replicated, alpha dropped, channels 0 and 2 swapped when ``src_order !=
-    dst_order``); then ``y = value * scale[c] + offset[c]`` per output channel ``c``. Outside
-    the content (letterbox) the output is ``pad_value[c] * scale[c] + offset[c]``
-    (``pad_value`` in pixel units, output channel order). ``dtype``: float32 (default) or
+    uint8 INTER_LINEAR, i.e. what ``cv2.dnn.blobFromImages`` sees, "lanczos" = PIL's
+    ``Image.resize(..., LANCZOS)`` weights in float32, the horizontal pass clamped to
+    [0, 255] as PIL's, the result neither rounded nor clamped: within 1 uint8 level of PIL
+    once rounded); channel mapping (1 channel replicated, alpha dropped,
+    channels 0 and 2 swapped when ``src_order != dst_order``); then
+    ``y = value * scale[c] + offset[c]`` per output channel ``c``. Outside the content
+    (letterbox) the output is ``pad_value[c] * scale[c] + offset[c]`` (``pad_value`` in
+    pixel units, output channel order). ``dtype``: float32 (default) or
     float16 (the float32 result rounded to nearest even). ``out``: optional C-contiguous
     writeable array of exactly ``(N, 3, H, W)``, filled and returned.
     ``return_placements=True`` also returns one :class:`Placement` per image (what

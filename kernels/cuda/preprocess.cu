@@ -5,17 +5,19 @@
 // and a warp's 32 threads share each row's y taps.
 //
 // Per output pixel (docs/kernels.md): inside the image's content box, resample its source box
-// (mode: bilinear, area, integer box, OpenCV 8-bit bilinear; see resample.cuh), take the
-// source channel of each output channel (gray replicated, alpha dropped, RGB<->BGR swap), then
-// y = value * scale[c] + offset[c] in float32; outside the content box (letterbox bars) the
-// value is pad[c], already in the output domain. float16 output rounds y to nearest even.
+// (mode: bilinear, area, integer box, OpenCV 8-bit bilinear, see resample.cuh; PIL's Lanczos,
+// below), take the source channel of each output channel (gray replicated, alpha dropped,
+// RGB<->BGR swap), then y = value * scale[c] + offset[c] in float32; outside the content box
+// (letterbox bars) the value is pad[c], already in the output domain. float16 output rounds y
+// to nearest even.
 //
 // Fast paths (one kernel per interpolation family, templated on the channel count and the x
 // window size; the choice per image is uniform over a block): the bytes of one x window of
 // one source row come in as a few aligned 4-byte words (VtBytes) instead of one load per byte
 // and channel, are converted to float without int -> float conversions, and are summed in the
 // CPU's order. The tap coordinates' divisions are computed once per thread (VtAxisK). Area
-// factors above 7 (or box blocks above 8) take the generic per-sample kernel.
+// factors above 7 (or box blocks above 8) take the generic per-sample kernel. Lanczos has its
+// own kernel (vt_pre_lanczos: its taps computed on the device, the x weights once per thread).
 #include "common.cuh"
 #include "resample.cuh"
 
@@ -295,6 +297,145 @@ VT_DEV void vt_pre_u8(const VtPreBatch& b, const VtPreCol& c, T* o, vt_i64 plane
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Lanczos (PIL's ImagingResample with its Lanczos filter, a = 3), VT_M_LANCZOS
+// ---------------------------------------------------------------------------------------------
+
+// Preprocess only, so the mode is defined here rather than with the others in resample.cuh.
+#define VT_M_LANCZOS 5
+
+// The taps are computed on the device with the CPU's double operations (kernels/_cpu.pyx:
+// vt_sinpi, vt_lz_*, vt_lanczos_taps), so the float32 weights are the CPU's bit for bit:
+// sin(pi x) is a fixed Horner polynomial (no libm sin, whose device and host versions differ),
+// and --fmad=false keeps every double multiply and add separately rounded.
+VT_DEV double vt_sinpi(double x) {
+    const double n = floor(x + 0.5), r = x - n;
+    if (r == 0.0) return 0.0;  // exactly 0 at the integers
+    const double z = r * r;
+    double s = -1.0518471716932065e-11;
+    s = s * z + 5.392664662608129e-10;
+    s = s * z + -2.2948428997269873e-08;
+    s = s * z + 7.952054001475513e-07;
+    s = s * z + -2.1915353447830217e-05;
+    s = s * z + 0.00046630280576761255;
+    s = s * z + -0.0073704309457143504;
+    s = s * z + 0.08214588661112823;
+    s = s * z + -0.5992645293207921;
+    s = s * z + 2.5501640398773455;
+    s = s * z + -5.16771278004997;
+    s = s * z + 3.141592653589793;
+    s = s * r;
+    return ((long long)n & 1) ? -s : s;
+}
+
+VT_DEV double vt_sinc(double x) {
+    return x == 0.0 ? 1.0 : vt_sinpi(x) / (x * 3.141592653589793);
+}
+
+VT_DEV double vt_lanczos3(double t) {
+    return (t > -3.0 && t < 3.0) ? vt_sinc(t) * vt_sinc(t / 3.0) : 0.0;
+}
+
+// One axis, S -> D: scale = S / D, filterscale = max(scale, 1), support = 3 * filterscale,
+// ss = 1 / filterscale.
+struct VtLz {
+    double scale, support, ss;
+    int S;
+};
+
+VT_DEV VtLz vt_lz(int S, int D) {
+    VtLz a;
+    a.scale = (double)S / (double)D;
+    const double fs = a.scale < 1.0 ? 1.0 : a.scale;
+    a.support = 3.0 * fs;
+    a.ss = 1.0 / fs;
+    a.S = S;
+    return a;
+}
+
+// Window [*lo, *hi) of output index d (window-relative source indices); returns the centre.
+VT_DEV double vt_lz_window(const VtLz& a, int d, int* lo, int* hi) {
+    const double center = ((double)d + 0.5) * a.scale;
+    const int x0 = (int)(center - a.support + 0.5), x1 = (int)(center + a.support + 0.5);
+    *lo = x0 < 0 ? 0 : x0;
+    *hi = x1 > a.S ? a.S : x1;
+    return center;
+}
+
+VT_DEV double vt_lz_raw(const VtLz& a, double center, int k) {
+    return vt_lanczos3(((double)k - center + 0.5) * a.ss);
+}
+
+// The sum of a window's raw weights, in tap order.
+VT_DEV double vt_lz_sum(const VtLz& a, double center, int lo, int hi) {
+    double ww = 0.0;
+    for (int k = lo; k < hi; ++k) ww = ww + vt_lz_raw(a, center, k);
+    return ww;
+}
+
+// The float32 weight of tap k: raw / sum in double (raw when the sum is 0), rounded once.
+VT_DEV float vt_lz_weight(const VtLz& a, double center, double ww, int k) {
+    const double v = vt_lz_raw(a, center, k);
+    return (float)(ww != 0.0 ? v / ww : v);
+}
+
+// x weights a thread keeps (columns with wider windows recompute theirs per row: downscales
+// by more than about 21x). CACHE false (the generic kernel): none, no stack array.
+#define VT_LZ_MAXW 128
+
+// One column, rows ya .. yb - 1, in the CPU's order: per tap row h = p0*w0; h = h + pk*wk,
+// clamped to [0, 255]; then v = h0*g0; v = v + hj*gj (the CPU sums its zero-weight padding
+// taps too, which adds +0 to a sum that is never -0: the same value).
+template <bool CACHE, typename T>
+VT_DEV void vt_pre_lanczos(const VtPreBatch& b, const VtPreImage& im, const VtPreCol& c, T* o,
+                           vt_i64 plane, int W, int ya, int yb) {
+    const VtLz ax = vt_lz(im.x.slen, im.x.olen), ay = vt_lz(im.y.slen, im.y.olen);
+    int x0, x1;
+    const double xc = vt_lz_window(ax, c.vx, &x0, &x1);
+    const double xs = vt_lz_sum(ax, xc, x0, x1);
+    const int nx = x1 - x0;
+    const bool cached = CACHE && nx <= VT_LZ_MAXW;
+    float wx[CACHE ? VT_LZ_MAXW : 1];
+    if (cached) {
+        for (int k = 0; k < nx; ++k) wx[k] = vt_lz_weight(ax, xc, xs, x0 + k);
+    }
+    const vt_u8* src = im.src + (vt_i64)(im.x.s0 + x0) * im.px_pitch;
+    for (int y = ya; y < yb; ++y, o += W) {
+        const int vy = y - c.ky.o0;
+        if (vy < 0 || vy >= c.ky.D) {
+            vt_pre_pad(b, o, plane);
+            continue;
+        }
+        int y0, y1;
+        const double yc = vt_lz_window(ay, vy, &y0, &y1);
+        const double ys = vt_lz_sum(ay, yc, y0, y1);
+        float v[3] = {0.0f, 0.0f, 0.0f};
+        for (int r = y0; r < y1; ++r) {
+            const vt_u8* row = src + (vt_i64)(im.y.s0 + r) * im.row_pitch;
+            float h[3] = {0.0f, 0.0f, 0.0f};
+            for (int k = 0; k < nx; ++k) {
+                const float w = cached ? wx[k] : vt_lz_weight(ax, xc, xs, x0 + k);
+                const vt_u8* px = row + (vt_i64)k * im.px_pitch;
+                VT_UNROLL
+                for (int q = 0; q < 3; ++q) {
+                    const float p = (float)vt_ldg(px + im.ch[q]);
+                    h[q] = k == 0 ? p * w : h[q] + p * w;
+                }
+            }
+            const float g = vt_lz_weight(ay, yc, ys, r);
+            VT_UNROLL
+            for (int q = 0; q < 3; ++q) {
+                float hq = h[q] < 0.0f ? 0.0f : h[q];
+                hq = hq > 255.0f ? 255.0f : hq;
+                v[q] = r == y0 ? hq * g : v[q] + hq * g;
+            }
+        }
+        vt_store(o, v[0] * b.scale[0] + b.offset[0]);
+        vt_store(o + plane, v[1] * b.scale[1] + b.offset[1]);
+        vt_store(o + 2 * plane, v[2] * b.scale[2] + b.offset[2]);
+    }
+}
+
 // Kernel families: the launcher picks one per launch from the interpolation method (area:
 // VT_FAM_BOX when every image of the launch has integer factors), and the generic kernel
 // (VT_FAM_ANY) for images that no fast path takes (_pre_fast_ok in gpu.py: area factors above
@@ -305,6 +446,7 @@ VT_DEV void vt_pre_u8(const VtPreBatch& b, const VtPreCol& c, T* o, vt_i64 plane
 #define VT_FAM_BOX 2     // VT_M_BOX only (area with integer factors: the light integer path)
 #define VT_FAM_U8 3      // VT_M_U8, VT_M_U8_2X
 #define VT_FAM_ANY 4     // every mode, one sample at a time
+#define VT_FAM_LANCZOS 5 // VT_M_LANCZOS (vt_pre_lanczos; also taken by VT_FAM_ANY)
 
 template <int FAM, int CH, typename T>
 VT_DEV void vt_pre_fast(const VtPreBatch& b, const VtPreImage& im, const VtPreCol& c, T* o,
@@ -412,7 +554,11 @@ VT_DEV void vt_preprocess(const VtPreBatch& b, T* out, int H, int W) {
     c.kx = vt_axis_k(im.x, mode);
     c.words = (((vt_u64)im.src | (vt_u64)im.row_pitch) & 3u) == 0;
     c.swap = im.ch[0] == 2;
-    if (FAM == VT_FAM_ANY) {
+    if (FAM == VT_FAM_LANCZOS) {
+        vt_pre_lanczos<true>(b, im, c, o, plane, W, ya, yb);
+    } else if (FAM == VT_FAM_ANY && im.mode == VT_M_LANCZOS) {
+        vt_pre_lanczos<false>(b, im, c, o, plane, W, ya, yb);
+    } else if (FAM == VT_FAM_ANY) {
         vt_pre_generic(b, im, c, o, plane, W, ya, yb);
     } else if (im.px_pitch == 1) {  // gray (0, 0, 0); else RGB(A) (0, 1, 2) or (2, 1, 0)
         vt_pre_fast<FAM, 1>(b, im, c, o, plane, W, ya, yb);
@@ -425,7 +571,8 @@ VT_DEV void vt_preprocess(const VtPreBatch& b, T* out, int H, int W) {
 
 // One kernel per family and output dtype (kernels/gpu.py picks by name). Register caps (no
 // spills, sm_80 and sm_90): bilinear and 8-bit bilinear 40 (6 blocks of 256 threads per SM),
-// box 48 (5 blocks), the area family's 8-column windows 80 (3 blocks).
+// box 48 (5 blocks), the area family's 8-column windows 80 (3 blocks), lanczos 80 (3 blocks;
+// its cached x weights live in the thread's local memory).
 extern "C" __launch_bounds__(256, 6) __global__
     void vt_preprocess_f32(const VtPreBatch b, float* out, int H, int W);
 extern "C" __launch_bounds__(256, 6) __global__
@@ -442,6 +589,10 @@ extern "C" __launch_bounds__(256, 3) __global__
     void vt_preprocess_area_f32(const VtPreBatch b, float* out, int H, int W);
 extern "C" __launch_bounds__(256, 3) __global__
     void vt_preprocess_area_f16(const VtPreBatch b, vt_u16* out, int H, int W);
+extern "C" __launch_bounds__(256, 3) __global__
+    void vt_preprocess_lanczos_f32(const VtPreBatch b, float* out, int H, int W);
+extern "C" __launch_bounds__(256, 3) __global__
+    void vt_preprocess_lanczos_f16(const VtPreBatch b, vt_u16* out, int H, int W);
 
 extern "C" __global__ void vt_preprocess_f32(const VtPreBatch b, float* out, int H, int W) {
     vt_preprocess<VT_FAM_LINEAR>(b, out, H, W);
@@ -473,6 +624,16 @@ extern "C" __global__ void vt_preprocess_u8_f32(const VtPreBatch b, float* out, 
 
 extern "C" __global__ void vt_preprocess_u8_f16(const VtPreBatch b, vt_u16* out, int H, int W) {
     vt_preprocess<VT_FAM_U8>(b, out, H, W);
+}
+
+extern "C" __global__ void vt_preprocess_lanczos_f32(const VtPreBatch b, float* out, int H,
+                                                     int W) {
+    vt_preprocess<VT_FAM_LANCZOS>(b, out, H, W);
+}
+
+extern "C" __global__ void vt_preprocess_lanczos_f16(const VtPreBatch b, vt_u16* out, int H,
+                                                     int W) {
+    vt_preprocess<VT_FAM_LANCZOS>(b, out, H, W);
 }
 
 extern "C" __global__ void vt_preprocess_any_f32(const VtPreBatch b, float* out, int H, int W) {

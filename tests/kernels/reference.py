@@ -80,6 +80,76 @@ def linear_taps(src: int, dst: int) -> list[list[tuple[int, np.float32]]]:
     ]
 
 
+# sin(pi r) for |r| <= 1/2: the Taylor coefficients (-1)^k pi^(2k+1) / (2k+1)!, k = 0..11
+_SINPI = (
+    3.141592653589793,
+    -5.16771278004997,
+    2.5501640398773455,
+    -0.5992645293207921,
+    0.08214588661112823,
+    -0.0073704309457143504,
+    0.00046630280576761255,
+    -2.1915353447830217e-05,
+    7.952054001475513e-07,
+    -2.2948428997269873e-08,
+    5.392664662608129e-10,
+    -1.0518471716932065e-11,
+)
+
+
+def sinpi(x: float) -> float:
+    """sin(pi x) as the contract evaluates it, in Python floats (IEEE double, no FMA):
+    n = floor(x + 1/2), r = x - n, Horner in r^2 from the r^23 term, times r, times (-1)^n;
+    exactly 0 at the integers."""
+    n = math.floor(x + 0.5)
+    r = x - n
+    if r == 0.0:
+        return 0.0
+    z = r * r
+    s = _SINPI[11]
+    for c in _SINPI[10::-1]:
+        s = s * z + c
+    s = s * r
+    return -s if n & 1 else s
+
+
+def lanczos3(t: float) -> float:
+    """sinc(t) * sinc(t / 3) for |t| < 3, else 0; sinc(t) = sin(pi t) / (t * pi), 1 at 0."""
+    if not -3.0 < t < 3.0:
+        return 0.0
+
+    def sinc(x: float) -> float:
+        return 1.0 if x == 0.0 else sinpi(x) / (x * math.pi)
+
+    return sinc(t) * sinc(t / 3.0)
+
+
+def lanczos_taps(src: int, dst: int) -> list[list[tuple[int, np.float32]]]:
+    """PIL's Lanczos weights of one axis (ImagingResample's precompute_coeffs): scale =
+    src / dst, filterscale = max(scale, 1), support = 3 * filterscale; output d: center =
+    (d + 0.5) * scale, taps k in [max(int(center - support + 0.5), 0),
+    min(int(center + support + 0.5), src)), weight lanczos3((k - center + 0.5) * (1 /
+    filterscale)) divided by the weights' sum (in tap order; kept when it is 0), in double,
+    rounded once to float32. Every tap of the window is listed, weight 0 included."""
+    scale = src / dst
+    fs = max(scale, 1.0)
+    support = 3.0 * fs
+    ss = 1.0 / fs
+    taps = []
+    for d in range(dst):
+        center = (d + 0.5) * scale
+        lo = max(int(center - support + 0.5), 0)
+        hi = min(int(center + support + 0.5), src)
+        raw = [lanczos3((k - center + 0.5) * ss) for k in range(lo, hi)]
+        ww = 0.0
+        for v in raw:
+            ww += v
+        taps.append(
+            [(k, F32(v / ww if ww != 0.0 else v)) for k, v in zip(range(lo, hi), raw, strict=True)]
+        )
+    return taps
+
+
 def cv_integer_scale(src: int, dst: int) -> int | None:
     """OpenCV's integer area factor: 1 / (dst / src) within DBL_EPSILON of an int (src >= dst)."""
     scale = 1.0 / (dst / src)
@@ -121,9 +191,10 @@ def bilinear_skip_zero(plane: np.ndarray, h: int, w: int) -> np.ndarray:
         return np.where(fy == 0, top, top * (ONE - fy) + bottom * fy).astype(F32)
 
 
-def separable(arr: np.ndarray, ytaps: list, xtaps: list) -> np.ndarray:
+def separable(arr: np.ndarray, ytaps: list, xtaps: list, clamp_rows: bool = False) -> np.ndarray:
     """sum_j wy_j * (sum_k wx_k * p) in float32, taps in order, accumulating left to right
-    (acc = w0 * p0; acc = acc + w_k * p_k); only the listed taps are read."""
+    (acc = w0 * p0; acc = acc + w_k * p_k); only the listed taps are read. clamp_rows: the
+    horizontal pass values are clamped to [0, 255] (lanczos)."""
     arr = arr.astype(F32)
     with np.errstate(invalid="ignore", over="ignore"):
         rows = np.empty((arr.shape[0], len(xtaps), *arr.shape[2:]), dtype=F32)
@@ -132,6 +203,9 @@ def separable(arr: np.ndarray, ytaps: list, xtaps: list) -> np.ndarray:
             for s, wt in t[1:]:
                 acc = acc + arr[:, s] * wt
             rows[:, d] = acc
+        if clamp_rows:
+            rows = np.where(rows < 0, F32(0), rows)
+            rows = np.where(rows > 255, F32(255), rows)
         out = np.empty((len(ytaps), *rows.shape[1:]), dtype=F32)
         for d, t in enumerate(ytaps):
             acc = rows[t[0][0]] if (len(t) == 1 and t[0][1] == 1) else rows[t[0][0]] * t[0][1]
@@ -235,6 +309,9 @@ def resample_u8(img: np.ndarray, h: int, w: int, interpolation: str) -> np.ndarr
         return bilinear(img.astype(F32), h, w)
     if interpolation == "area":
         return area_u8(img, h, w)
+    if interpolation == "lanczos":
+        sh, sw = img.shape[:2]
+        return separable(img, lanczos_taps(sh, h), lanczos_taps(sw, w), clamp_rows=True)
     return cv_resize_u8(img, h, w).astype(F32)
 
 

@@ -408,6 +408,25 @@ def test_emulated_multi_row_launches_equal_cpu(emu, monkeypatch):
         check_tile_case(emu, case, exact=True)
 
 
+def test_emulated_lanczos_kernels(emu, monkeypatch):
+    """Lanczos launches its own kernel; the generic kernel takes it too (the launcher never
+    sends it there, but the generic kernel serves every mode), both equal to the CPU."""
+    from vetrina.kernels import gpu, preprocess
+
+    rng = np.random.default_rng(11)
+    imgs = [rng.integers(0, 256, s, dtype=np.uint8) for s in [(23, 41, 3), (9, 700, 4), (5, 3)]]
+    kw = {"interpolation": "lanczos", "fit": "letterbox", "src_order": "BGR"}
+    backend = emu._backend
+    for fast in (True, False):
+        if not fast:
+            monkeypatch.setattr(gpu, "_pre_fast_ok", lambda *args: False)
+        backend.launches.clear()
+        got = emu.preprocess(imgs, (11, 13), **kw)
+        kernel = "vt_preprocess_lanczos_f32" if fast else "vt_preprocess_any_f32"
+        assert [k for k, _, _ in backend.launches] == [kernel]
+        np.testing.assert_array_equal(got, preprocess(imgs, (11, 13), **kw))
+
+
 def test_float16_conversion_matches_numpy(tmp_path):
     """The host path of vt_f2h/vt_h2f (the device uses PTX cvt.rn) against numpy, exhaustively
     for half -> float and on every float class for float -> half."""

@@ -100,7 +100,7 @@ PRE_CASES = [
         size=size,
         kw={"interpolation": interp, "fit": fit, **_AFFINES[a]},
     )
-    for interp in ("bilinear", "area", "bilinear-u8")
+    for interp in ("bilinear", "area", "bilinear-u8", "lanczos")
     for fit in ("stretch", "letterbox", "crop")
     for g, (geo, shapes, size) in enumerate(_GEOMETRIES)
     for a in [(g + len(fit) + len(interp)) % len(_AFFINES)]
@@ -109,6 +109,11 @@ PRE_CASES = [
     Case("f16-area-letterbox", shapes=[(90, 40, 3)], size=(30, 30), dtype=F16,
          kw={"interpolation": "area", "fit": "letterbox", "pad_value": 255}),
     Case("f16-overflow", shapes=[(12, 12, 3)], size=(12, 12), dtype=F16, kw={"scale": 300.0}),
+    Case("f16-lanczos-crop", shapes=[(50, 90, 4), (9, 5)], size=(24, 20), dtype=F16,
+         kw={"interpolation": "lanczos", "fit": "crop", "src_order": "BGR"}),
+    # a 300x downscale: windows wider than the x weights a GPU thread caches (VT_LZ_MAXW)
+    Case("lanczos-wide-window", shapes=[(40, 900, 3)], size=(7, 3),
+         kw={"interpolation": "lanczos"}),
     Case("batch-of-40", shapes=[(9 + i % 5, 7 + i % 3, 3) for i in range(40)], size=(8, 8)),
 ]  # fmt: skip
 
@@ -317,6 +322,17 @@ def test_adapt_matches_cpu(gk, case):
 @pytest.mark.parametrize("case", TILE_CASES, ids=str)
 def test_tiles_match_cpu(gk, case):
     check_tile_case(gk, case, exact=False)
+
+
+@gpu_only
+@pytest.mark.parametrize("fit", ["stretch", "letterbox"])
+def test_lanczos_photo_sizes_match_cpu(gk, fit):
+    """rembg's input: a photo to 320 x 320 with PIL-compatible Lanczos (and an upscale)."""
+    imgs = _images([(683, 1024, 3), (480, 640, 4), (120, 90, 3)], seed=17)
+    for size in [(320, 320), (700, 1100)]:
+        kw = {"interpolation": "lanczos", "fit": fit, "scale": 1 / 255}
+        got = gk.preprocess(imgs, size, **kw)
+        _assert_close(got, cpu.preprocess(imgs, size, **kw), False, f"lanczos {fit} {size}")
 
 
 @gpu_only

@@ -1,5 +1,5 @@
-"""preprocess interpolation modes: area (antialiased) and bilinear-u8 (OpenCV-exact), against
-the numpy reference (bit for bit) and against OpenCV itself."""
+"""preprocess interpolation modes: area (antialiased), bilinear-u8 (OpenCV-exact) and lanczos
+(PIL-compatible), against the numpy reference (bit for bit) and against OpenCV / PIL."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vetrina.kernels import preprocess
+from vetrina.kernels import _cpu, preprocess
 
-from .reference import area_taps, cv_resize_u8, preprocess_ref
+from .reference import area_taps, cv_resize_u8, lanczos3, lanczos_taps, preprocess_ref, sinpi
 
 F32 = np.float32
 RNG = np.random.default_rng(314)
@@ -215,3 +215,191 @@ def test_property_modes_match_reference(imgs, dh, dw, interpolation, fit, dtype,
     np.testing.assert_array_equal(got, preprocess_ref(imgs, (dh, dw), **kw))
     copies = [np.ascontiguousarray(im) for im in imgs]
     np.testing.assert_array_equal(got, preprocess(copies, (dh, dw), num_threads=1, **kw))
+
+
+# ---------------------------------------------------------------------------------------
+# lanczos: PIL's Image.resize(..., LANCZOS) weights in float32
+# ---------------------------------------------------------------------------------------
+
+LANCZOS_SIZES = [
+    (683, 1024, 320, 320),  # rembg's input size from a photo
+    (37, 53, 20, 30),
+    (5, 7, 40, 31),
+    (7, 5, 7, 5),
+    (1, 1, 3, 5),
+    (9, 1, 2, 1),
+    (3, 3, 8, 9),
+    (2, 4096, 1, 1000),
+    (60, 20, 15, 80),
+    (49, 98, 1, 2),
+    (300, 2, 3, 2),
+]
+
+
+def photo(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """A synthetic photo: smooth shading, saturated flat regions with hard edges (the
+    ringing of Lanczos' negative lobes), fine texture and noise."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[:h, :w].astype(np.float64)
+    img = 120 + 80 * np.sin(x / (w / 5) + np.array([0, 2, 4])[:, None, None]) * np.cos(y / (h / 3))
+    img = img.transpose(1, 2, 0) + rng.normal(0, 12, (h, w, 3))
+    img[(x - w / 3) ** 2 + (y - h / 2) ** 2 < (min(h, w) / 4) ** 2] = 255
+    img[int(h * 0.7) :, : w // 4] = 0
+    img[: h // 5, int(w * 0.6) :] = (255, 0, 0)
+    img[:, int(w * 0.8) : int(w * 0.8) + 3] = 250 * ((np.arange(h) // 2) % 2)[:, None, None]
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize(("sh", "sw", "dh", "dw"), LANCZOS_SIZES)
+@pytest.mark.parametrize("c", [None, 3, 4])
+def test_lanczos_matches_reference_exactly(sh, sw, dh, dw, c):
+    img = rand_img(sh, sw, c)
+    kw = {"scale": (0.5, -1 / 255, 2.0), "offset": (-0.25, 1.0, 3.5), "src_order": "BGR"}
+    got = preprocess([img], (dh, dw), interpolation="lanczos", **kw)
+    want = preprocess_ref([img], (dh, dw), interpolation="lanczos", **kw)
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("fit", ["letterbox", "crop"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_lanczos_fits_match_reference(fit, dtype):
+    imgs = [photo(90, 61), rand_img(20, 70, 4), rand_img(13, 9, None), rand_img(1, 40, 1)]
+    for size in [(32, 48), (64, 16), (120, 150)]:
+        kw = {"interpolation": "lanczos", "fit": fit, "pad_value": (114, 0, 255), "dtype": dtype}
+        got, places = preprocess(imgs, size, return_placements=True, **kw)
+        np.testing.assert_array_equal(got, preprocess_ref(imgs, size, **kw))
+        # the content is the window resized on its own (crop-then-resize; taps never leave it)
+        for i, p in enumerate(places):
+            (y, x, h, w), (t, left, ch, cw) = p.src_box, p.dst_box
+            window = imgs[i][y : y + h, x : x + w]
+            alone = preprocess([window], (ch, cw), **{**kw, "fit": "stretch"})[0]
+            np.testing.assert_array_equal(got[i][:, t : t + ch, left : left + cw], alone)
+
+
+def test_lanczos_tap_tables_equal_reference():
+    for src, dst in [(1024, 320), (683, 320), (7, 40), (1, 5), (5, 1), (100, 100), (3000, 7)]:
+        index, n, weight = _cpu.lanczos_table(src, dst)
+        taps = lanczos_taps(src, dst)
+        assert index.shape[1] == max(len(t) for t in taps)
+        for d, t in enumerate(taps):
+            assert n[d] == len(t)
+            assert index[d, : n[d]].tolist() == [k for k, _ in t]
+            assert weight[d, : n[d]].tobytes() == np.array([w for _, w in t], F32).tobytes()
+            assert not weight[d, n[d] :].any()
+            assert abs(sum(float(w) for _, w in t) - 1) < 1e-6
+
+
+def test_lanczos_kernel_values():
+    # sin(pi x) to a few ulps, exact zeros at the integers (so identity sizes copy)
+    xs = np.linspace(-3, 3, 20001)
+    got = np.array([sinpi(float(x)) for x in xs])
+    # (np.sin(np.pi * x) itself carries the rounding of pi * x: up to ~1.8e-15 at |x| = 3)
+    np.testing.assert_allclose(got, np.sin(np.pi * xs), rtol=0, atol=4e-15)
+    np.testing.assert_allclose(sinpi(1e-9), np.pi * 1e-9, rtol=1e-15)
+    assert all(sinpi(float(k)) == 0.0 for k in range(-3, 4))
+    assert lanczos3(0.0) == 1.0 and lanczos3(3.0) == 0.0 and lanczos3(-3.0) == 0.0
+    assert lanczos3(1.0) == 0.0 and lanczos3(-1.5) < 0 < lanczos3(2.5) < lanczos3(0.5)
+    index, _, weight = _cpu.lanczos_table(9, 9)  # identity: weight 1 on the pixel itself
+    assert (weight[np.arange(9), np.arange(9) - index[:, 0]] == 1).all()
+    assert (np.count_nonzero(weight, axis=1) == 1).all()
+
+
+@pytest.mark.parametrize("c", [None, 3, 4])
+def test_lanczos_identity_size_is_exact(c):
+    img = rand_img(31, 17, c)
+    got = values(img, (31, 17), "lanczos")
+    src = img.reshape(31, 17, -1)
+    want = np.repeat(src, 3, axis=2) if src.shape[2] == 1 else src[:, :, :3]
+    np.testing.assert_array_equal(got, want.astype(F32))
+
+
+@pytest.mark.parametrize(
+    "size", [(320, 320), (200, 517), (97, 31), (683, 1024), (700, 1100), (1, 1)]
+)
+@pytest.mark.parametrize("kind", ["photo", "noise", "gray"])
+def test_lanczos_within_one_level_of_pil(size, kind):
+    pytest.importorskip("PIL")
+    from PIL import Image
+
+    img = {
+        "photo": lambda: photo(683, 1024, 1),
+        "noise": lambda: rand_img(683, 1024, 3),
+        "gray": lambda: photo(683, 1024, 2)[:, :, 1],
+    }[kind]()
+    h, w = size
+    want = np.asarray(Image.fromarray(img).resize((w, h), Image.Resampling.LANCZOS))
+    want = want.reshape(h, w, -1).astype(np.int16)
+    v = values(img, size, "lanczos")
+    # not clamped: the vertical pass' ringing leaves [0, 255] (PIL clamps, rounds to uint8)
+    if kind == "photo" and size in [(320, 320), (700, 1100)]:
+        assert v.min() < -0.5 or v.max() > 255.5
+    got = np.clip(np.floor(v + 0.5), 0, 255).astype(np.int16)
+    assert np.abs(got - want).max() <= 1
+
+
+def test_lanczos_antialiases_where_bilinear_aliases():
+    y, x = np.mgrid[:256, :256]
+    img = np.repeat((((y + x) % 2) * 255).astype(np.uint8)[:, :, None], 3, axis=2)
+    assert np.abs(values(img, (63, 63), "lanczos") - 127.5).max() < 4
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_lanczos_num_threads_and_simd_levels_do_not_change_the_result(threads):
+    imgs = [photo(300, 200), rand_img(9, 500, 4), rand_img(128, 128, 1)[::-1, ::2]]
+    kw = {"interpolation": "lanczos", "fit": "letterbox", "scale": (1 / 58.4, 0.5, 3e-39)}
+    want = preprocess(imgs, (97, 41), **kw)
+    old = _cpu.set_simd(2)
+    try:
+        for level in (0, 1, 2):
+            _cpu.set_simd(level)
+            got = preprocess(imgs, (97, 41), num_threads=threads, **kw)
+            np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+    finally:
+        _cpu.set_simd(old)
+    f16 = preprocess(imgs, (97, 41), num_threads=threads, dtype=np.float16, **kw)
+    np.testing.assert_array_equal(f16, want.astype(np.float16))
+
+
+def test_lanczos_strided_and_broadcast_sources():
+    base = photo(80, 120)
+    row = rand_img(1, 300, 3)
+    imgs = [
+        base[::-1],
+        base[:, ::-1],
+        base[::3, ::2],
+        base[:, :, ::-1],
+        np.broadcast_to(row, (50, 300, 3)),
+    ]
+    for im in imgs:
+        got = preprocess([im], (37, 29), interpolation="lanczos", scale=1.0)
+        np.testing.assert_array_equal(
+            got, preprocess_ref([im], (37, 29), interpolation="lanczos", scale=1.0)
+        )
+        np.testing.assert_array_equal(
+            got,
+            preprocess([np.ascontiguousarray(im)], (37, 29), interpolation="lanczos", scale=1.0),
+        )
+
+
+def test_lanczos_tall_windows_without_the_row_ring():
+    # a 1100 -> 1 vertical window: 1100 cached rows of 2048 x 3 floats per thread exceed the
+    # ring budget (64 MiB) with 3 threads (the two-row cache is used), not with 1
+    img = rand_img(1100, 2048, None)
+    want = preprocess_ref([img], (1, 2048), interpolation="lanczos")
+    for threads in (1, 3):
+        got = preprocess([img], (1, 2048), interpolation="lanczos", num_threads=threads)
+        np.testing.assert_array_equal(got, want)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    imgs=st.lists(strided_images(), min_size=1, max_size=3),
+    dh=st.integers(1, 24),
+    dw=st.one_of(st.integers(1, 48), st.integers(1000, 2048)),
+    fit=st.sampled_from(["stretch", "letterbox", "crop"]),
+    dtype=st.sampled_from([np.float32, np.float16]),
+)
+def test_property_lanczos_matches_reference(imgs, dh, dw, fit, dtype):
+    kw = {"interpolation": "lanczos", "fit": fit, "pad_value": 7, "dtype": dtype}
+    got = preprocess(imgs, (dh, dw), **kw)
+    np.testing.assert_array_equal(got, preprocess_ref(imgs, (dh, dw), **kw))
