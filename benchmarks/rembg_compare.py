@@ -20,8 +20,9 @@ own; the same photos, the same thread count, one after the other on an idle mach
     the speed-up and the IoU against the fp32 masks);
 * rembg: ``new_session("u2net_custom", model_path=...)`` and, per photo, ``remove(bytes)``
   -> PNG bytes written to a file: what ``rembg p`` does for a folder;
-* vetrina: a one-stage pipeline ``matte: {model: FILE, stretch: true}`` (``stretch``: rembg's
-  per-image min-max rescale of the matte) over the folder through ``edit_files``, the code
+* vetrina: a one-stage pipeline ``matte: {model: FILE, stretch: true, resize: lanczos}``
+  (rembg's conventions: each matte min-max rescaled, the photo shrunk with PIL's Lanczos)
+  over the folder through ``edit_files``, the code
   behind ``vetrina run`` (decode, matte, alpha kernel, PNG encode, atomic write): with
   ``--workers`` file workers (default 2, sessions of threads/workers threads each; per-file
   latency from each file's own time) and, as ``1 worker``, one file per call at full threads.
@@ -147,7 +148,7 @@ def _worker_vetrina(
     spec = parse_spec(
         {
             "name": "cutout-bench",
-            "stages": [{"matte": {"model": str(model), "stretch": True}}],
+            "stages": [{"matte": {"model": str(model), "stretch": True, "resize": "lanczos"}}],
             "output": {"format": "png"},
         },
         origin="rembg_compare",

@@ -295,7 +295,7 @@ class Pipeline:
                         offset=offset,
                         src_order=order,
                         dst_order=stage.input.channels,
-                        interpolation="area",
+                        interpolation=stage.resize,
                         num_threads=self.kernel_threads,
                     )
                 with self.times.step(f"1 {stage.label}"):

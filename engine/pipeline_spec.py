@@ -44,9 +44,12 @@ STAGE_KINDS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
             "shadow": 0.0,
             "stretch": False,
             "empty_check": True,
+            "resize": "area",
         },
     ),
 }
+MATTE_RESIZES = ("area", "lanczos")
+"""How a photo is shrunk for the matting model: ``lanczos`` is PIL's filter, as rembg uses."""
 MATTE_SIZE_PHOTO = "photo"
 """``size: photo``: the matte at the photo's own (working) size instead of a fixed square."""
 OUTPUT_OPTIONS: dict[str, Any] = {
@@ -194,7 +197,8 @@ def _check_matte(params: dict[str, Any], where: str) -> None:
     off) and ``eps``, ``threshold`` ([low, high]: alpha ramps from 0
     at low to 1 at high; equal values cut hard), ``shadow`` (0..1: keep soft shadows at this
     strength), ``stretch`` (rescale each matte to [0, 1] first, as rembg does), ``empty_check``
-    (a matte whose outline follows no edge of the photo counts as no product)."""
+    (a matte whose outline follows no edge of the photo counts as no product), ``resize``
+    (the filter that shrinks the photo for the model: ``area`` or ``lanczos``, rembg's)."""
     size = params["size"]
     if size is not None and size != MATTE_SIZE_PHOTO:
         sides = size if isinstance(size, list) else [size, size]
@@ -228,6 +232,10 @@ def _check_matte(params: dict[str, Any], where: str) -> None:
         params["shadow"] = sh = 0.0
     if isinstance(sh, bool) or not isinstance(sh, (int, float)) or not 0 <= sh <= 1:
         raise PipelineError(f"{where}: shadow {sh!r} must be a strength in 0..1 (0: off)")
+    if params["resize"] not in MATTE_RESIZES:
+        raise PipelineError(
+            f"{where}: resize {params['resize']!r}; choose {', '.join(MATTE_RESIZES)}"
+        )
     for key in ("stretch", "empty_check"):
         if not isinstance(params[key], bool):
             raise PipelineError(f"{where}: {key} {params[key]!r} must be true or false")

@@ -223,6 +223,7 @@ class MatteStage:
         self.shadow = float(params["shadow"])
         self.stretch = bool(params["stretch"])
         self.empty_check = bool(params["empty_check"])
+        self.resize = str(params["resize"])
         self._session = model.session
         self._alpha_index = model.output_index(self.alpha.name)
 

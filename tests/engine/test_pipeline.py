@@ -10,6 +10,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from vetrina import kernels
 from vetrina.cli import main
 from vetrina.contract import TensorSpec
 from vetrina.errors import InputError, ModelError
@@ -70,6 +71,7 @@ GOOD = {"input": "image", "stages": [{"edit": "a.onnx"}]}
         ({"stages": [{"matte": {"model": "m", "shadow": 2}}]}, "shadow 2 must be a strength"),
         ({"stages": [{"matte": {"model": "m", "stretch": "yes"}}]}, "stretch 'yes' must be"),
         ({"stages": [{"matte": {"model": "m", "empty_check": 1}}]}, "empty_check 1 must be"),
+        ({"stages": [{"matte": {"model": "m", "resize": "cubic"}}]}, "resize 'cubic'; choose area"),
     ],
 )
 def test_bad_pipeline_descriptions_are_refused_with_the_fix(change, message):
@@ -499,6 +501,15 @@ def test_matte_options_and_placement_are_checked_when_the_pipeline_is_built(tmp_
     pipeline = Pipeline(dataclasses.replace(spec, base_dir=tmp_path))
     assert pipeline.matte is not None and pipeline.matte.size == (48, 64)
     assert "photo resized to 48x64 -> alpha" in pipeline.describe()[0]
+    # resize: lanczos shrinks the photo for the model with PIL's filter (rembg's input)
+    photo = _product_photo()
+    for resize in ("area", "lanczos"):
+        matte = {"model": "m.onnx", "size": [30, 45], "resize": resize, "empty_check": False}
+        spec = parse_spec({"stages": [{"matte": matte}]})
+        got = Pipeline(dataclasses.replace(spec, base_dir=tmp_path))._mattes([photo], "RGB")[0]
+        small = kernels.preprocess([photo], (30, 45), interpolation=resize)
+        expected = np.clip(1.0 - small[0].mean(axis=0), 0.0, 1.0)  # lanczos overshoots
+        np.testing.assert_allclose(got[0, 0], expected, atol=1e-6)
 
 
 def test_matte_at_a_fixed_size_is_refined_along_the_photo_edges(tmp_path):
