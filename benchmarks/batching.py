@@ -145,11 +145,13 @@ def run(args: argparse.Namespace, model_path: Path) -> dict:
         with lock:
             return serial_editor.edit([image])[0]
 
-    batched_model = model
+    batched_model, solo = model, None
     if args.batched_threads is not None and args.batched_threads != args.threads:
         # The batcher's own session: e.g. 2 workers x 1 intra-op thread each, so two batches
-        # run side by side instead of one batch split over both cores.
+        # run side by side instead of one batch split over both cores; a lone request still
+        # runs on the serial side's session (all threads) with --solo.
         batched_model = Model.open(model_path, threads=args.batched_threads)
+        solo = Editor(model, batch_size=1) if args.solo else None
     batched_editor = Editor(batched_model, batch_size=args.max_batch)
     service = EditorBatcher(
         batched_editor,
@@ -157,6 +159,7 @@ def run(args: argparse.Namespace, model_path: Path) -> dict:
         max_wait_ms=args.max_wait_ms,
         max_queue=max(4 * args.clients, args.max_batch),
         workers=args.workers,
+        solo_editor=solo,
     )
     warm = min(1.0, args.duration / 4)
     drive(serial, images, duration=warm)
@@ -288,6 +291,11 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=None,
         help="intra-op threads of the batcher's session (default: --threads, one shared session)",
+    )
+    ap.add_argument(
+        "--solo",
+        action="store_true",
+        help="with --batched-threads: a lone request runs on the --threads session",
     )
     ap.add_argument("--rss-requests", type=int, default=2000)
     ap.add_argument("--model", type=Path, help="a converted enhancer ONNX (default: convert zoo)")

@@ -386,7 +386,14 @@ class EditorBatcher:
     classes (``Editor(max_side=...)`` already caps the working size).
 
     ``max_batch_size`` defaults to ``editor.batch_size`` (and may not exceed it: the editor
-    would split the batch again). Images are ``order`` ("RGB"/"BGR") uint8 HxW, HxWx3 or
+    would split the batch again).
+
+    ``solo_editor``: the same model on a session with more threads, for a batch of one image
+    when no other batch is running. On a small CPU the best throughput under load comes from
+    ``workers`` batches at once on single-thread sessions, one per core, but a lone request on
+    one thread would take twice as long; with ``solo_editor`` it runs on all the cores, as
+    without a batcher. Both editors must give the same bytes (ONNX Runtime's CPU kernels do,
+    whatever the thread count; tested). Images are ``order`` ("RGB"/"BGR") uint8 HxW, HxWx3 or
     HxWx4; bad ones raise :class:`~vetrina.errors.InputError` from ``submit``.
     """
 
@@ -400,6 +407,7 @@ class EditorBatcher:
         workers: int = 1,
         order: str = "RGB",
         output_order: str | None = None,
+        solo_editor: Editor | None = None,
     ) -> None:
         if max_batch_size is None:
             max_batch_size = editor.batch_size
@@ -416,6 +424,9 @@ class EditorBatcher:
         from .editor import check_image
 
         self.editor = editor
+        self.solo_editor = solo_editor
+        self._running = 0
+        self._running_lock = threading.Lock()
         self.order = order
         self.output_order = output_order or order
         self._batcher: DynamicBatcher[np.ndarray, np.ndarray] = DynamicBatcher(
@@ -433,7 +444,16 @@ class EditorBatcher:
         return self.editor.working_size(image.shape[0], image.shape[1])
 
     def _handle(self, images: list[np.ndarray]) -> list[np.ndarray]:
-        return self.editor.edit(images, order=self.order, output_order=self.output_order)
+        with self._running_lock:
+            self._running += 1
+            alone = self._running == 1
+        try:
+            solo = alone and len(images) == 1 and self.solo_editor is not None
+            editor = self.solo_editor if solo else self.editor
+            return editor.edit(images, order=self.order, output_order=self.output_order)  # type: ignore[union-attr]
+        finally:
+            with self._running_lock:
+                self._running -= 1
 
     def submit(self, image: np.ndarray) -> Future[np.ndarray]:
         """Queue one image; the edited image arrives on the future."""

@@ -432,3 +432,34 @@ def test_editor_batcher_rejects_bad_images_at_submit_and_serves_asyncio(editor):
     assert service.stats.submitted == 4
     with pytest.raises(ValueError, match="exceeds the editor's batch_size 3"):
         EditorBatcher(editor, max_batch_size=8)
+
+
+class _Recording:
+    """Wraps an editor and records the batch sizes it was given."""
+
+    def __init__(self, inner):
+        self.inner, self.sizes = inner, []
+        self.batch_size, self.working_size = inner.batch_size, inner.working_size
+
+    def edit(self, images, **kw):
+        self.sizes.append(len(images))
+        return self.inner.edit(images, **kw)
+
+
+def test_a_lone_request_runs_on_the_solo_editor_with_the_same_bytes(small_model, editor):
+    """Batches go to the single-thread editor; a batch of one with nothing else running goes
+    to ``solo_editor`` (more threads). ONNX Runtime gives the same bytes on either."""
+    from vetrina.editor import Editor
+    from vetrina.model import Model
+
+    solo = _Recording(Editor(Model.open(small_model, threads=2), max_side=128, batch_size=1))
+    main = _Recording(editor)
+    rng = np.random.default_rng(11)
+    images = [rng.integers(0, 256, (38, 54, 3), dtype=np.uint8) for _ in range(4)]
+    alone = [editor.edit([im])[0] for im in images]
+    service = EditorBatcher(main, max_wait_ms=600_000, max_queue=8, solo_editor=solo)
+    futs = [service.submit(im) for im in images]  # 3 fill a batch, 1 flushes on close
+    assert service.close(timeout=TIMEOUT)
+    assert main.sizes == [3] and solo.sizes == [1]
+    for fut, expected in zip(futs, alone, strict=True):
+        np.testing.assert_array_equal(fut.result(0), expected)
