@@ -94,6 +94,12 @@ class Handoff:
         return np.clip(batch, lo, hi, out=batch)
 
 
+def _require_role(model: Model, role: str, need: str, ref: str, where: str) -> None:
+    """A :class:`PipelineError` unless ``model`` (``ref`` in the pipeline) has ``role``."""
+    if model.contract.role != role:
+        raise PipelineError(f"{where}: {need}; {ref} is a {model.contract.role}")
+
+
 def _per_channel(scale: Affine1, offset: Affine1) -> list[tuple[float, float]]:
     scales = scale if isinstance(scale, tuple) else (scale,) * 3
     offsets = offset if isinstance(offset, tuple) else (offset,) * 3
@@ -144,11 +150,7 @@ class CleanStage:
 
     def __init__(self, spec: StageSpec, detector: Model, inpainter: Model, where: str) -> None:
         for model, role in ((detector, "detector"), (inpainter, "inpainter")):
-            if model.contract.role != role:
-                raise PipelineError(
-                    f"{where}: clean needs a {role} as {role}; {spec.models[role]} is a "
-                    f"{model.contract.role}"
-                )
+            _require_role(model, role, f"clean needs a {role} as {role}", spec.models[role], where)
         self.label = spec.label
         self.models = (detector, inpainter)
         self.threshold = float(spec.params["threshold"])
@@ -203,11 +205,7 @@ class MatteStage:
     DEFAULT_SIZE = (320, 320)
 
     def __init__(self, spec: StageSpec, model: Model, where: str) -> None:
-        if model.contract.role != "matting":
-            raise PipelineError(
-                f"{where}: matte needs a matting model; {spec.models['model']} is a "
-                f"{model.contract.role}"
-            )
+        _require_role(model, "matting", "matte needs a matting model", spec.models["model"], where)
         self.label = spec.label
         self.models = (model,)
         self.input = model.contract.input("image")
@@ -327,11 +325,7 @@ class GenerateStage:
     """A generator: (seeded latent z, labels) -> image at the model's native size."""
 
     def __init__(self, spec: StageSpec, model: Model, where: str) -> None:
-        if model.contract.role != "generator":
-            raise PipelineError(
-                f"{where}: generate needs a generator; {spec.models['model']} is a "
-                f"{model.contract.role}"
-            )
+        _require_role(model, "generator", "generate needs a generator", spec.models["model"], where)
         self.label = spec.label
         self.models = (model,)
         contract = model.contract
