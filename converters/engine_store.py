@@ -307,6 +307,26 @@ class EngineStore:
             f"no engine for this model in {self.root}", hint=REBUILD + " MODEL.onnx"
         )
 
+    def newest_for(self, onnx_sha256: str, environment: BuildEnvironment) -> StoredEngine:
+        """The newest entry built from this model for ``environment``, whatever its profiles
+        and options (what running a model by its ONNX file needs). Builds only for other
+        TensorRT versions or GPUs raise :class:`EngineMismatchError` naming them; none at
+        all, :class:`EngineNotFoundError`."""
+        same_model = [
+            e
+            for e in self.entries()
+            if e.error is None and e.parts.get("onnx_sha256") == onnx_sha256
+        ]
+        here = [e for e in same_model if BuildEnvironment.from_json(e.parts) == environment]
+        if here:
+            return self.load(here[-1].key, environment)  # entries() is oldest first
+        if same_model:
+            built = BuildEnvironment.from_json(same_model[-1].parts)
+            check_environment(built, environment, what="the stored engine for this model")
+        raise EngineNotFoundError(
+            f"no engine for this model in {self.root}", hint=REBUILD + " MODEL.onnx"
+        )
+
     def entries(self) -> list[StoreEntry]:
         """Every entry folder (temporary folders skipped), oldest first; unreadable
         ``key.json`` files are listed with ``error`` set rather than raised."""

@@ -305,10 +305,11 @@ def bench_model(
 
     def setup(batch: int) -> _Setup:
         model = Model.open(path, device=device, threads=threads)
+        shared, on_start = _device_times(model)
         if mode == "editor":
-            return _Setup(lambda: _editor_request(model, batch, payloads[:batch]))
+            return _Setup(lambda: _editor_request(model, batch, payloads[:batch]), on_start, shared)
         feeds = _session_feeds(model, batch, size)
-        return _Setup(lambda: _session_request(model, feeds))
+        return _Setup(lambda: _session_request(model, feeds), on_start, shared)
 
     _run_all(report, batches, levels, setup, progress)
     return report
@@ -413,6 +414,28 @@ def bench_pipeline(
 
     _run_all(report, batches, levels, setup, progress)
     return report
+
+
+def _device_times(
+    model: Model,
+) -> tuple[Callable[[], StepTimes] | None, Callable[[], None] | None]:
+    """For a session that times its GPU work with CUDA events (native TensorRT: host-to-device,
+    compute, device-to-host as ``device h2d`` ...), where to read those times and how to drop
+    the warm-up's; (None, None) for sessions without."""
+    session = model.session
+    if not isinstance(getattr(session, "device_times", None), StepTimes):
+        return None, None
+
+    def on_start() -> None:
+        session.device_times = StepTimes()  # warm-up's times dropped
+
+    def shared() -> StepTimes:
+        out = StepTimes()
+        for name, secs in session.device_times.seconds.items():
+            out.add(f"device {name}", secs, session.device_times.calls[name])
+        return out
+
+    return shared, on_start
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-DEVICES = ("cpu", "cuda", "tensorrt")
+DEVICES = ("cpu", "cuda", "tensorrt", "trt")
 
 
 def positive_int(text: str) -> int:
@@ -25,6 +25,8 @@ def add_runtime_options(p: argparse.ArgumentParser) -> None:
         "--device",
         default="cpu",
         choices=DEVICES,
-        help="execution device (default cpu); an unavailable device is an error",
+        help="execution device (default cpu): cpu, cuda and tensorrt are ONNX Runtime's "
+        "providers, trt runs the engine 'vetrina build' stored for the model in TensorRT itself; "
+        "an unavailable device is an error",
     )
     p.add_argument("--threads", type=positive_int, help="inference threads (default: per core)")

@@ -43,12 +43,19 @@ class Model:
     ) -> Model:
         """Open an ONNX model converted by vetrina (its contract is in the metadata), or any
         ONNX file with a contract beside it (:mod:`vetrina.foreign`);
-        ``threads`` and ``spinning`` as :class:`~vetrina.backends.onnxruntime.OrtSession`."""
+        ``threads`` and ``spinning`` as :class:`~vetrina.backends.onnxruntime.OrtSession`.
+        ``device="trt"`` runs the plan ``vetrina build`` stored for this file natively in
+        TensorRT (:mod:`vetrina.backends.tensorrt`); the other devices are ONNX Runtime's."""
         path = Path(path)
         if not path.is_file():
             raise ModelError(f"{path}: no such model file")
         if path.stat().st_size == 0:
             raise ModelError(f"{path}: model file is empty (0 bytes)")
+        if device == "trt":
+            from .backends.tensorrt import open_engine
+
+            engine = open_engine(path)
+            return cls(engine, engine.contract, path)
         from .backends.onnxruntime import OrtSession
 
         session = OrtSession(path, device=device, threads=threads, spinning=spinning)

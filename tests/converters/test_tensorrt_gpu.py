@@ -160,3 +160,66 @@ def test_fp16_onnx_builds_fp16(small_model, tmp_path):
             options=vt.BuildOptions(precision="fp32"),
             store=tmp_path / "s",
         )
+
+
+# -- the native TensorRT backend (vetrina.backends.tensorrt) ------------------------------------
+
+
+def _engine_session(small_model, tmp_path, **options):
+    from vetrina.backends.tensorrt import open_engine
+
+    store = EngineStore(tmp_path / "store")
+    opts = vt.BuildOptions(precision="fp32")
+    vt.build_engine(small_model, profiles=PROFILE, options=opts, store=store)
+    return open_engine(small_model, store=store, **options)
+
+
+def test_native_session_matches_onnxruntime_and_reuses_buffers(small_model, tmp_path):
+    session = _engine_session(small_model, tmp_path)
+    assert session.device == "trt" and session.key
+    x = _batch()
+    (got,) = session.run({"image": x})
+    np.testing.assert_allclose(got, _ort(small_model, x), atol=1e-4, rtol=0)
+    allocated = session.allocations
+    for seed in range(5):  # same or smaller shapes: nothing new on the device or pinned
+        x = _batch((1, 3, 32, 48), seed=seed)
+        np.testing.assert_allclose(
+            session.run({"image": x})[0], _ort(small_model, x), atol=1e-4, rtol=0
+        )
+    assert session.allocations == allocated
+    times = session.device_times
+    assert set(times.seconds) == {"h2d", "compute", "d2h"} and times.calls["compute"] == 6
+    assert all(v > 0 for v in times.seconds.values())
+    with pytest.raises(ModelError, match="outside every optimisation profile"):
+        session.run({"image": _batch((8, 3, 64, 64))})
+
+
+def test_native_session_concurrent_requests(small_model, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    session = _engine_session(small_model, tmp_path, contexts=2)
+    inputs = [_batch((1, 3, 64, 64), seed=s) for s in range(12)]
+    with ThreadPoolExecutor(4) as pool:
+        outs = list(pool.map(lambda x: session.run({"image": x})[0], inputs))
+    for x, got in zip(inputs, outs, strict=True):
+        np.testing.assert_allclose(got, _ort(small_model, x), atol=1e-4, rtol=0)
+
+
+def test_native_session_cuda_graph_replay(small_model, tmp_path):
+    session = _engine_session(small_model, tmp_path, contexts=1, cuda_graphs=True)
+    for seed in range(4):  # run, capture, then replays with new data in the same buffers
+        x = _batch(seed=seed)
+        np.testing.assert_allclose(
+            session.run({"image": x})[0], _ort(small_model, x), atol=1e-4, rtol=0
+        )
+
+
+def test_model_open_trt_device(small_model, tmp_path, monkeypatch):
+    from vetrina.model import Model
+
+    monkeypatch.setenv("VETRINA_ENGINE_STORE", str(tmp_path / "store"))
+    with pytest.raises(ModelError, match="vetrina build"):
+        Model.open(small_model, device="trt")
+    vt.build_engine(small_model, profiles=PROFILE, store=tmp_path / "store")
+    model = Model.open(small_model, device="trt")
+    assert model.contract.role == "editor" and model.session.device == "trt"
