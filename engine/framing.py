@@ -28,6 +28,30 @@ def combine_alpha(matte: np.ndarray, own: np.ndarray | None) -> np.ndarray:
     return ((product + 127) // 255).astype(np.uint8)
 
 
+def rgb_guide(colour: np.ndarray, order: str) -> np.ndarray:
+    """The photo as contiguous RGB(A) for the alpha kernels, from uint8 (H, W, 3|4) in
+    ``order``: the array itself for RGB, else one channel-swapping pass (a reversed-channel
+    view would be copied element by element further down, several times slower)."""
+    if order == "RGB":
+        return colour
+    code = cv2.COLOR_BGRA2RGBA if colour.shape[2] == 4 else cv2.COLOR_BGR2RGB
+    return cv2.cvtColor(colour, code)
+
+
+def cutout_pixels(colour: np.ndarray, alpha: np.ndarray, *, swap: bool) -> np.ndarray:
+    """uint8 (H, W, 3|4) colour + uint8 (H, W) alpha -> (H, W, 4) with that alpha, channels
+    swapped RGB <-> BGR when ``swap``, and every pixel with alpha 0 all zero (no colour where
+    nothing shows: smaller PNGs, nothing hidden in transparent pixels)."""
+    if colour.shape[2] == 4:
+        rgba = cv2.cvtColor(colour, cv2.COLOR_RGBA2BGRA) if swap else colour.copy()
+    else:
+        rgba = cv2.cvtColor(colour, cv2.COLOR_RGB2BGRA if swap else cv2.COLOR_RGB2RGBA)
+    rgba[:, :, 3] = alpha
+    out = np.zeros_like(rgba)
+    cv2.copyTo(rgba, alpha, out)  # copies where alpha != 0
+    return out
+
+
 def frame(
     img: np.ndarray,
     *,

@@ -27,7 +27,7 @@ from . import __version__, kernels
 from .contract import SpatialRules
 from .editor import check_image, resized_alpha
 from .errors import InputError
-from .framing import ALPHA_CUT, EmptyMatteWarning, combine_alpha, frame
+from .framing import ALPHA_CUT, EmptyMatteWarning, combine_alpha, cutout_pixels, frame, rgb_guide
 from .model import Model
 from .modelrefs import file_sha256, resolve_model
 from .pipeline_spec import PipelineError, PipelineSpec, load_spec
@@ -447,7 +447,8 @@ class Pipeline:
             with self.times.step("alpha"):
                 colour = img if img.ndim == 3 else img[:, :, None]
                 colour = np.repeat(colour, 3, axis=2) if colour.shape[2] == 1 else colour
-                guide = colour[:, :, :3] if order == "RGB" else colour[:, :, 2::-1]
+                colour = np.ascontiguousarray(colour)  # a caller's view: OpenCV wants rows
+                guide = rgb_guide(colour, order)
                 alpha = stage.to_alpha(matte, guide, self.kernel_threads)
                 if stage.empty_check and alpha.any() and not stage.follows_edges(guide, alpha):
                     alpha[:] = 0  # the net drew an outline the photo does not have
@@ -462,9 +463,7 @@ class Pipeline:
                 if own is not None and own.shape != alpha.shape:
                     own = resized_alpha(photo, alpha.shape)
                 alpha = combine_alpha(alpha, own)
-                rgb = colour[:, :, :3] if order == output_order else colour[:, :, 2::-1]
-                rgba = np.dstack([rgb, alpha])
-                rgba[alpha == 0, :3] = 0  # no colour where nothing shows: smaller PNGs
+                rgba = cutout_pixels(colour, alpha, swap=order != output_order)
                 if stage.shadow > 0:
                     shadow = kernels.keep_shadow(guide, alpha, strength=stage.shadow)
                     rgba = kernels.merge_shadow(rgba, shadow)

@@ -301,15 +301,40 @@ class MatteStage:
         of rembg's 320 px convention too (README)."""
         import cv2
 
-        inside = (alpha >= 128).astype(np.uint8)
+        inside = (alpha >= 128).view(np.uint8)
         outline = cv2.morphologyEx(inside, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)) > 0
         if not outline.any():
             return False
-        grey = cv2.cvtColor(np.ascontiguousarray(guide), cv2.COLOR_RGB2GRAY).astype(np.float32)
-        edges = cv2.magnitude(cv2.Sobel(grey, cv2.CV_32F, 1, 0), cv2.Sobel(grey, cv2.CV_32F, 0, 1))
-        on_outline = float(edges[outline].mean())
-        typical = float(np.percentile(edges[::2, ::2], 75))  # every 4th pixel: 4x faster, same
+        code = cv2.COLOR_RGBA2GRAY if guide.shape[2] == 4 else cv2.COLOR_RGB2GRAY
+        grey = cv2.cvtColor(guide, code)
+        # 3x3 Sobel of the 8-bit grey (exact int16), magnitudes only where they are needed
+        dx, dy = cv2.spatialGradient(grey)
+        on_outline = float(_magnitude(dx[outline], dy[outline]).mean())
+        # the 75th percentile of every 4th pixel's magnitude (np.percentile's linear rule),
+        # from a partition of the squared magnitudes: same order, a fraction of the cost
+        sq = _squared(dx[::2, ::2].ravel(), dy[::2, ::2].ravel())
+        typical = _percentile_of_squares(sq, 75.0)
         return on_outline >= max(cls.EDGE_FLOOR, typical)
+
+
+def _squared(dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    x, y = dx.astype(np.int32), dy.astype(np.int32)
+    return x * x + y * y
+
+
+def _magnitude(dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    return np.sqrt(_squared(dx, dy).astype(np.float32))
+
+
+def _percentile_of_squares(squares: np.ndarray, q: float) -> float:
+    """``np.percentile(np.sqrt(squares), q)`` (linear interpolation) without a full sort:
+    the square root keeps the order, so the two order statistics come from a partition."""
+    pos = q / 100.0 * (squares.size - 1)
+    lo = int(pos)
+    hi = min(lo + 1, squares.size - 1)
+    part = np.partition(squares, (lo, hi))
+    a, b = float(np.sqrt(part[lo])), float(np.sqrt(part[hi]))
+    return a + (pos - lo) * (b - a)
 
 
 @dataclass(frozen=True)
