@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vetrina.atomic import current_umask
 from vetrina.contract import Contract
 from vetrina.errors import ModelError
 
@@ -211,7 +212,7 @@ class EngineStore:
             _write(tmp / PLAN_FILE, data)
             _write(tmp / CONTRACT_FILE, contract.to_json().encode())
             _write(tmp / KEY_FILE, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
-            os.chmod(tmp, 0o777 & ~_umask())
+            os.chmod(tmp, 0o777 & ~current_umask())
             if final.exists():
                 old = final.with_name(f".{digest[:12]}.old.{os.getpid()}")
                 os.replace(final, old)
@@ -441,10 +442,4 @@ def _write(path: Path, data: bytes) -> None:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
-    os.chmod(path, 0o666 & ~_umask())
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    os.chmod(path, 0o666 & ~current_umask())

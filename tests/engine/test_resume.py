@@ -101,3 +101,18 @@ def test_workers_resume_after_an_interruption(small_model, folder, tmp_path):
     results = edit_files(editor, sources, out, resume=True, workers=2)
     assert sum(r.resumed for r in results) == len(done) and all(r.ok for r in results)
     assert sorted(p.name for p in out.iterdir()) == [f"p{i}.png" for i in range(7)]
+
+
+def test_umask_is_read_without_being_changed(tmp_path):
+    import os
+
+    from vetrina.atomic import atomic_write_bytes, current_umask
+
+    old = os.umask(0o027)
+    try:
+        assert current_umask() == 0o027
+        atomic_write_bytes(tmp_path / "f.bin", b"x")
+        assert (tmp_path / "f.bin").stat().st_mode & 0o777 == 0o640
+        assert os.umask(0o027) == 0o027  # still what it was
+    finally:
+        os.umask(old)
