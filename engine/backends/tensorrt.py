@@ -92,11 +92,21 @@ class CudaMemory:
     def d2h(self, dst: np.ndarray, src: Any, stream: Any) -> None:
         src.copy_to_host(dst, stream=stream)
 
+    def wait(self, stream: Any, event: Any) -> None:
+        """Make ``stream`` wait (on the device) for the work before ``event``'s last record
+        (an event never recorded: no wait)."""
+        from cuda.bindings import runtime
+
+        _cuda_check(
+            runtime.cudaStreamWaitEvent(stream_handle(stream), event._obj, 0),
+            "cudaStreamWaitEvent",
+        )
+
     def capture(self, stream: Any, enqueue: Callable[[], None]) -> Any:
         """A graph of what ``enqueue`` queues on ``stream`` (instantiated), or raise."""
         from cuda.bindings import runtime
 
-        handle = int(stream)
+        handle = stream_handle(stream)
         mode = runtime.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
         _cuda_check(runtime.cudaStreamBeginCapture(handle, mode), "cudaStreamBeginCapture")
         try:
@@ -111,7 +121,14 @@ class CudaMemory:
     def launch(self, graph: Any, stream: Any) -> None:
         from cuda.bindings import runtime
 
-        _cuda_check(runtime.cudaGraphLaunch(graph, int(stream)), "cudaGraphLaunch")
+        _cuda_check(runtime.cudaGraphLaunch(graph, stream_handle(stream)), "cudaGraphLaunch")
+
+
+def stream_handle(stream: Any) -> int:
+    """The int handle of a stream object (vetrina's Stream and cuda-python's convert with
+    ``int()``; other stream wrappers carry ``handle``)."""
+    handle = getattr(stream, "handle", None)
+    return int(handle) if isinstance(handle, int) else int(stream)
 
 
 def _cuda_check(result: Any, what: str) -> Any:
@@ -151,6 +168,7 @@ class _Slot:
         self.context = context
         self.stream = memory.stream()
         self.events = [memory.event() for _ in range(4)]
+        self.done = memory.event()  # recorded after each device-memory request (run_device)
         self.profile = 0  # a new context starts on profile 0
         self.device: dict[str, Any] = {}
         self.host: dict[str, Any] = {}
@@ -259,6 +277,69 @@ class TrtSession:
         finally:
             self._free.put(slot)
 
+    def run_device(
+        self,
+        inputs: Mapping[str, tuple[int, tuple[int, ...]]],
+        outputs: Mapping[str, tuple[int, int]],
+        stream: Any,
+    ) -> dict[str, tuple[int, ...]]:
+        """Queue one request on device memory the caller owns, on the caller's ``stream``, and
+        return the output shapes; nothing is copied to or from the host and nothing waits.
+
+        ``inputs``: name -> (device pointer, shape), in the engine's dtype; ``outputs``:
+        name -> (device pointer, capacity in bytes); an output larger than its buffer is an
+        error before anything is queued. The context is ordered after its previous request
+        on the device (``cudaStreamWaitEvent``), so two streams can use the pool at once.
+        This is how a pipeline keeps its tensors on the GPU from stage to stage.
+        """
+        shapes = {name: tuple(int(d) for d in shape) for name, (_, shape) in inputs.items()}
+        expected = [t.name for t in self._inputs]
+        if sorted(shapes) != sorted(expected) or sorted(outputs) != sorted(
+            t.name for t in self._outputs
+        ):
+            raise ModelError(
+                f"the engine takes inputs {expected} and gives outputs "
+                f"{[t.name for t in self._outputs]}; got {sorted(shapes)} -> {sorted(outputs)}"
+            )
+        profile = self._profile_for(shapes)
+        slot = self._free.get()
+        try:
+            self._memory.activate()
+            ctx = slot.context
+            self._memory.wait(stream, slot.done)
+            if slot.profile != profile:
+                if not ctx.set_optimization_profile_async(profile, stream_handle(stream)):
+                    raise ModelError(f"TensorRT cannot switch to optimisation profile {profile}")
+                slot.profile = profile
+                slot.graphs.clear()
+            for name, shape in shapes.items():
+                if not ctx.set_input_shape(name, shape):
+                    raise ModelError(f"TensorRT refuses input {name!r} of shape {shape}")
+            unresolved = ctx.infer_shapes()
+            if unresolved:
+                raise ModelError(f"TensorRT cannot infer the shapes of {list(unresolved)}")
+            result = {}
+            for info in self._outputs:
+                shape = tuple(int(d) for d in ctx.get_tensor_shape(info.name))
+                need = math.prod(shape) * info.dtype.itemsize
+                if need > outputs[info.name][1]:
+                    raise ModelError(
+                        f"output {info.name!r} of shape {shape} needs {need} bytes; its buffer "
+                        f"has {outputs[info.name][1]}"
+                    )
+                result[info.name] = shape
+            for name, (ptr, _) in {**inputs, **outputs}.items():
+                if not ctx.set_tensor_address(name, int(ptr)):
+                    raise ModelError(f"TensorRT refuses the address of tensor {name!r}")
+            if not ctx.execute_async_v3(stream_handle(stream)):
+                raise ModelError(
+                    "TensorRT execute_async_v3 failed: " + "; ".join(self._logger.errors[-4:])
+                )
+            slot.done.record(stream)
+            return result
+        finally:
+            self._free.put(slot)
+
     # -- internals -----------------------------------------------------------------------------
 
     def _info(self, name: str) -> TensorInfo:
@@ -327,8 +408,9 @@ class TrtSession:
 
     def _run_on(self, slot: _Slot, arrays: dict[str, np.ndarray], profile: int) -> list[np.ndarray]:
         ctx, stream, memory = slot.context, slot.stream, self._memory
+        memory.wait(stream, slot.done)  # after a run_device request on another stream
         if slot.profile != profile:
-            if not ctx.set_optimization_profile_async(profile, int(stream)):
+            if not ctx.set_optimization_profile_async(profile, stream_handle(stream)):
                 raise ModelError(f"TensorRT cannot switch to optimisation profile {profile}")
             slot.profile = profile
             slot.graphs.clear()
@@ -378,7 +460,7 @@ class TrtSession:
         return [np.array(view) for view in results]  # the staging buffers stay with the slot
 
     def _enqueue(self, slot: _Slot) -> None:
-        if not slot.context.execute_async_v3(int(slot.stream)):
+        if not slot.context.execute_async_v3(stream_handle(slot.stream)):
             raise ModelError(
                 "TensorRT execute_async_v3 failed: " + "; ".join(self._logger.errors[-4:])
             )

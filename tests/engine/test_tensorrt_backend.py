@@ -92,6 +92,7 @@ class HostMemory:
         self.capture_fails = capture_fails
         self.capturing: list | None = None
         self.launches = 0
+        self.waits = 0
 
     def activate(self) -> None:
         pass
@@ -125,6 +126,9 @@ class HostMemory:
             return self.capturing
         finally:
             self.capturing = None
+
+    def wait(self, stream, event) -> None:  # host copies and the fake compute are synchronous
+        self.waits += 1
 
     def launch(self, graph, stream) -> None:
         self.launches += 1
@@ -449,3 +453,41 @@ def test_bench_reports_the_device_steps(tmp_path):
     times = shared()
     assert list(times.seconds) == ["device h2d", "device compute", "device d2h"]
     assert times.calls["device compute"] == 2
+
+
+# -- device memory in, device memory out (the pipeline's GPU data path) ----------------------
+
+
+def test_run_device_reads_and_writes_the_callers_buffers():
+    session, trt, memory = _session(contexts=1)
+    x = _x((2, 3, 16, 24))
+    src, dst = HostBuffer(x.nbytes), HostBuffer(x.nbytes)
+    src.view(x.shape, np.float32)[...] = x
+    stream = HostStream()
+    shapes = session.run_device(
+        {"image": (src.ptr, x.shape)}, {"out": (dst.ptr, dst.nbytes)}, stream
+    )
+    assert shapes == {"out": x.shape}
+    np.testing.assert_array_equal(dst.view(x.shape, np.float32), 2 * x + 1)
+    assert session.allocations == 0  # the caller's memory, nothing of the session's
+    assert memory.waits == 1  # ordered after the context's previous device request
+    y = _x((1, 3, 100, 100))  # another profile: switched on the caller's stream
+    big = HostBuffer(y.nbytes)
+    big.view(y.shape, np.float32)[...] = y
+    session.run_device({"image": (big.ptr, y.shape)}, {"out": (big.ptr, big.nbytes)}, stream)
+    assert trt.calls["profile_switches"] == [1]
+
+
+def test_run_device_refuses_small_outputs_and_wrong_names():
+    session, _, _ = _session()
+    x = _x((1, 3, 16, 16))
+    src = HostBuffer(x.nbytes)
+    with pytest.raises(ModelError, match="needs 3072 bytes; its buffer has 3000"):
+        session.run_device({"image": (src.ptr, x.shape)}, {"out": (src.ptr, 3000)}, HostStream())
+    with pytest.raises(ModelError, match="takes inputs"):
+        session.run_device({"x": (src.ptr, x.shape)}, {"out": (src.ptr, 3072)}, HostStream())
+    with pytest.raises(ModelError, match="outside every optimisation profile"):
+        session.run_device(
+            {"image": (src.ptr, (9, 3, 16, 16))}, {"out": (src.ptr, 10**6)}, HostStream()
+        )
+    np.testing.assert_array_equal(session.run({"image": x})[0], 2 * x + 1)  # the pool is whole
