@@ -1,13 +1,13 @@
 """vetrina CUDA kernels: NVRTC compilation with an on-disk cache, device memory, the launcher.
 
-The CUDA C sources in ``kernels/cuda/`` (preprocess, postprocess, adapt, tiles; alpha, driven
-by :mod:`vetrina.kernels.gpu_alpha`) implement the CPU kernels' semantics (``vetrina.kernels``,
-docs/kernels.md) operation for operation: same tap formulas, same per-image resampling mode
-(bilinear, area, OpenCV's integer box and 8-bit bilinear), float32 arithmetic in the same
-order, compiled by NVRTC through cuda-python (``cuda.bindings``) with ``--fmad=false``, so GPU
-results equal the CPU's bit for bit (the tests allow 1 LSB / a few ulps). Placements,
-validation and tile weights come from the CPU package itself, so both sides place and weigh
-pixels identically.
+The CUDA C sources in ``kernels/cuda/`` (preprocess, postprocess, adapt, tiles, clamp; alpha,
+driven by :mod:`vetrina.kernels.gpu_alpha`) implement the CPU kernels' semantics
+(``vetrina.kernels``, docs/kernels.md; clamp: ``np.clip``) operation for operation: same tap
+formulas, same per-image resampling mode (bilinear, area, OpenCV's integer box and 8-bit
+bilinear), float32 arithmetic in the same order, compiled by NVRTC through cuda-python
+(``cuda.bindings``) with ``--fmad=false``, so GPU results equal the CPU's bit for bit (the
+tests allow 1 LSB / a few ulps). Placements, validation and tile weights come from the CPU
+package itself, so both sides place and weigh pixels identically.
 
 * :func:`compile_kernels` (alias :func:`compile_all`) needs NVRTC only, no GPU or driver: CI
   compiles every kernel for sm_80 and sm_90. Cubins are cached on disk, keyed by the sha256 of
@@ -16,7 +16,8 @@ pixels identically.
   context. ``*_async`` methods take device memory and queue on the caller's stream;
   :meth:`~GpuKernels.preprocess`, :meth:`~GpuKernels.postprocess`, :meth:`~GpuKernels.adapt`
   and :meth:`~GpuKernels.blend_tiles` take numpy arrays like their CPU namesakes (upload
-  through pinned memory, run, download).
+  through pinned memory, run, download); :meth:`~GpuKernels.clamp` is ``np.clip`` with
+  per-channel bounds.
 * :class:`DeviceBuffer` (``cudaMalloc``, 256-byte aligned, ``__cuda_array_interface__``),
   :class:`PinnedBuffer` (``cudaMallocHost``), :class:`Stream`, :class:`Event`,
   :class:`DeviceImage` (a uint8 image in device memory).
@@ -79,7 +80,7 @@ __all__ = [
 
 SOURCE_DIR = Path(__file__).resolve().with_name("cuda")
 """Folder of the CUDA C sources (``*.cu``) and their headers (``*.cuh``)."""
-SOURCES = ("preprocess", "postprocess", "adapt", "tiles", "alpha")
+SOURCES = ("preprocess", "postprocess", "adapt", "tiles", "alpha", "clamp")
 """The compiled units: ``kernels/cuda/<name>.cu``, one module each."""
 NVRTC_OPTIONS = (
     "--std=c++17",
@@ -841,6 +842,9 @@ _ADAPT_CH_AT, _ADAPT_SCALE_AT, _ADAPT_OFFSET_AT, _ADAPT_SIZE = 72, 328, 584, 840
 # tiles, out, wy, wx, ys, xs, tile strides (k, y, x, c), output strides (y, x, c), ny, nx, TH, TW,
 # OH, OW, C, in_kind, out_kind, pad
 _BLEND = struct.Struct("<6Q4q3q9i4x")
+# planes (N * C), hw (H * W), c, take; then lo, hi (float32[64]) and lo_h, hi_h (float16 bits)
+_CLAMP_HEAD = struct.Struct("<2q2i")
+_CLAMP_LO_AT, _CLAMP_HI_AT, _CLAMP_LOH_AT, _CLAMP_HIH_AT, _CLAMP_SIZE = 24, 280, 536, 664, 792
 _KINDS = {np.dtype(np.float32): 0, np.dtype(np.float16): 1, np.dtype(np.uint8): 2}
 MAX_ADAPT_CHANNELS = 64
 
@@ -1171,8 +1175,8 @@ class GpuKernels:
       ``__cuda_stream__``. One launch covers up to 32 images.
     * :meth:`preprocess`, :meth:`postprocess`, :meth:`adapt` and :meth:`blend_tiles` take
       and return numpy arrays with the arguments of their ``vetrina.kernels`` namesakes
-      (``TilePlan.blend`` for the last): they upload through pinned memory, run on
-      :attr:`stream` (or ``stream``), download and synchronise.
+      (``TilePlan.blend`` for the last; ``np.clip`` for :meth:`clamp`): they upload through
+      pinned memory, run on :attr:`stream` (or ``stream``), download and synchronise.
 
     :meth:`capture` records ``*_async`` launches for cheap replay. Methods may be called from
     any thread (each makes the device's primary context current first).
@@ -1730,6 +1734,75 @@ class GpuKernels:
             return host.copy()
 
     # ------------------------------------------------------------------------------------------
+    # clamp
+    # ------------------------------------------------------------------------------------------
+
+    def clamp_async(
+        self,
+        batch: Any,
+        batch_shape: tuple[int, int, int, int],
+        lo: float | Sequence[float],
+        hi: float | Sequence[float],
+        *,
+        dtype: Any = np.float32,
+        stream: Any = None,
+    ) -> None:
+        """Queue ``np.clip(batch, lo, hi, out=batch)`` on a C-contiguous float32/float16
+        (N, C, H, W) device batch (C up to 64), in place, as ``Handoff.apply`` calls it.
+
+        ``lo``/``hi``: a number (a Python scalar: NumPy rounds it to ``dtype``) or C numbers,
+        one per channel (a float32 array broadcast as ``[:, None, None]``); ``lo <= hi`` in
+        every channel. NumPy's result bit for bit: NaN stays NaN with its bits, only clamped
+        elements are written. A zero equal to a bound of the other sign: scalar bounds keep
+        the element (-0 stays -0), per-channel bounds store the bound, as NumPy's loops do
+        (NumPy itself deviates for float32 batches of N=1, C=2 per-channel: there it keeps).
+        """
+        from . import _checks as ck
+
+        fn = "clamp_async"
+        dt = ck.check_dtype(fn, "dtype", dtype)
+        n, c, h, w = _check_batch_shape(fn, batch_shape, None)
+        buf, take = _clamp_params(fn, c, lo, hi, dt)
+        ptr = _ptr_of(fn, "batch", batch)
+        planes, hw = n * c, h * w
+        _CLAMP_HEAD.pack_into(buf, 0, planes, hw, c, take)
+        threads = _BLOCK[0] * _BLOCK[1]
+        gy = min(planes, _MAX_GRID_Y)  # grid y strides over the planes
+        gx = max(1, min(-(-hw // threads), -(-_MIN_THREADS // (threads * gy))))
+        args = _Args(np.frombuffer(buf, dtype=np.uint8), _u64(ptr))
+        self._launch(f"vt_clamp_{_short(dt)}", (gx, gy, 1), args, self._stream(stream))
+
+    def clamp(
+        self,
+        batch: np.ndarray,
+        lo: float | Sequence[float],
+        hi: float | Sequence[float],
+        *,
+        stream: Any = None,
+    ) -> np.ndarray:
+        """``np.clip(batch, lo, hi)`` of a numpy float32/float16 (N, C, H, W) batch on the GPU
+        (synchronous): a new array, bounds as :meth:`clamp_async`; ``batch`` is not changed."""
+        from . import _checks as ck
+
+        fn = "clamp"
+        batch = ck.check_float_batch(fn, batch, channels=None)
+        _clamp_params(fn, batch.shape[1], lo, hi, batch.dtype)  # any error before copying
+        nbytes = batch.size * batch.itemsize
+        handle = self._stream(stream)
+        with self._lock:
+            self._backend.activate()  # this device's context, also on a new thread
+            pin = self._scratch.get("pin_in", nbytes, pinned=True)
+            dev = self._scratch.get("dev_in", nbytes, pinned=False)
+            self._backend.synchronize(handle)
+            host = pin.view(batch.shape, batch.dtype, 0)
+            np.copyto(host, batch)
+            self._backend.h2d(dev.ptr, host, handle)
+            self.clamp_async(dev.ptr, batch.shape, lo, hi, dtype=batch.dtype, stream=handle)
+            self._backend.d2h(host, dev.ptr, handle)  # stream order: after the upload
+            self._backend.synchronize(handle)
+            return host.copy()
+
+    # ------------------------------------------------------------------------------------------
     # tiles
     # ------------------------------------------------------------------------------------------
 
@@ -1907,6 +1980,51 @@ def _plan_fit(
     """``vetrina.kernels.plan_fit``, memoised (Placements are immutable): the CPU's placement
     for the same sizes, without re-validating it on every call."""
     return plan_fit(src_hw, dst_hw, fit)
+
+
+def _clamp_params(fn: str, c: int, lo: Any, hi: Any, dt: np.dtype) -> tuple[bytearray, int]:
+    """(the VtClamp block of clamp.cu with the bounds filled in, its ``take`` flag); the head
+    (planes, hw, c, take) is packed by the caller.
+
+    As ``np.clip(batch, lo, hi)`` where a sequence is a float32 array broadcast as
+    ``[:, None, None]`` (Handoff.apply): NumPy's promotion picks the comparison bounds (two
+    Python numbers and a float16 batch: the numbers rounded straight to float16 from float64;
+    otherwise float32, a clamped float16 element getting the bound rounded to float16), and
+    NumPy's loop decides what a value equal to a bound becomes (``take``; clamp.cu): it stays
+    when the bounds are the same for the whole batch (scalars, or one channel), the bound
+    otherwise (``lo`` then takes ``hi``'s bits where they are equal, as np.clip's min(max())).
+    """
+    from . import _checks as ck
+
+    if c > MAX_ADAPT_CHANNELS:
+        raise ValueError(f"{fn}: batch has {c} channels; expected at most {MAX_ADAPT_CHANNELS}")
+    lo32 = ck.per_channel(fn, "lo", lo, c)  # finite float32, one per channel
+    hi32 = ck.per_channel(fn, "hi", hi, c)
+    scalars = np.ndim(lo) == 0 and np.ndim(hi) == 0
+    bad = np.flatnonzero(lo32 > hi32)
+    if bad.size:
+        k = int(bad[0])
+        at = "" if scalars else f"[{k}]"
+        raise ValueError(
+            f"{fn}: lo{at} = {float(lo32[k])!r} > hi{at} = {float(hi32[k])!r}; "
+            f"expected lo <= hi in every channel (swap the bounds)"
+        )
+    take = int(not scalars and c > 1)
+    with np.errstate(over="ignore"):  # float16: bounds beyond 65504 are ±inf, as in NumPy
+        if scalars and dt == np.float16:
+            lo16 = np.full(c, float(lo)).astype(np.float16)
+            hi16 = np.full(c, float(hi)).astype(np.float16)
+            lo32, hi32 = lo16.astype(np.float32), hi16.astype(np.float32)  # exact
+        else:
+            if take:
+                lo32 = np.where(lo32 == hi32, hi32, lo32)
+            lo16, hi16 = lo32.astype(np.float16), hi32.astype(np.float16)
+    buf = bytearray(_CLAMP_SIZE)
+    struct.pack_into(f"<{c}f", buf, _CLAMP_LO_AT, *lo32.tolist())
+    struct.pack_into(f"<{c}f", buf, _CLAMP_HI_AT, *hi32.tolist())
+    struct.pack_into(f"<{c}H", buf, _CLAMP_LOH_AT, *lo16.view(np.uint16).tolist())
+    struct.pack_into(f"<{c}H", buf, _CLAMP_HIH_AT, *hi16.view(np.uint16).tolist())
+    return buf, take
 
 
 def _short(dt: np.dtype) -> str:
