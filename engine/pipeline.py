@@ -23,8 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__, kernels
+from . import __version__, device_chain, kernels
 from .contract import SpatialRules
+from .device_chain import DeviceChain
 from .editor import check_image, resized_alpha
 from .errors import InputError
 from .framing import ALPHA_CUT, EmptyMatteWarning, combine_alpha, cutout_pixels, frame, rgb_guide
@@ -132,11 +133,25 @@ class Pipeline:
         self.tile_side = min(caps) if caps else None
         if self.source is not None:
             self._check_generated_size()
+        self.device_chain = self._device_chain() if device == "trt" else None
 
     @classmethod
     def load(cls, ref: str | os.PathLike[str], **options: Any) -> Pipeline:
         """A shipped pipeline by name, or a YAML file by path (see :class:`Pipeline`)."""
         return cls(load_spec(ref), **options)
+
+    def _device_chain(self) -> DeviceChain | None:
+        """The GPU data path, for photo pipelines of image stages only (a matte, clean or
+        generate stage, and tiles, run stage by stage through the host)."""
+        if (
+            self.source is not None
+            or self.matte is not None
+            or not self.stages
+            or not all(isinstance(s, EditStage) for s in self.stages)
+        ):
+            return None
+        gpu, new_event = device_chain.open_gpu(0)
+        return DeviceChain(self.stages, self.handoffs, gpu, new_event=new_event)
 
     # --- checks made once, at build time -------------------------------------------------
 
@@ -263,6 +278,13 @@ class Pipeline:
                 continue
             for start in range(0, len(indices), self.batch_size):
                 chunk = indices[start : start + self.batch_size]
+                if self.device_chain is not None:
+                    outs = self.device_chain.run(
+                        [images[i] for i in chunk], size, order, output_order, self.times
+                    )
+                    for i, out in zip(chunk, self._finish(outs, output_order), strict=True):
+                        results[i] = out
+                    continue
                 batch = self._entry([images[i] for i in chunk], size, order)
                 image_batch = self._chain(batch)
                 outs = self._exit(

@@ -139,7 +139,9 @@ class HostMemory:
 # -- a fake tensorrt runtime (documented API; the engine computes 2 * x + 1) -----------------
 
 
-def make_fake_trt(memory: HostMemory, *, profiles=PROFILES, out_dtype=np.float32):
+def make_fake_trt(
+    memory: HostMemory, *, profiles=PROFILES, out_dtype=np.float32, affine=(2.0, 1.0)
+):
     trt = types.ModuleType("tensorrt")
     trt.__version__ = ENV.tensorrt_version
     trt.calls = {"executes": 0, "profile_switches": [], "max_busy": 0}
@@ -198,7 +200,8 @@ def make_fake_trt(memory: HostMemory, *, profiles=PROFILES, out_dtype=np.float32
                 y = np.ctypeslib.as_array(
                     (ctypes.c_ubyte * (n * np.dtype(out_dtype).itemsize)).from_address(dst)
                 )
-                y.view(out_dtype)[:] = (2 * x + 1).ravel().astype(out_dtype)
+                a, b = np.float32(affine[0]), np.float32(affine[1])
+                y.view(out_dtype)[:] = (x * a + b).ravel().astype(out_dtype)
 
             if memory.capturing is not None:
                 memory.capturing.append(compute)  # captured, not run

@@ -1,0 +1,311 @@
+"""The GPU data path of a pipeline: uint8 photos in, uint8 results out, and in between the
+float tensors stay on the device from the first stage to the last.
+
+Per batch, all on one CUDA stream of a lane (``lanes`` batches may run at once):
+
+1. the photos are copied once into page-locked memory and uploaded in one copy;
+2. the CUDA preprocess kernel resizes and normalises them into the first stage's domain;
+3. each stage runs in TensorRT on device buffers (:meth:`TrtSession.run_device`); between two
+   stages whose contracts differ the CUDA ``adapt`` kernel converts range, normalisation and
+   channel order, and the ``clamp`` kernel keeps the values inside the next stage's range (the
+   host path's ``Handoff.apply``, value for value);
+4. the CUDA postprocess kernel maps the last stage's output to uint8 at the photos' sizes (with
+   their alpha, resized on the host as the CPU path does), and one copy brings it back.
+
+Each step is timed with CUDA events on the stream (``times``: ``preprocess``, ``hand-off``,
+``N stage``, ``postprocess``, plus ``upload`` and ``download``), never by enqueue time. A
+lane's device and pinned buffers grow to the largest batch seen and are then reused, so in
+steady state a batch allocates nothing on the device (``allocations`` counts them).
+
+The same kernels and the same session code run on the host in the tests: the CUDA sources
+compiled as C++ (tests/kernels) and a fake TensorRT computing from the addresses it is given.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .editor import resized_alpha
+from .errors import ModelError
+from .timing import StepTimes
+
+MIN_BUFFER = 256
+
+
+@dataclass
+class _Lane:
+    """One stream with its buffers (grown, never shrunk) and its timing events."""
+
+    stream: Any
+    buffers: dict[str, Any] = field(default_factory=dict)
+    events: list[Any] = field(default_factory=list)
+
+
+class DeviceChain:
+    """Image stages (each a model on :class:`~vetrina.backends.tensorrt.TrtSession`) run
+    back to back on the GPU; see the module docstring.
+
+    ``stages``: the pipeline's edit stages; ``handoffs``: the pipeline's hand-offs (None
+    before the first stage); ``gpu``: a :class:`~vetrina.kernels.gpu.GpuKernels`;
+    ``new_event``: makes a timing event (``record(stream)``, ``elapsed_ms(start)``).
+    """
+
+    def __init__(
+        self,
+        stages: Sequence[Any],
+        handoffs: Sequence[Any],
+        gpu: Any,
+        *,
+        new_event: Callable[[], Any],
+        lanes: int = 2,
+    ) -> None:
+        for stage in stages:
+            session = stage.models[0].session
+            if not hasattr(session, "run_device"):
+                raise ModelError(
+                    f"{stage.label}: its model does not run on device memory (device 'trt' "
+                    "is needed for the GPU data path)"
+                )
+            if len(session.outputs) != 1:
+                raise ModelError(
+                    f"{stage.label}: the GPU data path takes models with one output; this one "
+                    f"has {[t.name for t in session.outputs]}"
+                )
+        if lanes < 1:
+            raise ValueError(f"lanes must be >= 1, got {lanes}")
+        self.stages = list(stages)
+        self.handoffs = list(handoffs)
+        self.gpu = gpu
+        self.scale = math.prod(s.rules.scale for s in self.stages)
+        self.allocations = 0
+        self._backend = gpu._backend
+        self._new_event = new_event
+        self._count = threading.Lock()
+        self._lanes: queue.LifoQueue[_Lane] = queue.LifoQueue()
+        for _ in range(lanes):
+            self._lanes.put(_Lane(self._backend.new_stream()))
+
+    def run(
+        self,
+        images: Sequence[np.ndarray],
+        size: tuple[int, int],
+        order: str,
+        output_order: str,
+        times: StepTimes,
+    ) -> list[np.ndarray]:
+        """uint8 photos (HxW, HxWx3|4 in ``order``) processed at ``size`` -> uint8 results at
+        their size times the chain's scale, in ``output_order``, alpha kept; the GPU time of
+        each step is added to ``times``."""
+        lane = self._lanes.get()
+        try:
+            self._backend.activate()
+            return self._run(lane, list(images), size, order, output_order, times)
+        finally:
+            self._lanes.put(lane)
+
+    # -- the steps -------------------------------------------------------------------------------
+
+    def _run(
+        self,
+        lane: _Lane,
+        images: list[np.ndarray],
+        size: tuple[int, int],
+        order: str,
+        output_order: str,
+        times: StepTimes,
+    ) -> list[np.ndarray]:
+        from vetrina.kernels.gpu import DeviceImage
+
+        stream, gpu = lane.stream, self.gpu
+        handle = _handle(stream)  # what the kernels and copies take
+        marks: list[tuple[str, Any]] = []
+
+        def mark(name: str) -> None:
+            if len(lane.events) <= len(marks):
+                lane.events.append(self._new_event())
+            event = lane.events[len(marks)]
+            event.record(handle)
+            marks.append((name, event))
+
+        n, (h, w) = len(images), size
+        photos = [img if img.ndim == 3 else img[:, :, None] for img in images]
+        photos = [np.ascontiguousarray(p) for p in photos]
+        out_sizes = [(p.shape[0] * self.scale, p.shape[1] * self.scale) for p in photos]
+        alphas = [resized_alpha(img, s) for img, s in zip(images, out_sizes, strict=True)]
+
+        # 1. upload photos and alpha planes in one copy
+        planes = photos + [a for a in alphas if a is not None]
+        offsets, total = _layout([p.nbytes for p in planes])
+        staged = self._buffer(lane, "upload pinned", total, pinned=True)
+        for plane, at in zip(planes, offsets, strict=True):
+            staged.view((plane.nbytes,), np.uint8, at)[:] = plane.reshape(-1)
+        upload = self._buffer(lane, "upload", total)
+        mark("start")
+        self._backend.h2d(upload.ptr, staged.view((total,), np.uint8), handle)
+        mark("upload")
+        dev_photos = [
+            DeviceImage(upload.ptr + at, p.shape[0], p.shape[1], p.shape[2])
+            for p, at in zip(photos, offsets[: len(photos)], strict=True)
+        ]
+        dev_alphas: list[Any] = []
+        k = len(photos)
+        for a in alphas:
+            if a is None:
+                dev_alphas.append(None)
+            else:
+                dev_alphas.append(DeviceImage(upload.ptr + offsets[k], a.shape[0], a.shape[1], 1))
+                k += 1
+
+        # 2. preprocess into the first stage's domain
+        first = self.stages[0].input
+        scale, offset = first.from_uint8_affine()
+        shape = (n, 3, h, w)
+        cur = self._buffer(lane, "batch a", _floats(shape))
+        gpu.preprocess_async(
+            dev_photos,
+            cur.ptr,
+            size,
+            scale=scale,
+            offset=offset,
+            src_order=order,
+            dst_order=first.channels,
+            stream=handle,
+        )
+        mark("preprocess")
+
+        # 3. the stages, with hand-offs between them
+        spare = "batch b"
+        for i, (stage, handoff) in enumerate(zip(self.stages, self.handoffs, strict=True)):
+            if handoff is not None:
+                if handoff.converts:
+                    nxt = self._buffer(lane, spare, _floats(shape))
+                    gpu.adapt_async(
+                        cur.ptr,
+                        shape,
+                        nxt.ptr,
+                        scale=handoff.scale,
+                        offset=handoff.offset,
+                        src_order=handoff.src.channels,
+                        dst_order=handoff.dst.channels,
+                        stream=handle,
+                    )
+                    cur, spare = nxt, _other(spare)
+                lo, hi = handoff.dst.bounds
+                gpu.clamp_async(cur.ptr, shape, lo, hi, stream=handle)
+                mark("hand-off")
+            factor = stage.rules.scale
+            out_shape = (n, 3, shape[2] * factor, shape[3] * factor)
+            nxt = self._buffer(lane, spare, _floats(out_shape))
+            got = stage.models[0].session.run_device(
+                {stage.input.name: (cur.ptr, shape)},
+                {name: (nxt.ptr, nxt.nbytes) for name in _output_names(stage)},
+                stream,
+            )[stage.output.name]
+            if got != out_shape:
+                raise ModelError(
+                    f"{stage.label}: output {stage.output.name!r} is {got}; the contract "
+                    f"promises {out_shape}"
+                )
+            cur, spare, shape = nxt, _other(spare), out_shape
+            mark(f"{i + 1} {stage.label}")
+
+        # 4. postprocess to uint8 at the photos' sizes, then one copy back
+        last = self.stages[-1].output
+        scale, offset = last.to_uint8_affine()
+        channels = [3 if a is None else 4 for a in alphas]
+        sizes = [hh * ww * c for (hh, ww), c in zip(out_sizes, channels, strict=True)]
+        out_offsets, out_total = _layout(sizes)
+        result = self._buffer(lane, "result", out_total)
+        targets = [
+            DeviceImage(result.ptr + at, hh, ww, c)
+            for (hh, ww), c, at in zip(out_sizes, channels, out_offsets, strict=True)
+        ]
+        gpu.postprocess_async(
+            cur.ptr,
+            shape,
+            targets,
+            alphas=dev_alphas if any(a is not None for a in dev_alphas) else None,
+            scale=scale,
+            offset=offset,
+            src_order=last.channels,
+            dst_order=output_order,
+            stream=handle,
+        )
+        mark("postprocess")
+        back = self._buffer(lane, "download pinned", out_total, pinned=True)
+        self._backend.d2h(back.view((out_total,), np.uint8), result.ptr, handle)
+        mark("download")
+        self._backend.synchronize(handle)
+        for (_, start), (name, end) in itertools.pairwise(marks):
+            times.add(name, end.elapsed_ms(start) / 1e3)
+        return [
+            back.view((hh, ww, c), np.uint8, at).copy()
+            for (hh, ww), c, at in zip(out_sizes, channels, out_offsets, strict=True)
+        ]
+
+    def _buffer(self, lane: _Lane, key: str, nbytes: int, *, pinned: bool = False) -> Any:
+        """The lane's buffer ``key`` with at least ``nbytes`` (grown to a power of two)."""
+        held = lane.buffers.get(key)
+        if held is not None and held.nbytes >= nbytes:
+            return held
+        if held is not None:
+            self._backend.synchronize(_handle(lane.stream))  # nothing queued may still use it
+            held.close()
+        size = max(MIN_BUFFER, 1 << max(0, int(nbytes - 1).bit_length()))
+        make = self._backend.pinned if pinned else self._backend.device_buffer
+        lane.buffers[key] = buf = make(size)
+        with self._count:
+            self.allocations += 1
+        return buf
+
+    def close(self) -> None:
+        """Free every lane's buffers and streams."""
+        while not self._lanes.empty():
+            lane = self._lanes.get()
+            for buf in lane.buffers.values():
+                buf.close()
+            lane.buffers.clear()
+            close = getattr(lane.stream, "close", None)
+            if close is not None:
+                close()
+
+
+def open_gpu(device: int = 0) -> tuple[Any, Callable[[], Any]]:
+    """The CUDA kernels on ``device`` and a maker of timing events there."""
+    from vetrina.kernels import gpu
+
+    return gpu.GpuKernels(device), lambda: gpu.Event(device)
+
+
+def _layout(sizes: Sequence[int]) -> tuple[list[int], int]:
+    """Offsets of consecutive blocks, each 256-byte aligned, and the total."""
+    offsets, at = [], 0
+    for n in sizes:
+        offsets.append(at)
+        at += -(-n // MIN_BUFFER) * MIN_BUFFER
+    return offsets, max(at, MIN_BUFFER)
+
+
+def _floats(shape: tuple[int, ...]) -> int:
+    return math.prod(shape) * 4
+
+
+def _other(key: str) -> str:
+    return "batch a" if key == "batch b" else "batch b"
+
+
+def _output_names(stage: Any) -> list[str]:
+    return [t.name for t in stage.models[0].session.outputs]
+
+
+def _handle(stream: Any) -> int:
+    handle = getattr(stream, "handle", None)
+    return int(handle) if isinstance(handle, int) else int(stream)

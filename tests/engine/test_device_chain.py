@@ -1,0 +1,169 @@
+"""The pipeline's GPU data path (vetrina.device_chain) without a GPU.
+
+The CUDA kernels run as their host emulation (the .cu sources compiled as C++, driven by
+GpuKernels' own packing: tests/kernels/test_cuda_compile.py) and TensorRT is the fake runtime
+of test_tensorrt_backend.py, here computing ``a * x + b`` from the device addresses it is given.
+The reference is the CPU path: the same pipeline with ONNX Runtime running ONNX models that
+compute the same affine maps. Two stages with different contracts (range [0, 1] RGB, then
+[-1, 1] BGR) exercise the hand-off (adapt + clamp); the results must equal the CPU path's
+to the last bit, alpha included, and a lane's buffers must be reused from the second batch on.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_tensorrt_backend import PLAN, HostMemory, make_fake_trt
+
+from vetrina.backends.tensorrt import TrtSession
+from vetrina.contract import METADATA_KEY, Contract, SpatialRules, TensorSpec
+from vetrina.pipeline import Pipeline
+from vetrina.pipeline_spec import parse_spec
+from vetrina.timing import StepTimes
+
+onnx = pytest.importorskip("onnx")
+
+# stage 1: RGB in [0, 1] -> 1.5 x - 0.25 (leaves [0, 1]: the hand-off clamps); stage 2: BGR in
+# [-1, 1] -> 0.5 x + 0.5 (back into [0, 1])
+STAGES = [
+    ("one", (1.5, -0.25), TensorSpec("image", range=(0.0, 1.0), channels="RGB")),
+    ("two", (0.5, 0.5), TensorSpec("image", range=(-1.0, 1.0), channels="BGR")),
+]
+PROFILES = [((1, 3, 8, 8), (1, 3, 64, 64), (4, 3, 256, 256))]
+
+
+class HostEvent:
+    count = 0
+
+    def record(self, stream) -> None:
+        HostEvent.count += 1
+        self.at = HostEvent.count
+
+    def elapsed_ms(self, start) -> float:
+        return float(self.at - start.at)  # order of the records, not time
+
+
+@pytest.fixture(scope="module")
+def emulated_gpu(tmp_path_factory):
+    from kernels.test_cuda_compile import EmuBackend, build_emulation
+
+    from vetrina.kernels import gpu
+
+    libs, names = build_emulation(tmp_path_factory.mktemp("emu-chain"))
+    return lambda: gpu.GpuKernels._with_backend(EmuBackend(libs, names))
+
+
+def _affine_model(path, a: float, b: float, spec: TensorSpec):
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        [
+            helper.make_node("Mul", ["image", "a"], ["ax"]),
+            helper.make_node("Add", ["ax", "b"], ["out"]),
+        ],
+        "affine",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", 3, "h", "w"])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["n", 3, "h", "w"])],
+        [
+            numpy_helper.from_array(np.array(a, np.float32), "a"),
+            numpy_helper.from_array(np.array(b, np.float32), "b"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    out = TensorSpec("out", range=spec.range, channels=spec.channels)
+    contract = Contract("editor", (spec,), (out,), spatial=SpatialRules(multiple_of=8))
+    helper.set_model_props(model, {METADATA_KEY: contract.to_json()})
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.fixture
+def pipelines(tmp_path, monkeypatch, emulated_gpu):
+    """(cpu pipeline, device pipeline, the fake TensorRT modules) over the same two models."""
+    from vetrina import device_chain
+    from vetrina.backends import tensorrt as backend
+
+    paths, fakes = {}, {}
+    for name, (a, b), spec in STAGES:
+        paths[name] = _affine_model(tmp_path / f"{name}.onnx", a, b, spec)
+        fakes[paths[name].resolve()] = (a, b)
+    raw = {
+        "name": "two-stages",
+        "stages": [{"edit": {"model": str(paths[n])}} for n, _, _ in STAGES],
+        "output": {"format": "png"},
+    }
+    cpu = Pipeline(parse_spec(raw, origin="test"), device="cpu", tile_side=None)
+    memories: list[HostMemory] = []
+
+    def open_engine(path, **_):
+        memory = HostMemory()
+        memories.append(memory)
+        trt = make_fake_trt(memory, profiles=PROFILES, affine=fakes[path.resolve()])
+        contract = cpu.models[len(memories) - 1].contract
+        return TrtSession(PLAN, contract, trt=trt, memory=memory)
+
+    monkeypatch.setattr(backend, "open_engine", open_engine)
+    monkeypatch.setattr(device_chain, "open_gpu", lambda device=0: (emulated_gpu(), HostEvent))
+    dev = Pipeline(parse_spec(raw, origin="test"), device="trt", tile_side=None)
+    return cpu, dev
+
+
+def _photos(seed: int, sizes, channels=3) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, (h, w, channels), dtype=np.uint8) for h, w in sizes]
+
+
+def test_device_path_equals_the_cpu_path(pipelines):
+    cpu, dev = pipelines
+    assert cpu.device_chain is None and dev.device_chain is not None
+    photos = _photos(0, [(40, 56), (40, 56), (37, 61)])
+    for order in ("RGB", "BGR"):
+        want = cpu.run(photos, order=order)
+        got = dev.run(photos, order=order)
+        for g, w in zip(got, want, strict=True):
+            assert g.shape == w.shape and g.dtype == np.uint8
+            np.testing.assert_array_equal(g, w)
+    # the hand-off clamped (stage 1 leaves [0, 1]) and changed the order: not a no-op
+    assert any((w == 0).any() or (w == 255).any() for w in want)
+
+
+def test_alpha_and_grey_photos(pipelines):
+    cpu, dev = pipelines
+    grey = _photos(2, [(24, 40)])[0][:, :, 0]
+    photos = [*_photos(1, [(32, 48)], channels=4), grey]
+    for g, w in zip(dev.run(photos), cpu.run(photos), strict=True):
+        np.testing.assert_array_equal(g, w)
+    assert dev.run(photos)[0].shape == (32, 48, 4)
+
+
+def test_steady_state_allocates_nothing_and_times_each_step(pipelines):
+    _, dev = pipelines
+    chain = dev.device_chain
+    dev.run(_photos(3, [(64, 64)] * 2))
+    allocated = chain.allocations
+    assert allocated > 0
+    dev.times = StepTimes()
+    for seed in range(4):
+        dev.run(_photos(4 + seed, [(64, 64), (48, 40)]))
+    assert chain.allocations == allocated
+    assert list(dev.times.seconds) == [
+        "upload",
+        "preprocess",
+        "1 edit:one",
+        "hand-off",
+        "2 edit:two",
+        "postprocess",
+        "download",
+    ]
+
+
+def test_pipelines_the_device_path_does_not_take_stay_on_the_host(tmp_path, monkeypatch):
+    from vetrina import device_chain
+
+    called = []
+    monkeypatch.setattr(device_chain, "open_gpu", lambda device=0: called.append(1))
+    path = _affine_model(tmp_path / "m.onnx", 1.0, 0.0, STAGES[0][2])
+    raw = {"name": "cpu-only", "stages": [{"edit": {"model": str(path)}}]}
+    assert Pipeline(parse_spec(raw, origin="t"), device="cpu").device_chain is None
+    assert not called
