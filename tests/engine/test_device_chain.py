@@ -167,3 +167,77 @@ def test_pipelines_the_device_path_does_not_take_stay_on_the_host(tmp_path, monk
     raw = {"name": "cpu-only", "stages": [{"edit": {"model": str(path)}}]}
     assert Pipeline(parse_spec(raw, origin="t"), device="cpu").device_chain is None
     assert not called
+
+
+# -- on a real GPU (skipped without one): the same chain, the CUDA kernels for real ---------
+
+
+def _gpu_reason() -> str | None:
+    try:
+        from vetrina.kernels import gpu
+    except ImportError as exc:  # pragma: no cover
+        return str(exc)
+    return gpu.gpu_unavailable_reason()
+
+
+class GpuAffineSession:
+    """A device-memory 'model' for GPU machines without TensorRT: ``a * x + b`` by the CUDA
+    adapt kernel (separate multiply and add, as ONNX Runtime's Mul and Add), run on the
+    caller's buffers and stream like :meth:`TrtSession.run_device`."""
+
+    device = "trt"
+
+    def __init__(self, contract: Contract, affine: tuple[float, float]) -> None:
+        from vetrina.backends import TensorInfo
+        from vetrina.kernels import gpu
+
+        self._gpu = gpu.GpuKernels(0)
+        self.contract = contract
+        self.affine = affine
+        f32 = np.dtype(np.float32)
+        self.inputs = [TensorInfo("image", (None, 3, None, None), f32)]
+        self.outputs = [TensorInfo("out", (None, 3, None, None), f32)]
+        self.metadata = {METADATA_KEY: contract.to_json()}
+
+    def run(self, feeds):
+        x = feeds["image"]
+        return [x * np.float32(self.affine[0]) + np.float32(self.affine[1])]
+
+    def run_device(self, inputs, outputs, stream):
+        (ptr, shape) = inputs["image"]
+        out_ptr, capacity = outputs["out"]
+        assert int(np.prod(shape)) * 4 <= capacity
+        handle = getattr(stream, "handle", stream)
+        a, b = self.affine
+        self._gpu.adapt_async(ptr, tuple(shape), out_ptr, scale=a, offset=b, stream=handle)
+        return {"out": tuple(shape)}
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(_gpu_reason() is not None, reason=f"needs a CUDA GPU: {_gpu_reason()}")
+def test_device_path_on_the_gpu_equals_the_cpu_path(tmp_path, monkeypatch):
+    from vetrina.backends import tensorrt as backend
+
+    paths, affines = [], {}
+    for name, (a, b), spec in STAGES:
+        paths.append(_affine_model(tmp_path / f"{name}.onnx", a, b, spec))
+        affines[paths[-1].resolve()] = ((a, b), spec)
+    raw = {"name": "gpu", "stages": [{"edit": {"model": str(p)}} for p in paths]}
+    cpu = Pipeline(parse_spec(raw, origin="test"), device="cpu", tile_side=None)
+
+    def open_engine(path, **_):
+        (a, b), _spec = affines[path.resolve()]
+        contract = cpu.models[[p.resolve() for p in paths].index(path.resolve())].contract
+        return GpuAffineSession(contract, (a, b))
+
+    monkeypatch.setattr(backend, "open_engine", open_engine)
+    dev = Pipeline(parse_spec(raw, origin="test"), device="trt", tile_side=None)
+    photos = _photos(5, [(64, 96), (64, 96), (50, 70)]) + _photos(6, [(40, 40)], channels=4)
+    for order in ("RGB", "BGR"):
+        for g, w in zip(dev.run(photos, order=order), cpu.run(photos, order=order), strict=True):
+            np.testing.assert_array_equal(g, w)
+    allocated = dev.device_chain.allocations
+    dev.times = StepTimes()
+    dev.run(photos)
+    assert dev.device_chain.allocations == allocated
+    assert all(v > 0 for v in dev.times.seconds.values())  # CUDA-event times of every step
