@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from .backends.tensorrt import stream_handle
 from .editor import resized_alpha
 from .errors import ModelError
 from .timing import StepTimes
@@ -125,7 +126,7 @@ class DeviceChain:
         from vetrina.kernels.gpu import DeviceImage
 
         stream, gpu = lane.stream, self.gpu
-        handle = _handle(stream)  # what the kernels and copies take
+        handle = stream_handle(stream)  # what the kernels and copies take
         marks: list[tuple[str, Any]] = []
 
         def mark(name: str) -> None:
@@ -257,7 +258,7 @@ class DeviceChain:
         if held is not None and held.nbytes >= nbytes:
             return held
         if held is not None:
-            self._backend.synchronize(_handle(lane.stream))  # nothing queued may still use it
+            self._backend.synchronize(stream_handle(lane.stream))  # nothing queued may still use it
             held.close()
         size = max(MIN_BUFFER, 1 << max(0, int(nbytes - 1).bit_length()))
         make = self._backend.pinned if pinned else self._backend.device_buffer
@@ -304,8 +305,3 @@ def _other(key: str) -> str:
 
 def _output_names(stage: Any) -> list[str]:
     return [t.name for t in stage.models[0].session.outputs]
-
-
-def _handle(stream: Any) -> int:
-    handle = getattr(stream, "handle", None)
-    return int(handle) if isinstance(handle, int) else int(stream)
