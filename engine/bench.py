@@ -34,6 +34,7 @@ Linux allows it).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import math
@@ -55,6 +56,7 @@ from .atomic import atomic_write_bytes
 from .contract import SpatialRules, TensorSpec
 from .editor import IMAGE_ROLES, Editor
 from .errors import InputError, ModelError, VetrinaError
+from .gpu_memory import MemorySampler, device_memory_reader
 from .imageio import encode_image
 from .model import Model
 from .timing import StepTimes
@@ -109,6 +111,9 @@ class BenchResult:
     peak_rss: int | None
     peak_rss_scope: str
     """'run': peak of this combination; 'process': since the process started (no reset)."""
+    gpu_memory_peak: int | None = None
+    """GPU runs: peak bytes in use on the device during the run (cudaMemGetInfo, the whole
+    device, sampled every 20 ms); None on the CPU or where it cannot be read."""
 
 
 @dataclass
@@ -190,7 +195,7 @@ class BenchReport:
         lines += [
             f"{'batch':>5}  {'conc':>4}  {'requests':>8}  {'images':>6}  {'img/s':>8}  "
             f"{'p50 ms':>8}  {'p90 ms':>8}  {'p99 ms':>8}  {'max ms':>8}  {'CV %':>5}  "
-            f"{'peak RSS MiB':>12}",
+            f"{'peak RSS MiB':>12}" + ("  GPU MiB (device)" if self._gpu_memory else ""),
         ]
         for r in self.results:
             peak = "-" if r.peak_rss is None else f"{r.peak_rss / 2**20:.1f}"
@@ -198,6 +203,7 @@ class BenchReport:
                 f"{r.batch:>5}  {r.concurrency:>4}  {r.requests:>8}  {r.images:>6}  "
                 f"{r.throughput:>8.1f}  {r.p50_ms:>8.2f}  {r.p90_ms:>8.2f}  {r.p99_ms:>8.2f}  "
                 f"{r.max_ms:>8.2f}  {r.cv * 100:>5.1f}{'!' if r.noisy else ' '} {peak:>12}"
+                + (f"  {_mib(r.gpu_memory_peak):>17}" if self._gpu_memory else "")
             )
             lines += _wrap(
                 f"{'':>13}mean ms/request:",
@@ -206,6 +212,10 @@ class BenchReport:
             )
         lines += [f"warning: {w}" for w in self.warnings]
         return "\n".join(lines)
+
+    @property
+    def _gpu_memory(self) -> bool:
+        return any(r.gpu_memory_peak is not None for r in self.results)
 
     def _model_header(self) -> list[str]:
         work = f" (work {_hw(self.work_size)})" if self.work_size and self.mode == "editor" else ""
@@ -472,9 +482,11 @@ def _bench_one(
     rss_before = current_rss()
     reset = reset_peak_rss()
     target = setup(batch)
-    records, t0 = _drive(
-        target.make_request, clients, report.warmup_s, report.duration_s, target.on_start
-    )
+    sampler = MemorySampler(device_memory_reader()) if report.device != "cpu" else None
+    with sampler if sampler is not None else contextlib.nullcontext():
+        records, t0 = _drive(
+            target.make_request, clients, report.warmup_s, report.duration_s, target.on_start
+        )
     shared = target.shared() if target.shared is not None else None
     result = _summarise(records, t0, batch, clients, report.steps, shared)
     result.rss_before, result.rss_after = rss_before, current_rss()
@@ -483,6 +495,7 @@ def _bench_one(
     peaks = [v for v in (peak_rss(), result.rss_after) if v is not None]
     result.peak_rss = max(peaks) if peaks else None
     result.peak_rss_scope = "run" if reset else "process"
+    result.gpu_memory_peak = sampler.peak if sampler is not None else None
     return result
 
 
@@ -713,6 +726,10 @@ def _noise_warning(batch: int, clients: int, cv: float, windows: int) -> str:
 
 
 # -- memory ----------------------------------------------------------------------------------
+
+
+def _mib(value: int | None) -> str:
+    return "-" if value is None else f"{value / 2**20:.1f}"
 
 
 def current_rss() -> int | None:
