@@ -31,6 +31,7 @@ orchestration on machines without a GPU.
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
 import queue
@@ -43,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from ..contract import METADATA_KEY, Contract
-from ..errors import DeviceError, ModelError
+from ..errors import DependencyError, DeviceError, ModelError
 from ..timing import StepTimes
 from . import TensorInfo
 
@@ -507,13 +508,20 @@ def open_engine(
     file (other profiles or builder options), the newest is used; none is an error naming
     ``vetrina build``. ``environment``: detected (TensorRT version, GPU) unless given."""
     from vetrina.converters.engine_store import EngineStore
-    from vetrina.converters.tensorrt import detect_environment
+    from vetrina.converters.tensorrt import INSTALL_HINT, detect_environment
 
     path = Path(onnx_path)
     if not path.is_file():
         raise ModelError(f"{path}: no such model file")
     if environment is None:
-        environment = detect_environment(device)  # tensorrt and a GPU, or a clear error
+        try:
+            importlib.import_module("tensorrt")
+        except ImportError as exc:
+            raise DependencyError(
+                f"device 'trt' runs TensorRT engines and needs the tensorrt package ({exc})",
+                hint=INSTALL_HINT,
+            ) from None
+        environment = detect_environment(device)  # TensorRT >= 10 and a GPU, or a clear error
     store = store if isinstance(store, EngineStore) else EngineStore(store)
     stored = store.newest_for(onnx_sha256(path), environment)
     return TrtSession(stored.plan, stored.contract, device=device, key=stored.key, **options)
