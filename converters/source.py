@@ -44,7 +44,8 @@ def load_source(
     checkpoint = load_checkpoint(checkpoint_path, trusted=trusted)
     spec, config = identify(checkpoint, arch)
     module = build_module(spec, checkpoint, config)
-    return Source(checkpoint, spec, {**spec.default_config, **config}, module)
+    merged = {**spec.default_config, **config}
+    return Source(checkpoint, spec.for_config(merged), merged, module)
 
 
 def identify(checkpoint: Checkpoint, arch: str | None) -> tuple[ArchitectureSpec, dict[str, Any]]:

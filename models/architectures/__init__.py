@@ -6,6 +6,7 @@ and the contract its exports carry: role, tensors, size rules.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +28,25 @@ class ArchitectureSpec:
     spatial: SpatialRules
     description: str
     default_config: dict[str, Any] = field(default_factory=dict)
+    size_factor: str | None = None
+    """A config key (e.g. ``inner_scale``) that multiplies the size rules' step and minimum:
+    a net run at 1/k inside needs sides k times the multiple it needs itself."""
+
+    def for_config(self, config: dict[str, Any]) -> ArchitectureSpec:
+        """This spec with the size rules ``config`` implies (see :attr:`size_factor`)."""
+        k = int(config.get(self.size_factor, 1)) if self.size_factor else 1
+        if k == 1:
+            return self
+        rules = self.spatial
+        return dataclasses.replace(
+            self,
+            spatial=SpatialRules(
+                multiple_of=rules.multiple_of * k,
+                min_size=rules.min_size * k,
+                max_size=None if rules.max_size is None else rules.max_size * k,
+                scale=rules.scale,
+            ),
+        )
 
     def build(self, config: dict[str, Any] | None = None) -> Any:
         """Instantiate the torch module with ``config`` over the defaults (imports torch)."""
@@ -266,6 +286,7 @@ ARCHITECTURES: dict[str, ArchitectureSpec] = {
             spatial=SpatialRules(multiple_of=32, min_size=32),
             description="U²-Net-p salient-object matting (1.1 M params), fused sigmoid map d0"
             + _U2NET_NOTE.format(file="u2netp.pth"),
+            size_factor="inner_scale",
         ),
         ArchitectureSpec(
             name="u2net",
@@ -276,6 +297,7 @@ ARCHITECTURES: dict[str, ArchitectureSpec] = {
             spatial=SpatialRules(multiple_of=32, min_size=32),
             description="U²-Net salient-object matting (44 M params), fused sigmoid map d0"
             + _U2NET_NOTE.format(file="u2net.pth"),
+            size_factor="inner_scale",
         ),
     )
 }

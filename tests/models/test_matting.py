@@ -532,3 +532,13 @@ def test_zoo_entry():
     entry = zoo.get_entry("matting")
     assert entry.architecture == "u2netp"
     assert entry.recipe_module() is matting
+
+
+def test_inner_scale_multiplies_the_size_rules_of_the_export():
+    from vetrina.models.architectures import get_architecture
+
+    spec = get_architecture("u2netp")
+    assert spec.for_config({}) is spec and spec.for_config({"inner_scale": 1}) is spec
+    rules = spec.for_config({"inner_scale": 2}).spatial
+    assert (rules.multiple_of, rules.min_size, rules.max_size) == (64, 64, None)
+    assert spec.spatial.multiple_of == 32  # the registry's spec is unchanged
