@@ -102,7 +102,8 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
 def cmd_bench(args: argparse.Namespace) -> int:
     """Run the benchmark, print the table, write the JSON and plot when asked."""
     from .atomic import atomic_write_bytes
-    from .bench import bench, check_plot_path, is_model_target, plot
+    from .bench import bench, is_model_target
+    from .bench_plot import check_plot_path, plot
 
     if args.plot is not None:
         check_plot_path(args.plot)  # before the run, not after minutes of it

@@ -29,9 +29,9 @@ from vetrina.bench import (
     bench_model,
     bench_pipeline,
     fit_size,
-    plot,
 )
 from vetrina.bench_cli import add_bench_parser
+from vetrina.bench_plot import plot
 from vetrina.contract import METADATA_KEY, Contract, SpatialRules, TensorSpec
 from vetrina.errors import ModelError
 from vetrina.pipeline_spec import PipelineError, builtin_names
