@@ -675,6 +675,22 @@ def _inspect(trt: Any, logger: Any, plan: bytes) -> str:
 # ----------------------------------------------------------------------------------------------
 
 
+def deserialize_plan(trt: Any, plan: bytes) -> tuple[Any, Any, Any]:
+    """(capturing logger, runtime, engine) of a serialized plan; a clear error when TensorRT
+    cannot load it (another TensorRT version, a corrupt file). Keep the runtime alive as long
+    as the engine."""
+    logger = make_logger(trt)
+    runtime = trt.Runtime(logger)
+    engine = runtime.deserialize_cuda_engine(bytes(plan))
+    if engine is None:
+        raise ModelError(
+            "TensorRT cannot deserialize the plan: "
+            + ("; ".join(logger.errors[-4:]) or "no error was logged"),
+            hint="rebuild it with 'vetrina build MODEL.onnx --force'",
+        )
+    return logger, runtime, engine
+
+
 class TrtRunner:
     """A deserialized plan with one execution context, run on host arrays.
 
@@ -690,15 +706,7 @@ class TrtRunner:
         self._trt = trt
         self._stream = Stream(device)  # makes the device's primary context current
         self.device = device
-        self._logger = make_logger(trt)
-        self._runtime = trt.Runtime(self._logger)
-        self.engine = self._runtime.deserialize_cuda_engine(bytes(plan))
-        if self.engine is None:
-            raise ModelError(
-                "TensorRT cannot deserialize the plan: "
-                + ("; ".join(self._logger.errors[-4:]) or "no error was logged"),
-                hint="rebuild with vetrina build",
-            )
+        self._logger, self._runtime, self.engine = deserialize_plan(trt, plan)
         self.context = self.engine.create_execution_context()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         mode = trt.TensorIOMode.INPUT

@@ -38,7 +38,7 @@ from .editor import resized_alpha
 from .errors import ModelError
 from .timing import StepTimes
 
-MIN_BUFFER = 256
+ALIGN = 256  # bytes: each block of a shared upload/download buffer starts aligned
 
 
 @dataclass
@@ -260,7 +260,9 @@ class DeviceChain:
         if held is not None:
             self._backend.synchronize(stream_handle(lane.stream))  # nothing queued may still use it
             held.close()
-        size = max(MIN_BUFFER, 1 << max(0, int(nbytes - 1).bit_length()))
+        from vetrina.kernels.gpu import grown_capacity
+
+        size = grown_capacity(nbytes)
         make = self._backend.pinned if pinned else self._backend.device_buffer
         lane.buffers[key] = buf = make(size)
         with self._count:
@@ -291,8 +293,8 @@ def _layout(sizes: Sequence[int]) -> tuple[list[int], int]:
     offsets, at = [], 0
     for n in sizes:
         offsets.append(at)
-        at += -(-n // MIN_BUFFER) * MIN_BUFFER
-    return offsets, max(at, MIN_BUFFER)
+        at += -(-n // ALIGN) * ALIGN
+    return offsets, max(at, ALIGN)
 
 
 def _floats(shape: tuple[int, ...]) -> int:

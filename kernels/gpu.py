@@ -1086,7 +1086,7 @@ class _Scratch:
             if buf is not None:
                 buf.close()
                 del self.buffers[key]
-            size = max(ALIGNMENT, 1 << max(0, int(nbytes - 1).bit_length()))
+            size = grown_capacity(nbytes)
             make = self.backend.pinned if pinned else self.backend.device_buffer
             buf = self.buffers[key] = make(size)
         return buf
@@ -1096,6 +1096,12 @@ class _Scratch:
             with contextlib.suppress(Exception):
                 buf.close()
         self.buffers.clear()
+
+
+def grown_capacity(nbytes: int) -> int:
+    """The size a reused buffer grows to for ``nbytes``: the next power of two, at least
+    :data:`ALIGNMENT` (few regrowths while sizes vary, at most 2x the memory)."""
+    return max(ALIGNMENT, 1 << max(0, int(nbytes - 1).bit_length()))
 
 
 def _align(n: int) -> int:

@@ -51,7 +51,6 @@ from . import TensorInfo
 DEVICE = "trt"
 DEVICE_STEPS = ("h2d", "compute", "d2h")
 """The names :attr:`TrtSession.device_times` uses (host-to-device, compute, device-to-host)."""
-MIN_BUFFER = 256
 
 
 class CudaMemory:
@@ -205,18 +204,10 @@ class TrtSession:
 
             trt = import_tensorrt()
         self._memory = memory if memory is not None else CudaMemory(device)
-        from vetrina.converters.tensorrt import make_logger
+        from vetrina.converters.tensorrt import deserialize_plan
 
         self._trt = trt
-        self._logger = make_logger(trt)
-        self._runtime = trt.Runtime(self._logger)
-        self.engine = self._runtime.deserialize_cuda_engine(bytes(plan))
-        if self.engine is None:
-            raise ModelError(
-                "TensorRT cannot deserialize the plan: "
-                + ("; ".join(self._logger.errors[-4:]) or "no error was logged"),
-                hint="rebuild it with 'vetrina build MODEL.onnx --force'",
-            )
+        self._logger, self._runtime, self.engine = deserialize_plan(trt, plan)
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         is_input = {n: self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT for n in names}
         self._inputs = [self._info(n) for n in names if is_input[n]]
@@ -307,21 +298,9 @@ class TrtSession:
         try:
             self._memory.activate()
             ctx = slot.context
-            self._memory.wait(stream, slot.done)
-            if slot.profile != profile:
-                if not ctx.set_optimization_profile_async(profile, stream_handle(stream)):
-                    raise ModelError(f"TensorRT cannot switch to optimisation profile {profile}")
-                slot.profile = profile
-                slot.graphs.clear()
-            for name, shape in shapes.items():
-                if not ctx.set_input_shape(name, shape):
-                    raise ModelError(f"TensorRT refuses input {name!r} of shape {shape}")
-            unresolved = ctx.infer_shapes()
-            if unresolved:
-                raise ModelError(f"TensorRT cannot infer the shapes of {list(unresolved)}")
+            out_shapes = self._prepare(slot, stream, profile, shapes)
             result = {}
-            for info in self._outputs:
-                shape = tuple(int(d) for d in ctx.get_tensor_shape(info.name))
+            for info, shape in zip(self._outputs, out_shapes, strict=True):
                 need = math.prod(shape) * info.dtype.itemsize
                 if need > outputs[info.name][1]:
                     raise ModelError(
@@ -391,12 +370,42 @@ class TrtSession:
             "it (inputs are never resized to fit)",
         )
 
+    def _prepare(
+        self,
+        slot: _Slot,
+        stream: Any,
+        profile: int,
+        shapes: Mapping[str, tuple[int, ...]],
+    ) -> list[tuple[int, ...]]:
+        """Order ``slot`` after its previous request on ``stream``, put it on ``profile``, set
+        the input shapes; returns the output shapes (engine order)."""
+        ctx = slot.context
+        self._memory.wait(stream, slot.done)  # after a run_device request on another stream
+        if slot.profile != profile:
+            if not ctx.set_optimization_profile_async(profile, stream_handle(stream)):
+                raise ModelError(f"TensorRT cannot switch to optimisation profile {profile}")
+            slot.profile = profile
+            slot.graphs.clear()
+        for name, shape in shapes.items():
+            if not ctx.set_input_shape(name, tuple(shape)):
+                raise ModelError(
+                    f"TensorRT refuses input {name!r} of shape {tuple(shape)}: "
+                    + "; ".join(self._logger.errors[-2:]),
+                    hint="rebuild with a --profile that covers it",
+                )
+        unresolved = ctx.infer_shapes()
+        if unresolved:
+            raise ModelError(f"TensorRT cannot infer the shapes of {list(unresolved)}")
+        return [tuple(int(d) for d in ctx.get_tensor_shape(t.name)) for t in self._outputs]
+
     def _ensure(self, slot: _Slot, name: str, nbytes: int) -> bool:
         """Give ``slot`` buffers of at least ``nbytes`` for ``name``; True if they moved."""
         held = slot.device.get(name)
         if held is not None and held.nbytes >= nbytes:
             return False
-        size = max(MIN_BUFFER, 1 << max(0, int(nbytes - 1).bit_length()))
+        from vetrina.kernels.gpu import grown_capacity
+
+        size = grown_capacity(nbytes)
         for pool in (slot.device, slot.host):
             old = pool.pop(name, None)
             if old is not None:
@@ -409,23 +418,7 @@ class TrtSession:
 
     def _run_on(self, slot: _Slot, arrays: dict[str, np.ndarray], profile: int) -> list[np.ndarray]:
         ctx, stream, memory = slot.context, slot.stream, self._memory
-        memory.wait(stream, slot.done)  # after a run_device request on another stream
-        if slot.profile != profile:
-            if not ctx.set_optimization_profile_async(profile, stream_handle(stream)):
-                raise ModelError(f"TensorRT cannot switch to optimisation profile {profile}")
-            slot.profile = profile
-            slot.graphs.clear()
-        for name, arr in arrays.items():
-            if not ctx.set_input_shape(name, arr.shape):
-                raise ModelError(
-                    f"TensorRT refuses input {name!r} of shape {arr.shape}: "
-                    + "; ".join(self._logger.errors[-2:]),
-                    hint="rebuild with a --profile that covers it",
-                )
-        unresolved = ctx.infer_shapes()
-        if unresolved:
-            raise ModelError(f"TensorRT cannot infer the shapes of {list(unresolved)}")
-        out_shapes = [tuple(int(d) for d in ctx.get_tensor_shape(t.name)) for t in self._outputs]
+        out_shapes = self._prepare(slot, stream, profile, {n: a.shape for n, a in arrays.items()})
         moved = False
         for name, arr in arrays.items():
             moved |= self._ensure(slot, name, arr.nbytes)
