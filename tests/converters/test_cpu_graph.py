@@ -146,3 +146,154 @@ def test_convert_tunes_fp32_for_cpu_by_default_and_keeps_prelu_for_tensorrt(tmp_
     trt = convert(ckpt, tmp_path / "trt.onnx", sizes=[(16, 24)], target="tensorrt")
     assert trt.contract.provenance["graph_rewrites"] == {}
     assert {n.op_type for n in onnx.load(str(trt.output)).graph.node} >= {"PRelu"}
+
+
+# --- wide-kernel convs with few output channels, split in two ---------------------------------
+
+
+def _conv_model(
+    weight: np.ndarray,
+    bias: np.ndarray | None,
+    pads: list[int],
+    **attrs: object,
+) -> onnx.ModelProto:
+    """x (N,Ci,H,W) -> Conv(weight, bias, pads, attrs) -> y."""
+    inputs = ["x", "w"] + (["b"] if bias is not None else [])
+    initializers = [numpy_helper.from_array(weight, "w")]
+    if bias is not None:
+        initializers.append(numpy_helper.from_array(bias, "b"))
+    graph = helper.make_graph(
+        [helper.make_node("Conv", inputs, ["y"], name="conv", pads=pads, **attrs)],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", weight.shape[1], "h", "w"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", weight.shape[0], "p", "q"])],
+        initializers,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _torch_conv(x, weight, bias, pads):
+    """PyTorch's conv2d with ONNX pads [top, left, bottom, right] (zero padding)."""
+    top, left, bottom, right = pads
+    padded = torch.nn.functional.pad(torch.from_numpy(x), (left, right, top, bottom))
+    b = None if bias is None else torch.from_numpy(bias)
+    return torch.nn.functional.conv2d(padded, torch.from_numpy(weight), b).numpy()
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    out_channels=st.integers(1, 3),
+    in_channels=st.integers(1, 6),
+    kh=st.integers(5, 9),
+    kw=st.integers(5, 9),
+    pads=st.lists(st.integers(0, 4), min_size=4, max_size=4),
+    with_bias=st.booleans(),
+    extra_rows=st.integers(0, 12),
+    extra_cols=st.integers(0, 12),
+    seed=st.integers(0, 2**16),
+)
+def test_narrow_conv_split_matches_pytorch(
+    tmp_path_factory,
+    out_channels,
+    in_channels,
+    kh,
+    kw,
+    pads,
+    with_bias,
+    extra_rows,
+    extra_cols,
+    seed,
+):
+    rng = np.random.default_rng(seed)
+    weight = rng.normal(0, 1, (out_channels, in_channels, kh, kw)).astype(np.float32)
+    bias = rng.normal(0, 1, out_channels).astype(np.float32) if with_bias else None
+    height = max(1, kh - pads[0] - pads[2]) + extra_rows  # at least one output row
+    width = max(1, kw - pads[1] - pads[3]) + extra_cols
+    x = rng.normal(0, 1, (2, in_channels, height, width)).astype(np.float32)
+    path = tmp_path_factory.mktemp("g") / "m.onnx"
+    onnx.save(_conv_model(weight, bias, pads), str(path))
+    assert tune_for_cpu(path) == {"narrow_conv_split": 1}
+    nodes = onnx.load(str(path)).graph.node
+    assert [n.op_type for n in nodes] == ["Conv", "Conv"]
+    expected = _torch_conv(x, weight, bias, pads)
+    got = _run(path, x)
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * np.sqrt(weight[0].size))
+
+
+def test_narrow_conv_split_takes_the_cheaper_orientation(tmp_path):
+    """A 9-row x 5-column kernel to 3 channels: 5 column sums (15 channels, padded to 16)
+    cost less than 9 row sums (27, padded to 32), so the first conv is 9x1."""
+    weight = np.ones((3, 4, 9, 5), np.float32)
+    path = tmp_path / "m.onnx"
+    onnx.save(_conv_model(weight, None, [4, 2, 4, 2]), str(path))
+    tune_for_cpu(path)
+    model = onnx.load(str(path))
+    shapes = {t.name: list(t.dims) for t in model.graph.initializer}
+    first, second = model.graph.node
+    assert shapes[first.input[1]] == [15, 4, 9, 1]
+    assert shapes[second.input[1]] == [3, 5, 1, 5]
+    assert {a.name: helper.get_attribute_value(a) for a in second.attribute}["group"] == 3
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["3x3 kernel", "8 outputs", "strided", "dilated", "grouped", "auto_pad", "weight is an input"],
+)
+def test_conv_that_does_not_gain_from_a_split_is_left_alone(tmp_path, case):
+    out_channels, in_channels, kernel, attrs = 3, 4, 9, {}
+    if case == "3x3 kernel":
+        kernel = 3
+    if case == "8 outputs":
+        out_channels = 8
+    if case == "strided":
+        attrs["strides"] = [2, 2]
+    if case == "dilated":
+        attrs["dilations"] = [2, 1]
+    if case == "grouped":
+        in_channels, attrs["group"] = 2, 2
+        out_channels = 2
+    weight = np.ones((out_channels, in_channels, kernel, kernel), np.float32)
+    model = _conv_model(weight, None, [0, 0, 0, 0], **attrs)
+    if case == "auto_pad":
+        model = _conv_model(weight, None, [0, 0, 0, 0])
+        del model.graph.node[0].attribute[:]
+        model.graph.node[0].attribute.append(helper.make_attribute("auto_pad", "SAME_UPPER"))
+    if case == "weight is an input":
+        w = model.graph.initializer.pop()
+        model.graph.input.append(
+            helper.make_tensor_value_info(w.name, TensorProto.FLOAT, list(w.dims))
+        )
+    path = tmp_path / "m.onnx"
+    onnx.save(model, str(path))
+    before = path.read_bytes()
+    assert tune_for_cpu(path) == {}
+    assert path.read_bytes() == before
+
+
+def test_convert_splits_the_style_nets_last_conv_for_cpu_only(tmp_path):
+    """A fast-neural-style net ends in a 9x9 conv to RGB: split for the CPU target, verified
+    against PyTorch like any export; the TensorRT target keeps it whole."""
+    from vetrina.converters.convert import convert
+    from vetrina.models.architectures import get_architecture
+    from vetrina.models.checkpoint import save_checkpoint
+
+    torch.manual_seed(5)
+    config = {"channels": 8, "blocks": 1}
+    module = get_architecture("transformer-net").build(config)
+    ckpt = save_checkpoint(
+        tmp_path / "style.pt",
+        architecture="transformer-net",
+        config=config,
+        state_dict=module.state_dict(),
+        metadata={},
+    )
+    cpu = convert(ckpt, tmp_path / "cpu.onnx", sizes=[(32, 48)])
+    assert cpu.report.passed
+    assert cpu.contract.provenance["graph_rewrites"] == {"narrow_conv_split": 1}
+    trt = convert(ckpt, tmp_path / "trt.onnx", sizes=[(32, 48)], target="tensorrt")
+    assert trt.contract.provenance["graph_rewrites"] == {}
+    kernels = {
+        tuple(t.dims[2:]) for t in onnx.load(str(trt.output)).graph.initializer if len(t.dims) == 4
+    }
+    assert (9, 9) in kernels
