@@ -135,6 +135,8 @@ class PipelineInfo:
     """What the encode step writes: png, jpeg or webp (the pipeline's output format)."""
     quality: int
     tile_side: int | None
+    png_compression: int | None = None
+    """The PNG zlib level the encode step uses (None: OpenCV's fast default)."""
     labels: dict[str, str] = field(default_factory=dict)
     """Generation pipelines: the label names every request asks for."""
 
@@ -251,8 +253,7 @@ class BenchReport:
             shape = f"generates {_hw(work)} (output {_hw(out)}), {labels}"
         lines += [
             f"device    {self.device}, threads {self.threads or 'default'}, {shape}, "
-            f"encode {info.output_format}"
-            f"{'' if info.output_format == 'png' else f' (quality {info.quality})'}, "
+            f"encode {info.output_format}{_encode_setting(info)}, "
             f"warm-up {self.warmup_s:g} s, "
             f"{self.duration_s:g} s per run",
             f"path      {' > '.join(self.steps)}",
@@ -380,6 +381,7 @@ def bench_pipeline(
         scale=int(probe.scale),
         output_format=str(output["format"]),
         quality=int(output["quality"]),
+        png_compression=output["png_compression"],
         tile_side=probe.tile_side,
         labels=labels,
     )
@@ -539,12 +541,18 @@ def _session_request(model: Model, feeds: dict[str, np.ndarray]) -> Request:
 Encoder = Callable[[np.ndarray], bytes]
 
 
+def _encode_setting(info: PipelineInfo) -> str:
+    if info.output_format != "png":
+        return f" (quality {info.quality})"
+    return "" if info.png_compression is None else f" (zlib level {info.png_compression})"
+
+
 def _encoder(info: PipelineInfo) -> Encoder:
     """BGR(A) uint8 pixels -> the bytes a service would send (the pipeline's format)."""
-    fmt, quality = info.output_format, info.quality
+    fmt, quality, level = info.output_format, info.quality, info.png_compression
 
     def encode(pixels: np.ndarray) -> bytes:
-        return encode_image(pixels, fmt, quality=quality)
+        return encode_image(pixels, fmt, quality=quality, png_compression=level)
 
     return encode
 

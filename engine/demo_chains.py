@@ -86,6 +86,7 @@ def run_chains(outdir: Path, *, images: int, size: int, log: Callable[[str], Non
         fmt=out["format"],
         quality=out["quality"],
         metadata=cleanup.provenance(),
+        png_compression=out["png_compression"],
     )
     failed = [r for r in results if not r.ok]
     if failed:

@@ -16,7 +16,13 @@ from typing import Protocol
 import numpy as np
 
 from .errors import InputError, VetrinaError
-from .imageio import DEFAULT_MAX_PIXELS, DecodedImage, read_image, write_image
+from .imageio import (
+    DEFAULT_MAX_PIXELS,
+    DecodedImage,
+    check_png_compression,
+    read_image,
+    write_image,
+)
 from .timing import StepTimes
 
 
@@ -93,11 +99,13 @@ def edit_files(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     quality: int = 92,
     metadata: dict[str, str] | None = None,
+    png_compression: int | None = None,
     resume: bool = False,
     workers: int = 1,
 ) -> list[FileResult]:
     """Edit every source into ``outdir``; returns one result per source, in order.
-    ``metadata`` is written into PNG outputs as text.
+    ``metadata`` is written into PNG outputs as text; ``png_compression`` is their zlib level
+    (see :func:`~vetrina.imageio.encode_image`).
 
     Outputs are written atomically (a temporary file renamed into place), so an output that
     exists is complete. ``resume`` skips sources whose output exists and removes temporary
@@ -123,7 +131,12 @@ def edit_files(
         todo = [i for i in todo if i not in results]
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
         raise InputError(f"workers must be a positive int, got {workers!r}")
-    options: dict[str, object] = {"quality": quality, "metadata": metadata}
+    check_png_compression(png_compression, fmt)
+    options: dict[str, object] = {
+        "quality": quality,
+        "metadata": metadata,
+        "png_compression": png_compression,
+    }
     if workers > 1:
         done = _concurrent(editor, sources, targets, todo, fmt, max_pixels, workers, options)
         results.update(done)

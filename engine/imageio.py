@@ -169,13 +169,31 @@ def _to_uint8(pixels: np.ndarray, source: str) -> np.ndarray:
 
 
 def encode_image(
-    pixels: np.ndarray, fmt: str, *, quality: int = 92, metadata: dict[str, str] | None = None
+    pixels: np.ndarray,
+    fmt: str,
+    *,
+    quality: int = 92,
+    metadata: dict[str, str] | None = None,
+    png_compression: int | None = None,
 ) -> bytes:
     """Encode BGR/BGRA/grey uint8 pixels as PNG, JPEG or WebP bytes. ``metadata`` (PNG only)
-    becomes ``tEXt`` chunks (Latin-1 keys of 1-79 characters), read back by :func:`png_text`."""
+    becomes ``tEXt`` chunks (Latin-1 keys of 1-79 characters), read back by :func:`png_text`.
+
+    ``png_compression``: None is OpenCV's fast default (zlib level 1, run-length strategy);
+    0-9 is a zlib level with zlib's default strategy (6 is what Pillow writes). On 1024x683
+    RGBA cutouts, one core: default 20 ms, level 1 40 ms and 11 % smaller, level 6 85 ms and
+    24 % smaller (``benchmarks/RESULTS.md``)."""
     if fmt not in ("png", "jpeg", "webp"):
         raise InputError(f"cannot encode {fmt!r}; choose png, jpeg or webp")
+    check_png_compression(png_compression, fmt)
     params: list[int] = []
+    if png_compression is not None:
+        params = [
+            cv2.IMWRITE_PNG_COMPRESSION,
+            png_compression,
+            cv2.IMWRITE_PNG_STRATEGY,
+            cv2.IMWRITE_PNG_STRATEGY_DEFAULT,
+        ]
     if fmt == "jpeg":
         if pixels.ndim == 3 and pixels.shape[2] == 4:
             raise InputError("JPEG has no alpha channel", hint="write PNG or WebP to keep alpha")
@@ -190,6 +208,19 @@ def encode_image(
     if metadata and fmt == "png":
         data = _with_png_text(data, metadata)
     return data
+
+
+def check_png_compression(level: object, fmt: str = "png") -> None:
+    """``level`` must be None or a zlib level 0-9, and set only for PNG output."""
+    if level is None:
+        return
+    if isinstance(level, bool) or not isinstance(level, int) or not 0 <= level <= 9:
+        raise InputError(f"PNG compression {level!r} must be a zlib level, an int in 0..9")
+    if fmt != "png":
+        raise InputError(
+            f"PNG compression was given for {fmt} output",
+            hint="drop it, or set 'quality' for JPEG and WebP",
+        )
 
 
 def _with_png_text(png: bytes, metadata: dict[str, str]) -> bytes:
@@ -231,16 +262,20 @@ def write_image(
     *,
     quality: int = 92,
     metadata: dict[str, str] | None = None,
+    png_compression: int | None = None,
 ) -> Path:
     """Encode by the file extension and write atomically (a temporary file, then rename);
-    ``metadata`` goes into PNG files as text chunks."""
+    ``metadata`` goes into PNG files as text chunks (see :func:`encode_image`)."""
     path = Path(path)
     fmt = WRITE_EXTENSIONS.get(path.suffix.lower())
     if fmt is None:
         raise InputError(
             f"{path}: unknown output extension {path.suffix!r}; use {', '.join(WRITE_EXTENSIONS)}"
         )
-    return atomic_write_bytes(path, encode_image(pixels, fmt, quality=quality, metadata=metadata))
+    data = encode_image(
+        pixels, fmt, quality=quality, metadata=metadata, png_compression=png_compression
+    )
+    return atomic_write_bytes(path, data)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -56,6 +56,7 @@ OUTPUT_OPTIONS: dict[str, Any] = {
     "format": "png",
     "background": None,
     "quality": 92,
+    "png_compression": None,
     "crop": False,
     "canvas": None,
     "fill": 0.85,
@@ -257,6 +258,18 @@ def _output(raw: Any, origin: str) -> dict[str, Any]:
     q = out["quality"]
     if isinstance(q, bool) or not isinstance(q, int) or not 1 <= q <= 100:
         raise PipelineError(f"{origin}: output quality {q!r} must be an int in 1..100")
+    level = out["png_compression"]
+    if level is not None:
+        if isinstance(level, bool) or not isinstance(level, int) or not 0 <= level <= 9:
+            raise PipelineError(
+                f"{origin}: output png_compression {level!r} must be a zlib level in 0..9 "
+                "(or absent: OpenCV's fast default)"
+            )
+        if out["format"] != "png":
+            raise PipelineError(
+                f"{origin}: output png_compression is set but the format is {out['format']}",
+                hint="drop png_compression, or set quality for JPEG and WebP",
+            )
     out["background"] = parse_colour(out["background"], f"{origin}: output background")
     if not isinstance(out["crop"], bool):
         raise PipelineError(f"{origin}: output crop {out['crop']!r} must be true or false")

@@ -19,7 +19,13 @@ import numpy as np
 
 from .editor import check_image
 from .errors import InputError, VetrinaError
-from .imageio import DEFAULT_MAX_PIXELS, decode_image, encode_image, read_image
+from .imageio import (
+    DEFAULT_MAX_PIXELS,
+    check_png_compression,
+    decode_image,
+    encode_image,
+    read_image,
+)
 
 Item = bytes | bytearray | memoryview | str | os.PathLike | np.ndarray
 ENCODINGS = ("png", "jpeg", "webp")
@@ -67,14 +73,19 @@ def process(
     quality: int = 92,
     metadata: dict[str, str] | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    png_compression: int | None = None,
 ) -> list[Outcome]:
     """Run ``items`` through ``processor`` (a Pipeline or Editor); one Outcome per item.
 
     ``encode`` None returns RGB(A) uint8 arrays; "png"/"jpeg"/"webp" returns encoded bytes
-    (JPEG flattens alpha onto white; ``metadata`` goes into PNG text chunks).
+    (JPEG flattens alpha onto white; ``metadata`` goes into PNG text chunks, whose zlib level
+    is ``png_compression``).
     """
     if encode is not None and encode not in ENCODINGS:
         raise InputError(f"unknown encoding {encode!r}; choose {', '.join(ENCODINGS)}")
+    if png_compression is not None:
+        check_png_compression(png_compression, encode or "arrays")
+    options = Encoding(encode, quality, metadata, png_compression)
     outcomes: list[Outcome | None] = [None] * len(items)
     good: list[tuple[int, np.ndarray]] = []
     for i, item in enumerate(items):
@@ -83,38 +94,41 @@ def process(
         except VetrinaError as exc:
             outcomes[i] = Outcome(error=str(exc))
     for start in range(0, len(good), processor.batch_size):
-        for i, outcome in _run(
-            processor, good[start : start + processor.batch_size], encode, quality, metadata
-        ):
+        for i, outcome in _run(processor, good[start : start + processor.batch_size], options):
             outcomes[i] = outcome
     return [o if o is not None else Outcome(error="not processed") for o in outcomes]
 
 
+@dataclass(frozen=True)
+class Encoding:
+    """How results are returned: arrays (``format`` None) or encoded bytes."""
+
+    format: str | None
+    quality: int
+    metadata: dict[str, str] | None
+    png_compression: int | None
+
+
 def _run(
-    processor: Any,
-    chunk: list[tuple[int, np.ndarray]],
-    encode: str | None,
-    quality: int,
-    metadata: dict[str, str] | None,
+    processor: Any, chunk: list[tuple[int, np.ndarray]], options: Encoding
 ) -> list[tuple[int, Outcome]]:
     try:
         results = processor.edit([p for _, p in chunk], order="BGR", output_order="BGR")
     except VetrinaError as exc:
         if len(chunk) == 1:
             return [(chunk[0][0], Outcome(error=str(exc)))]
-        return [r for one in chunk for r in _run(processor, [one], encode, quality, metadata)]
+        return [r for one in chunk for r in _run(processor, [one], options)]
     out = []
     for (i, _), pixels in zip(chunk, results, strict=True):
         try:
-            out.append((i, Outcome(value=_finish(pixels, encode, quality, metadata))))
+            out.append((i, Outcome(value=_finish(pixels, options))))
         except VetrinaError as exc:
             out.append((i, Outcome(error=str(exc))))
     return out
 
 
-def _finish(
-    bgr: np.ndarray, encode: str | None, quality: int, metadata: dict[str, str] | None
-) -> np.ndarray | bytes:
+def _finish(bgr: np.ndarray, options: Encoding) -> np.ndarray | bytes:
+    encode = options.format
     if encode is None:
         if bgr.ndim == 3 and bgr.shape[2] in (3, 4):
             return np.ascontiguousarray(bgr[:, :, [2, 1, 0, 3][: bgr.shape[2]]])
@@ -123,4 +137,10 @@ def _finish(
         from . import kernels
 
         bgr = kernels.composite(bgr, 255)
-    return encode_image(bgr, encode, quality=quality, metadata=metadata)
+    return encode_image(
+        bgr,
+        encode,
+        quality=options.quality,
+        metadata=options.metadata,
+        png_compression=options.png_compression,
+    )

@@ -222,3 +222,25 @@ def test_convert_without_torch_names_the_extra(small_checkpoint, tmp_path, capsy
     monkeypatch.setattr(builtins, "__import__", no_onnx)
     assert main(["convert", str(small_checkpoint), "-o", str(tmp_path / "m.onnx")]) == 1
     assert "vetrina[convert]" in capsys.readouterr().err
+
+
+def test_run_png_compression_writes_the_same_pixels_smaller(
+    small_model, photo_folder, tmp_path, capsys
+):
+    folder, _ = photo_folder
+    sizes = {}
+    for level in (None, 9):
+        out = tmp_path / f"out-{level}"
+        args = ["run", str(small_model), str(folder / "a.png"), str(folder / "c.png"), "-o"]
+        extra = [] if level is None else ["--png-compression", str(level)]
+        assert main([*args, str(out), *extra]) == 0
+        sizes[level] = {p.name: p.stat().st_size for p in out.iterdir()}
+    for name in sizes[None]:
+        fast = cv2.imread(str(tmp_path / "out-None" / name), cv2.IMREAD_UNCHANGED)
+        small = cv2.imread(str(tmp_path / "out-9" / name), cv2.IMREAD_UNCHANGED)
+        np.testing.assert_array_equal(small, fast)
+        assert sizes[9][name] < sizes[None][name]
+    jpeg = ["--format", "jpeg", "--png-compression", "6"]
+    code = main(["run", str(small_model), str(folder / "a.png"), "-o", str(tmp_path / "j"), *jpeg])
+    assert code != 0
+    assert "PNG compression was given for jpeg" in capsys.readouterr().err

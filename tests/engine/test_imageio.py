@@ -114,3 +114,40 @@ def test_png_text_metadata_round_trips_and_keeps_the_pixels():
     assert png_text(encode_image(pixels[:, :, :3], "jpeg")) == {}
     with pytest.raises(InputError, match="not Latin-1"):
         encode_image(pixels, "png", metadata={"k": "\u2603"})
+
+
+def _cutout_like(seed: int = 0) -> np.ndarray:
+    """A BGRA picture that compresses like a cutout: a textured blob on transparent black."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:96, :128]
+    alpha = np.clip(255 - ((yy - 48) ** 2 + (xx - 64) ** 2) / 6, 0, 255).astype(np.uint8)
+    colour = (np.stack([xx, yy, xx + yy], -1) * 2 + rng.integers(0, 8, (96, 128, 3))) % 256
+    colour = np.where(alpha[..., None] > 0, colour, 0).astype(np.uint8)
+    return np.dstack([colour, alpha])
+
+
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_png_compression_levels_are_lossless_and_level_9_is_smaller_than_0(channels):
+    image = _cutout_like()
+    image = image[:, :, 0] if channels == 1 else image[:, :, :channels]
+    sizes = {}
+    for level in (None, *range(10)):
+        data = encode_image(image, "png", png_compression=level, metadata={"k": "v"})
+        np.testing.assert_array_equal(decode_image(data).pixels, image)
+        sizes[level] = len(data)
+    assert sizes[0] > image.nbytes  # stored, not deflated
+    assert sizes[9] < sizes[1] < sizes[0]
+
+
+@pytest.mark.parametrize("level", [-1, 10, True, 1.5, "6"])
+def test_png_compression_must_be_a_zlib_level(level, tmp_path):
+    with pytest.raises(InputError, match="zlib level"):
+        encode_image(_cutout_like(), "png", png_compression=level)
+    with pytest.raises(InputError, match="zlib level"):
+        write_image(tmp_path / "a.png", _cutout_like(), png_compression=level)
+    assert not list(tmp_path.iterdir())
+
+
+def test_png_compression_for_another_format_is_an_error():
+    with pytest.raises(InputError, match="PNG compression was given for jpeg"):
+        encode_image(_cutout_like()[:, :, :3], "jpeg", png_compression=6)

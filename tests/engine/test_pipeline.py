@@ -61,6 +61,12 @@ GOOD = {"input": "image", "stages": [{"edit": "a.onnx"}]}
         ({"output": {"canvas": 4}}, "canvas 4 must be a side in 16..8192"),
         ({"output": {"fill": 1.5}}, "fill 1.5 must be a fraction"),
         ({"output": {"crop": "yes"}}, "crop 'yes' must be true or false"),
+        ({"output": {"png_compression": 10}}, "png_compression 10 must be a zlib level"),
+        ({"output": {"png_compression": True}}, "png_compression True must be a zlib level"),
+        (
+            {"output": {"format": "jpeg", "png_compression": 6}},
+            "png_compression is set but the format is jpeg",
+        ),
         ({"extra": 1}, "unknown key.*'extra'"),
         ({"stages": [{"matte": {"model": "m", "size": 8}}]}, "size 8 must be a side in 16..4096"),
         ({"stages": [{"matte": {"model": "m", "size": [320]}}]}, r"\[height, width\]"),
@@ -88,6 +94,11 @@ def test_unknown_name_lists_the_shipped_pipelines(tmp_path):
         load_spec(bad)
     with pytest.raises(PipelineError, match="no such pipeline file"):
         load_spec(tmp_path / "missing.yaml")
+
+
+def test_png_compression_defaults_to_none_and_takes_a_zlib_level():
+    assert parse_spec(GOOD).output["png_compression"] is None
+    assert parse_spec({**GOOD, "output": {"png_compression": 9}}).output["png_compression"] == 9
 
 
 def test_background_colours():

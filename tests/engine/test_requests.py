@@ -64,3 +64,14 @@ def test_encoded_outputs_and_the_pixel_limit(editor):
     assert not big.ok and "above the limit" in big.error
     with pytest.raises(InputError, match="unknown encoding"):
         process(editor, [photo], encode="gif")
+
+
+def test_png_compression_keeps_the_pixels_and_needs_png(editor):
+    photo = _photo(5)
+    [fast] = process(editor, [photo], encode="png")
+    [small] = process(editor, [photo], encode="png", png_compression=9)
+    np.testing.assert_array_equal(decode_image(small.value).pixels, decode_image(fast.value).pixels)
+    with pytest.raises(InputError, match="PNG compression was given for jpeg"):
+        process(editor, [photo], encode="jpeg", png_compression=9)
+    with pytest.raises(InputError, match="PNG compression was given for arrays"):
+        process(editor, [photo], png_compression=9)
