@@ -28,6 +28,7 @@ from .contract import SpatialRules
 from .device_chain import DeviceChain
 from .editor import check_image, resized_alpha
 from .errors import InputError
+from .foreground import estimate_foreground
 from .framing import ALPHA_CUT, EmptyMatteWarning, combine_alpha, cutout_pixels, frame, rgb_guide
 from .model import Model
 from .modelrefs import file_sha256, resolve_model
@@ -485,6 +486,10 @@ class Pipeline:
                 if own is not None and own.shape != alpha.shape:
                     own = resized_alpha(photo, alpha.shape)
                 alpha = combine_alpha(alpha, own)
+            if stage.decontaminate:
+                with self.times.step("foreground"):
+                    colour = estimate_foreground(np.ascontiguousarray(colour[:, :, :3]), alpha)
+            with self.times.step("alpha"):
                 rgba = cutout_pixels(colour, alpha, swap=order != output_order)
                 if stage.shadow > 0:
                     shadow = kernels.keep_shadow(guide, alpha, strength=stage.shadow)

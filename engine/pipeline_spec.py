@@ -45,6 +45,7 @@ STAGE_KINDS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
             "stretch": False,
             "empty_check": True,
             "resize": "area",
+            "decontaminate": False,
         },
     ),
 }
@@ -199,7 +200,9 @@ def _check_matte(params: dict[str, Any], where: str) -> None:
     at low to 1 at high; equal values cut hard), ``shadow`` (0..1: keep soft shadows at this
     strength), ``stretch`` (rescale each matte to [0, 1] first, as rembg does), ``empty_check``
     (a matte whose outline follows no edge of the photo counts as no product), ``resize``
-    (the filter that shrinks the photo for the model: ``area`` or ``lanczos``, rembg's)."""
+    (the filter that shrinks the photo for the model: ``area`` or ``lanczos``, rembg's),
+    ``decontaminate`` (estimate the product's own colour under soft edges, removing the
+    background's rim: :mod:`vetrina.foreground`)."""
     size = params["size"]
     if size is not None and size != MATTE_SIZE_PHOTO:
         sides = size if isinstance(size, list) else [size, size]
@@ -237,7 +240,7 @@ def _check_matte(params: dict[str, Any], where: str) -> None:
         raise PipelineError(
             f"{where}: resize {params['resize']!r}; choose {', '.join(MATTE_RESIZES)}"
         )
-    for key in ("stretch", "empty_check"):
+    for key in ("stretch", "empty_check", "decontaminate"):
         if not isinstance(params[key], bool):
             raise PipelineError(f"{where}: {key} {params[key]!r} must be true or false")
 

@@ -199,7 +199,8 @@ class MatteStage:
     at 128), so the photo is resized to ``size`` for it (area filter) and the matte is resized
     back to the output size with :func:`vetrina.kernels.matte_to_alpha` -- optionally refined
     by a guided filter on the full-resolution photo, ramped by ``threshold`` and joined by the
-    photo's soft shadows (``shadow``). The photo itself is not touched. A matte stage comes
+    photo's soft shadows (``shadow``). The photo's colours are kept, except under soft edges
+    with ``decontaminate`` (the background's share removed). A matte stage comes
     first in a pipeline: it sees the photo as given."""
 
     DEFAULT_SIZE = (320, 320)
@@ -221,6 +222,7 @@ class MatteStage:
         self.shadow = float(params["shadow"])
         self.stretch = bool(params["stretch"])
         self.empty_check = bool(params["empty_check"])
+        self.decontaminate = bool(params["decontaminate"])
         self.resize = str(params["resize"])
         self._session = model.session
         self._alpha_index = model.output_index(self.alpha.name)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import cv2
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -537,6 +538,36 @@ def test_matte_at_a_fixed_size_is_refined_along_the_photo_edges(tmp_path):
         alpha = Pipeline.load(tmp_path / "p.yaml").run([photo])[0][:, :, 3]
         errors[refine] = int(((alpha >= 128) != truth).sum())
     assert errors[1] < errors[0] / 2, errors
+
+
+def test_decontaminate_replaces_the_edge_colours_with_the_foreground_estimate(tmp_path):
+    """The same alpha either way; with ``decontaminate`` the colours under the soft edge are
+    :func:`estimate_foreground`'s, and the step is timed."""
+    from vetrina.foreground import estimate_foreground
+
+    _darkness_matting_model(tmp_path / "m.onnx")
+    photo = np.full((64, 96, 3), (250, 240, 200), np.uint8)  # a cream background
+    photo[16:48, 24:72] = (20, 40, 120)  # a dark blue product
+    photo = cv2.GaussianBlur(photo, (0, 0), 2)  # a soft edge: blended colours
+    outs = {}
+    for flag in ("false", "true"):
+        (tmp_path / "p.yaml").write_text(
+            "stages:\n  - matte: {model: m.onnx, size: photo, empty_check: false, "
+            f"decontaminate: {flag}}}\n"
+        )
+        pipeline = Pipeline.load(tmp_path / "p.yaml")
+        outs[flag] = pipeline.run([photo])[0]
+        assert ("foreground" in pipeline.times.seconds) == (flag == "true")
+    plain, clean = outs["false"], outs["true"]
+    alpha = plain[:, :, 3]
+    np.testing.assert_array_equal(clean[:, :, 3], alpha)
+    soft = (alpha > 0) & (alpha < 255)
+    assert soft.sum() > 100
+    expected = estimate_foreground(photo, alpha)
+    np.testing.assert_array_equal(clean[:, :, :3][alpha > 0], expected[alpha > 0])
+    assert (clean[:, :, :3][soft] != plain[:, :, :3][soft]).any()
+    with pytest.raises(PipelineError, match="decontaminate 1 must be true or false"):
+        parse_spec({"stages": [{"matte": {"model": "m", "decontaminate": 1}}]})
 
 
 def test_a_photo_without_product_gives_an_empty_matte_and_a_warning():
