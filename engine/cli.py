@@ -449,8 +449,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
     sources = collect_inputs(args.inputs)
     if not sources:
         raise VetrinaError("no input images found", hint="give image files or folders with images")
-    fmt, quality, metadata = args.format or "png", 92, None
-    png_compression = args.png_compression
     options = {"batch_size": args.batch, "times": times}
     threads = args.threads
     if threads is None and args.workers > 1:
@@ -476,23 +474,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 **options,
             )
         print("\n".join(processor.describe()))
-        out = processor.spec.output
-        fmt, quality, metadata = (
-            args.format or out["format"],
-            out["quality"],
-            processor.provenance(),
-        )
-        if png_compression is None and fmt == "png":
-            png_compression = out["png_compression"]
-    results = edit_files(
+    results = edit_files(  # output settings not given: the pipeline's
         processor,
         sources,
         args.output,
-        fmt=fmt,
+        fmt=args.format,
         max_pixels=args.max_pixels,
-        quality=quality,
-        metadata=metadata,
-        png_compression=png_compression,
+        png_compression=args.png_compression,
         resume=args.resume,
         workers=args.workers,
     )

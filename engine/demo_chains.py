@@ -78,16 +78,7 @@ def run_chains(outdir: Path, *, images: int, size: int, log: Callable[[str], Non
         name = f"{i:02d}-{product.colour}-{product.category}.png"
         supplier_paths.append(write_image(outdir / "supplier" / name, bad[:, :, ::-1]))
         clean_rows.append(product.image[:, :, ::-1])
-    out = cleanup.spec.output
-    results = edit_files(
-        cleanup,
-        collect_inputs(supplier_paths),
-        outdir / "cleaned",
-        fmt=out["format"],
-        quality=out["quality"],
-        metadata=cleanup.provenance(),
-        png_compression=out["png_compression"],
-    )
+    results = edit_files(cleanup, collect_inputs(supplier_paths), outdir / "cleaned")
     failed = [r for r in results if not r.ok]
     if failed:
         raise RuntimeError(f"demo: {len(failed)} photos failed: {failed[0].error}")

@@ -95,17 +95,20 @@ def edit_files(
     sources: Sequence[Path],
     outdir: str | os.PathLike[str],
     *,
-    fmt: str = "png",
+    fmt: str | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
-    quality: int = 92,
+    quality: int | None = None,
     metadata: dict[str, str] | None = None,
     png_compression: int | None = None,
     resume: bool = False,
     workers: int = 1,
 ) -> list[FileResult]:
     """Edit every source into ``outdir``; returns one result per source, in order.
-    ``metadata`` is written into PNG outputs as text; ``png_compression`` is their zlib level
-    (see :func:`~vetrina.imageio.encode_image`).
+
+    Output settings not given come from a pipeline's ``output`` section (``format``,
+    ``quality``, ``png_compression``; ``metadata``: its provenance), else PNG, quality 92,
+    OpenCV's fast PNG level, no metadata. ``metadata`` is written into PNG outputs as text;
+    ``png_compression`` is their zlib level (see :func:`~vetrina.imageio.encode_image`).
 
     Outputs are written atomically (a temporary file renamed into place), so an output that
     exists is complete. ``resume`` skips sources whose output exists and removes temporary
@@ -116,8 +119,9 @@ def edit_files(
     write (ONNX Runtime, OpenCV and the kernels release the GIL), so one file's decode and
     encode overlap another's inference; give the sessions ``cores / workers`` threads. Each
     result then says how long its file took (``seconds``)."""
-    if fmt not in OUTPUT_FORMATS:
-        raise InputError(f"unknown output format {fmt!r}; choose {', '.join(OUTPUT_FORMATS)}")
+    fmt, quality, png_compression, metadata = output_settings(
+        editor, fmt, quality, png_compression, metadata
+    )
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     targets = output_paths(sources, outdir, fmt)
@@ -131,7 +135,6 @@ def edit_files(
         todo = [i for i in todo if i not in results]
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
         raise InputError(f"workers must be a positive int, got {workers!r}")
-    check_png_compression(png_compression, fmt)
     options: dict[str, object] = {
         "quality": quality,
         "metadata": metadata,
@@ -154,6 +157,30 @@ def edit_files(
             for i, result in _edit_and_write(editor, decoded, targets, fmt, **options):
                 results[i] = result
     return [results[i] for i in range(len(sources))]
+
+
+def output_settings(
+    editor: object,
+    fmt: str | None = None,
+    quality: int | None = None,
+    png_compression: int | None = None,
+    metadata: dict[str, str] | None = None,
+) -> tuple[str, int, int | None, dict[str, str] | None]:
+    """(format, quality, png_compression, metadata): what is given, else the pipeline's."""
+    spec = getattr(editor, "spec", None)
+    declared: dict = getattr(spec, "output", None) or {}
+    fmt = fmt or declared.get("format", "png")
+    if fmt not in OUTPUT_FORMATS:
+        raise InputError(f"unknown output format {fmt!r}; choose {', '.join(OUTPUT_FORMATS)}")
+    if quality is None:
+        quality = int(declared.get("quality", 92))
+    if png_compression is None and fmt == "png":
+        png_compression = declared.get("png_compression")
+    check_png_compression(png_compression, fmt)
+    provenance = getattr(editor, "provenance", None)
+    if metadata is None and spec is not None and callable(provenance):
+        metadata = provenance()
+    return fmt, quality, png_compression, metadata
 
 
 def _concurrent(

@@ -601,3 +601,27 @@ def test_cutout_and_catalog_white_on_a_rendered_product():
     white = Pipeline.load("catalog-white").run([product.image])[0]
     assert white.shape == (1000, 1000, 3)
     assert (white[:40] >= 250).all() and (white[:, :40] >= 250).all()  # white margins
+
+
+def test_edit_files_takes_the_pipelines_output_settings_unless_given(tmp_path):
+    from vetrina.files import collect_inputs, edit_files
+    from vetrina.imageio import encode_image, png_text
+
+    _darkness_matting_model(tmp_path / "m.onnx")
+    (tmp_path / "p.yaml").write_text(
+        "name: cut9\nstages:\n  - matte: {model: m.onnx, size: photo, empty_check: false}\n"
+        "output: {format: png, png_compression: 9}\n"
+    )
+    cv2.imwrite(str(tmp_path / "a.png"), _product_photo()[:, :, ::-1])
+    sources = collect_inputs([tmp_path / "a.png"])
+    pipeline = Pipeline.load(tmp_path / "p.yaml")
+    [result] = edit_files(pipeline, sources, tmp_path / "out")
+    assert result.output.name == "a.png"
+    expected = pipeline.run([_product_photo()], output_order="BGR")[0]
+    want = encode_image(expected, "png", png_compression=9, metadata=pipeline.provenance())
+    assert result.output.read_bytes() == want
+    assert png_text(want)["vetrina:pipeline"] == "cut9"
+    [jpeg] = edit_files(pipeline, sources, tmp_path / "jpeg", fmt="jpeg", quality=80)
+    assert jpeg.output.name == "a.jpg"
+    with pytest.raises(InputError, match="PNG compression was given for webp"):
+        edit_files(pipeline, sources, tmp_path / "webp", fmt="webp", png_compression=3)
