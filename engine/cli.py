@@ -170,6 +170,11 @@ def build_parser() -> argparse.ArgumentParser:
         "one is complete): restart an interrupted folder run",
     )
     p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar (it is drawn on stderr only when that is a terminal)",
+    )
+    p.add_argument(
         "--tile",
         type=positive_int,
         default=1024,
@@ -443,6 +448,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from .files import collect_inputs, edit_files
+    from .progress import FileProgress
     from .timing import StepTimes
 
     times = StepTimes()
@@ -474,16 +480,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 **options,
             )
         print("\n".join(processor.describe()))
-    results = edit_files(  # output settings not given: the pipeline's
-        processor,
-        sources,
-        args.output,
-        fmt=args.format,
-        max_pixels=args.max_pixels,
-        png_compression=args.png_compression,
-        resume=args.resume,
-        workers=args.workers,
-    )
+    progress = FileProgress(len(sources), enabled=False if args.no_progress else None)
+    try:
+        results = edit_files(  # output settings not given: the pipeline's
+            processor,
+            sources,
+            args.output,
+            fmt=args.format,
+            max_pixels=args.max_pixels,
+            png_compression=args.png_compression,
+            resume=args.resume,
+            workers=args.workers,
+            on_result=progress,
+        )
+    finally:
+        progress.close()
     resumed = sum(r.resumed for r in results)
     if resumed:
         print(f"{resumed} already done (--resume), not redone")

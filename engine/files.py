@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -102,6 +103,7 @@ def edit_files(
     png_compression: int | None = None,
     resume: bool = False,
     workers: int = 1,
+    on_result: Callable[[FileResult], None] | None = None,
 ) -> list[FileResult]:
     """Edit every source into ``outdir``; returns one result per source, in order.
 
@@ -118,14 +120,17 @@ def edit_files(
     ``workers`` > 1 processes that many files at once, each on its own thread from decode to
     write (ONNX Runtime, OpenCV and the kernels release the GIL), so one file's decode and
     encode overlap another's inference; give the sessions ``cores / workers`` threads. Each
-    result then says how long its file took (``seconds``)."""
+    result then says how long its file took (``seconds``).
+
+    ``on_result`` is called once per source as soon as it is done (written, failed or found
+    done by ``resume``), one call at a time, in completion order: a progress bar's hook."""
     fmt, quality, png_compression, metadata = output_settings(
         editor, fmt, quality, png_compression, metadata
     )
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     targets = output_paths(sources, outdir, fmt)
-    results: dict[int, FileResult] = {}
+    results = _Results(on_result)
     todo = list(range(len(sources)))
     if resume:
         remove_partial_outputs(targets)
@@ -141,8 +146,7 @@ def edit_files(
         "png_compression": png_compression,
     }
     if workers > 1:
-        done = _concurrent(editor, sources, targets, todo, fmt, max_pixels, workers, options)
-        results.update(done)
+        _concurrent(editor, sources, targets, todo, fmt, max_pixels, workers, options, results)
         return [results[i] for i in range(len(sources))]
     times = editor.times
     for start in range(0, len(todo), editor.batch_size):
@@ -157,6 +161,22 @@ def edit_files(
             for i, result in _edit_and_write(editor, decoded, targets, fmt, **options):
                 results[i] = result
     return [results[i] for i in range(len(sources))]
+
+
+class _Results(dict):
+    """Results by source index; each new one is also passed to ``on_result`` (under a lock:
+    file workers finish on their own threads)."""
+
+    def __init__(self, on_result: Callable[[FileResult], None] | None) -> None:
+        super().__init__()
+        self._on_result = on_result
+        self._lock = threading.Lock()
+
+    def __setitem__(self, index: int, result: FileResult) -> None:
+        with self._lock:
+            super().__setitem__(index, result)
+            if self._on_result is not None:
+                self._on_result(result)
 
 
 def output_settings(
@@ -192,23 +212,26 @@ def _concurrent(
     max_pixels: int,
     workers: int,
     options: dict[str, object],
-) -> dict[int, FileResult]:
-    """Each file on a worker thread: decode, edit, encode, write."""
+    results: _Results,
+) -> None:
+    """Each file on a worker thread: decode, edit, encode, write; into ``results``."""
     from concurrent.futures import ThreadPoolExecutor
 
-    def one(i: int) -> FileResult:
+    def one(i: int) -> None:
         start = time.perf_counter()
         try:
             with editor.times.step("decode"):
                 image = read_image(sources[i], max_pixels=max_pixels)
         except VetrinaError as exc:
-            return FileResult(sources[i], error=str(exc))
+            results[i] = FileResult(sources[i], error=str(exc))
+            return
         ((_, result),) = _edit_and_write(editor, [(i, image)], targets, fmt, **options)
-        return dataclasses.replace(result, seconds=time.perf_counter() - start)
+        results[i] = dataclasses.replace(result, seconds=time.perf_counter() - start)
 
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vetrina-file")
     try:
-        return dict(zip(todo, pool.map(one, todo), strict=True))
+        for _ in pool.map(one, todo):  # re-raises a worker's unexpected error
+            pass
     except BaseException:  # interrupted (Ctrl-C, a crash): start no further file
         pool.shutdown(wait=True, cancel_futures=True)
         raise

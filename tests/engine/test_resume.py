@@ -116,3 +116,46 @@ def test_umask_is_read_without_being_changed(tmp_path):
         assert os.umask(0o027) == 0o027  # still what it was
     finally:
         os.umask(old)
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_on_result_sees_every_file_once_as_it_finishes(small_model, folder, tmp_path, workers):
+    import io
+
+    from vetrina.progress import FileProgress
+
+    editor = Editor(Model.open(small_model, threads=1), batch_size=2)
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    sources, out = collect_inputs([folder]), tmp_path / "out"
+    good = [s for s in sources if s.name != "broken.png"]
+    edit_files(editor, good[:3], out)  # three done before: found by resume
+    seen, inside, overlaps = [], [0], []
+
+    def hook(result):
+        inside[0] += 1
+        overlaps.append(inside[0])
+        seen.append(result)
+        inside[0] -= 1
+
+    results = edit_files(editor, sources, out, resume=True, workers=workers, on_result=hook)
+    assert sorted(r.source for r in seen) == sorted(sources)  # each once
+    assert max(overlaps) == 1  # one call at a time
+    assert sum(r.resumed for r in seen) == 3 and sum(not r.ok for r in seen) == 1
+    assert {id(r) for r in seen} == {id(r) for r in results}
+    # the CLI's bar, forced on into a buffer: counts files and failures
+    buffer = io.StringIO()
+    bar = FileProgress(len(sources), enabled=True, stream=buffer)
+    edit_files(editor, sources, tmp_path / "again", workers=workers, on_result=bar)
+    bar.close()
+    assert bar.bar.n == len(sources) and bar.failed == 1
+    assert f"{len(sources)}/{len(sources)}" in buffer.getvalue()
+
+
+def test_cli_progress_bar_is_off_without_a_terminal_and_on_request(
+    small_model, folder, tmp_path, capsys
+):
+    assert main(["run", str(small_model), str(folder), "-o", str(tmp_path / "a")]) == 0
+    assert "file/s" not in capsys.readouterr().err  # captured stderr is no terminal
+    args = ["run", str(small_model), str(folder), "-o", str(tmp_path / "b"), "--no-progress"]
+    assert main(args) == 0
+    assert "7 written" in capsys.readouterr().out
