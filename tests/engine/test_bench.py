@@ -19,18 +19,17 @@ import pytest
 
 from vetrina.bench import (
     EDITOR_STEPS,
-    NOISY_CV,
     PIPELINE_STEPS_NOTE,
     BenchOptionError,
     BenchReport,
     PipelineInfo,
-    _drive,
     bench,
     bench_model,
     bench_pipeline,
     fit_size,
 )
 from vetrina.bench_cli import add_bench_parser
+from vetrina.bench_load import NOISY_CV, drive
 from vetrina.bench_plot import plot
 from vetrina.contract import METADATA_KEY, Contract, SpatialRules, TensorSpec
 from vetrina.errors import ModelError
@@ -273,7 +272,7 @@ def test_on_start_runs_once_at_the_barrier_between_requests():
 
         return request
 
-    records, _ = _drive(make_request, 2, 0.02, 0.05, on_start=lambda: events.append("start"))
+    records, _ = drive(make_request, 2, 0.02, 0.05, on_start=lambda: events.append("start"))
     assert events.count("start") == 1
     assert events[events.index("start") + 1 :] == ["request"] * len(records)
 
@@ -299,7 +298,7 @@ def test_a_failing_client_stops_the_run_and_raises(fail_at):
 
     warmup = 0.05 if fail_at == "warm-up" else 0.0
     with pytest.raises(RuntimeError, match="boom"):
-        _drive(make_request, 2, warmup, 60.0)
+        drive(make_request, 2, warmup, 60.0)
 
 
 def test_import_does_not_load_torch():
