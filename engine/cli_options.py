@@ -8,6 +8,13 @@ import argparse
 DEVICES = ("cpu", "cuda", "tensorrt", "trt")
 
 
+def needs_convert() -> None:
+    """Fail with the install hint unless the ``convert`` extra (torch, onnx) is installed."""
+    from vetrina.converters import require_convert_dependencies
+
+    require_convert_dependencies()
+
+
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1."""
     try:
