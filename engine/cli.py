@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -158,11 +157,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--workers",
-        type=positive_int,
-        default=1,
+        type=_workers,
+        default="auto",
         help="files processed at once, each on its own thread from decode to write (bulk "
-        "folders: one file's decode/encode overlaps another's inference); the model sessions "
-        "then get cores/workers threads unless --threads says otherwise (default 1)",
+        "folders: one file's decode/encode overlaps another's inference, and single-thread "
+        "sessions use the cores better); the model sessions then get cores/workers threads "
+        "unless --threads says otherwise (default auto: as many as cores, at most 4 and at "
+        "most one per file)",
     )
     p.add_argument(
         "--resume",
@@ -413,7 +414,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .files import collect_inputs, edit_files
+    from .files import available_cores, collect_inputs, default_workers, edit_files
     from .progress import FileProgress
     from .timing import StepTimes
 
@@ -423,8 +424,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise VetrinaError("no input images found", hint="give image files or folders with images")
     options = {"batch_size": args.batch, "times": times}
     threads = args.threads
-    if threads is None and args.workers > 1:
-        threads = max(1, (os.cpu_count() or 1) // args.workers)
+    workers = default_workers(len(sources)) if args.workers == "auto" else args.workers
+    if threads is None and workers > 1:
+        threads = max(1, available_cores() // workers)
     if Path(args.target).suffix.lower() == ".onnx":
         from .editor import Editor
         from .model import Model
@@ -456,7 +458,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             max_pixels=args.max_pixels,
             png_compression=args.png_compression,
             resume=args.resume,
-            workers=args.workers,
+            workers=workers,
             on_result=progress,
         )
     finally:
@@ -471,6 +473,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     written = len(results) - len(failed) - resumed
     print(f"{written} written to {args.output}, {len(failed)} failed")
     return EXIT_ERROR if failed else EXIT_OK
+
+
+def _workers(text: str) -> int | str:
+    return "auto" if text == "auto" else positive_int(text)
 
 
 def _seed_list(text: str) -> list[int]:

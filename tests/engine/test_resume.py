@@ -159,3 +159,24 @@ def test_cli_progress_bar_is_off_without_a_terminal_and_on_request(
     args = ["run", str(small_model), str(folder), "-o", str(tmp_path / "b"), "--no-progress"]
     assert main(args) == 0
     assert "7 written" in capsys.readouterr().out
+
+
+def test_default_workers_one_per_core_at_most_four_and_one_per_file(monkeypatch):
+    import os
+
+    from vetrina import files
+
+    for cores, count, want in ((2, 12, 2), (16, 100, 4), (8, 1, 1), (1, 5, 1), (16, 3, 3)):
+        monkeypatch.setattr(os, "sched_getaffinity", lambda _, c=cores: set(range(c)))
+        assert files.default_workers(count) == want
+    assert files.available_cores() == 16  # the last affinity mask set above
+
+
+def test_cli_workers_auto_by_default_and_checked(small_model, folder, tmp_path, capsys):
+    out = tmp_path / "auto"
+    assert main(["run", str(small_model), str(folder), "-o", str(out)]) == 0
+    assert len(list(out.iterdir())) == 7
+    for bad in ("0", "many"):
+        with pytest.raises(SystemExit):
+            main(["run", str(small_model), str(folder), "-o", str(out), "--workers", bad])
+    assert "--workers" in capsys.readouterr().err
