@@ -534,12 +534,14 @@ class Pipeline:
             extras = [f"guided refine r={m.refine}" if m.refine else ""]
             extras += [f"threshold {m.low:g}..{m.high:g}" if (m.low, m.high) != (0, 1) else ""]
             extras += [f"shadows kept at {m.shadow:g}" if m.shadow else ""]
+            extras += ["edge colours decontaminated" if m.decontaminate else ""]
             lines.append(
                 f"1 {m.label}: photo resized to {size} -> alpha, back to full size"
                 + "".join(f", {e}" for e in extras if e)
             )
         if self.source is None and not self.stages:
-            lines.append("(the photo's pixels are kept as they are)")
+            kept = "except under soft edges" if self.matte and self.matte.decontaminate else ""
+            lines.append(f"(the photo's pixels are kept as they are{' ' * bool(kept)}{kept})")
         elif self.source is None:
             first = self.stages[0].input
             where = (

@@ -558,6 +558,9 @@ def test_decontaminate_replaces_the_edge_colours_with_the_foreground_estimate(tm
         pipeline = Pipeline.load(tmp_path / "p.yaml")
         outs[flag] = pipeline.run([photo])[0]
         assert ("foreground" in pipeline.times.seconds) == (flag == "true")
+        described = "\n".join(pipeline.describe())
+        assert ("edge colours decontaminated" in described) == (flag == "true")
+        assert ("except under soft edges" in described) == (flag == "true")
     plain, clean = outs["false"], outs["true"]
     alpha = plain[:, :, 3]
     np.testing.assert_array_equal(clean[:, :, 3], alpha)
