@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -113,7 +112,12 @@ def _models(folder: Path) -> dict[str, Path]:
 
 
 def _rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    """This process's peak RSS (VmHWM). Not getrusage's ru_maxrss: on Linux a child
+    started by a parent that converted models with torch reports the parent's peak."""
+    from vetrina.process_memory import peak_rss
+
+    peak = peak_rss()
+    return float("nan") if peak is None else peak / 2**20
 
 
 def _worker_rembg(model: Path, photos: list[Path], outdir: Path, threads: int) -> dict:
