@@ -120,23 +120,32 @@ def test_prelu_that_is_not_per_channel_after_a_conv_is_left_alone(tmp_path, case
     assert path.read_bytes() == before
 
 
-def test_convert_tunes_fp32_for_cpu_by_default_and_keeps_prelu_for_tensorrt(tmp_path):
-    from vetrina.converters.convert import convert
+def _random_checkpoint(path, architecture: str, config: dict, *, seed: int, jitter: float = 0.0):
+    """A vetrina checkpoint of ``architecture`` with seeded random weights (moved by
+    ``jitter`` x N(0, 1) so that no parameter keeps its default, e.g. PReLU's 0.25)."""
     from vetrina.models.architectures import get_architecture
     from vetrina.models.checkpoint import save_checkpoint
 
-    torch.manual_seed(3)
-    config = {"channels": 4, "convs": 1}
-    module = get_architecture("compact-upscaler").build(config)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.add_(torch.randn_like(p) * 0.2)
-    ckpt = save_checkpoint(
-        tmp_path / "up.pt",
-        architecture="compact-upscaler",
+    torch.manual_seed(seed)
+    module = get_architecture(architecture).build(config)
+    if jitter:
+        with torch.no_grad():
+            for p in module.parameters():
+                p.add_(torch.randn_like(p) * jitter)
+    return save_checkpoint(
+        path,
+        architecture=architecture,
         config=config,
         state_dict=module.state_dict(),
         metadata={},
+    )
+
+
+def test_convert_tunes_fp32_for_cpu_by_default_and_keeps_prelu_for_tensorrt(tmp_path):
+    from vetrina.converters.convert import convert
+
+    ckpt = _random_checkpoint(
+        tmp_path / "up.pt", "compact-upscaler", {"channels": 4, "convs": 1}, seed=3, jitter=0.2
     )
     cpu = convert(ckpt, tmp_path / "cpu.onnx", sizes=[(16, 24)])
     assert cpu.report.passed
@@ -275,18 +284,9 @@ def test_convert_splits_the_style_nets_last_conv_for_cpu_only(tmp_path):
     """A fast-neural-style net ends in a 9x9 conv to RGB: split for the CPU target, verified
     against PyTorch like any export; the TensorRT target keeps it whole."""
     from vetrina.converters.convert import convert
-    from vetrina.models.architectures import get_architecture
-    from vetrina.models.checkpoint import save_checkpoint
 
-    torch.manual_seed(5)
-    config = {"channels": 8, "blocks": 1}
-    module = get_architecture("transformer-net").build(config)
-    ckpt = save_checkpoint(
-        tmp_path / "style.pt",
-        architecture="transformer-net",
-        config=config,
-        state_dict=module.state_dict(),
-        metadata={},
+    ckpt = _random_checkpoint(
+        tmp_path / "style.pt", "transformer-net", {"channels": 8, "blocks": 1}, seed=5
     )
     cpu = convert(ckpt, tmp_path / "cpu.onnx", sizes=[(32, 48)])
     assert cpu.report.passed
