@@ -53,7 +53,11 @@ setup(
         "vetrina.models.training",
     ],
     package_dir=PACKAGE_DIR,
-    package_data={"vetrina.models": ["zoo/*.pt", "zoo/*.json"], "vetrina.pipelines": ["*.yaml"]},
+    package_data={
+        "vetrina.models": ["zoo/*.pt", "zoo/*.json"],
+        "vetrina.pipelines": ["*.yaml"],
+        "vetrina.kernels": ["cuda/*.cu", "cuda/*.cuh"],  # NVRTC compiles them at run time
+    },
     ext_modules=cythonize(
         extensions,
         language_level=3,
