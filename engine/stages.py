@@ -172,18 +172,24 @@ class CleanStage:
         self._mask_index = detector.output_index(self.mask_output.name)
         self._image_index = inpainter.output_index(self.output.name)
 
+    def mask_values(self) -> tuple[float, float, float]:
+        """(level, on, off) of :func:`vetrina.kernels.defect_mask`: the detector's output at
+        ``threshold`` of its range, and the inpainter's mask values for a defect and for a
+        clean pixel (its mask range's ends, as float32)."""
+        lo, hi = self.mask_output.range or (0.0, 1.0)
+        m_lo, m_hi = self.mask_input.range or (0.0, 1.0)
+        span, base = np.float32(m_hi - m_lo), np.float32(m_lo)
+        on, off = span + base, np.float32(0) * span + base
+        return lo + self.threshold * (hi - lo), float(on), float(off)
+
     def detect(self, batch: np.ndarray) -> np.ndarray:
         """The binary defect mask (N, 1, H, W) float32 in the inpainter's mask range."""
         feed = self.to_detector.apply(batch.copy()) if self.to_detector.converts else batch
         prob = self._detector.session.run({self._detector_input: feed})[self._mask_index]
         prob = _checked(prob, batch, 1, 1, self.label + " (detector)")
-        lo, hi = self.mask_output.range or (0.0, 1.0)
-        binary = (prob >= lo + self.threshold * (hi - lo)).astype(np.float32)
-        if self.dilate:
-            for i in range(binary.shape[0]):
-                binary[i, 0] = kernels.dilate_mask(binary[i, 0], self.dilate)
-        m_lo, m_hi = self.mask_input.range or (0.0, 1.0)
-        return binary * np.float32(m_hi - m_lo) + np.float32(m_lo)
+        level, on, off = self.mask_values()
+        prob = np.ascontiguousarray(prob, np.float32)
+        return kernels.defect_mask(prob, level, self.dilate, on=on, off=off)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         mask = self.detect(batch)

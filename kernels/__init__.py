@@ -5,7 +5,8 @@
 * :func:`postprocess` -- float NCHW -> uint8 images (range, clamp, rounding, inverse fit,
   resize back, alpha);
 * :func:`adapt` -- float NCHW -> float NCHW between two models' contracts;
-* :func:`composite`, :func:`dilate_mask`, :func:`feather_mask` -- alpha compositing and masks;
+* :func:`composite`, :func:`dilate_mask`, :func:`feather_mask`, :func:`defect_mask` -- alpha
+  compositing and masks;
 * :func:`matte_to_alpha`, :func:`keep_shadow`, :func:`merge_shadow`, :func:`premultiply` --
   matting: a model's low-resolution matte -> the photo's alpha (guided filter), soft shadows;
 * :func:`plan_tiles` / :class:`TilePlan` -- overlapping tiles and seamless blending;
@@ -27,7 +28,15 @@ from ._checks import check_threads as _check_threads
 from ._checks import per_channel as _per_channel
 from .adapt import adapt
 from .alpha import keep_shadow, matte_to_alpha, merge_shadow, premultiply
-from .composite import ALPHA_MODES, MAX_RADIUS, composite, dilate_mask, feather_mask
+from .composite import (
+    ALPHA_MODES,
+    MAX_DEFECT_RADIUS,
+    MAX_RADIUS,
+    composite,
+    defect_mask,
+    dilate_mask,
+    feather_mask,
+)
 from .fit import FITS, Placement, plan_fit
 from .mapping import IMAGENET_MEAN, IMAGENET_STD, Affine, normalization, range_mapping
 from .prepost import INTERPOLATIONS, POST_INTERPOLATIONS, postprocess, preprocess
@@ -40,6 +49,7 @@ __all__ = [
     "IMAGENET_STD",
     "INTERPOLATIONS",
     "MAX_CHANNELS",
+    "MAX_DEFECT_RADIUS",
     "MAX_RADIUS",
     "MAX_SCALE",
     "MAX_SIZE",
@@ -50,6 +60,7 @@ __all__ = [
     "TilePlan",
     "adapt",
     "composite",
+    "defect_mask",
     "dilate_mask",
     "feather_mask",
     "keep_shadow",

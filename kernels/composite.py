@@ -16,12 +16,23 @@ import numpy as np
 from . import _checks as ck
 from . import _cpu
 
-__all__ = ["ALPHA_MODES", "MAX_RADIUS", "composite", "dilate_mask", "feather_mask"]
+__all__ = [
+    "ALPHA_MODES",
+    "MAX_DEFECT_RADIUS",
+    "MAX_RADIUS",
+    "composite",
+    "defect_mask",
+    "dilate_mask",
+    "feather_mask",
+    "structuring_rows",
+]
 
 ALPHA_MODES = ("straight", "premultiplied")
 """``alpha`` values of :func:`composite`."""
 MAX_RADIUS = 1024
 """Largest mask radius accepted."""
+MAX_DEFECT_RADIUS = 64
+"""Largest growth of :func:`defect_mask` (a pipeline's ``dilate``; the CUDA twin's limit)."""
 
 
 def composite(
@@ -121,3 +132,55 @@ def feather_mask(mask: np.ndarray, radius: int, *, sigma: float | None = None) -
     return cv2.GaussianBlur(
         m, (2 * r + 1, 2 * r + 1), sigmaX=s, sigmaY=s, borderType=cv2.BORDER_REPLICATE
     )
+
+
+def structuring_rows(radius: int) -> np.ndarray:
+    """Half-widths of the rows of OpenCV's elliptical ``2r+1`` structuring element (the one
+    :func:`dilate_mask` uses): row ``dy + r`` covers columns ``-half .. half``. Its rows are
+    symmetric intervals (checked), which the CUDA dilation relies on."""
+    r = _check_radius("structuring_rows", radius)
+    element = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+    half = np.count_nonzero(element, axis=1) // 2
+    for row, h in zip(element, half, strict=True):
+        cols = np.flatnonzero(row) - r
+        if cols.size != 2 * h + 1 or cols[0] != -h or cols[-1] != h:  # pragma: no cover - cv2
+            raise RuntimeError(f"OpenCV's elliptical element of radius {r} is not row-symmetric")
+    return half.astype(np.int32)
+
+
+def check_defect_args(fn: str, level: float, radius: int, on: float, off: float) -> int:
+    """The radius as an int, once ``level``, ``radius``, ``on`` and ``off`` are checked."""
+    if not ck.is_int(radius) or not 0 <= int(radius) <= MAX_DEFECT_RADIUS:
+        raise ValueError(f"{fn}: radius is {radius!r}; expected an int in 0..{MAX_DEFECT_RADIUS}")
+    try:
+        finite = bool(np.isfinite(np.array([level, on, off], dtype=np.float64)).all())
+    except (TypeError, ValueError):
+        finite = False
+    if not finite:
+        raise ValueError(
+            f"{fn}: level, on and off must be finite numbers; got {level}, {on}, {off}"
+        )
+    return int(radius)
+
+
+def defect_mask(
+    prob: np.ndarray, level: float, radius: int = 0, *, on: float = 1.0, off: float = 0.0
+) -> np.ndarray:
+    """A detector's probability maps, float32 ``(N, 1, H, W)`` -> an inpainter's masks of the
+    same shape: ``on`` where ``prob >= level`` (compared in float32, ``level`` rounded to
+    float32 as NumPy does; NaN is no defect), grown by ``radius`` pixels (0..64; the
+    elliptical element of :func:`dilate_mask`), ``off`` elsewhere. The pipeline's clean stage
+    runs this between its two models; ``kernels/cuda/mask.cu`` is its GPU twin."""
+    fn = "defect_mask"
+    if not isinstance(prob, np.ndarray):
+        raise TypeError(f"{fn}: prob has type {type(prob).__name__}; expected a numpy array")
+    if prob.dtype != ck.F32 or prob.ndim != 4 or prob.shape[1] != 1 or 0 in prob.shape:
+        raise ValueError(
+            f"{fn}: prob is {prob.dtype} {prob.shape}; expected float32 (N, 1, H, W), non-empty"
+        )
+    radius = check_defect_args(fn, level, radius, on, off)
+    hit = prob >= np.float32(level)
+    if radius:
+        grown = [dilate_mask(h[0].view(np.uint8), radius) for h in hit]
+        hit = np.stack(grown)[:, None].astype(bool)
+    return np.where(hit, np.float32(on), np.float32(off))

@@ -1,8 +1,9 @@
 """vetrina CUDA kernels: NVRTC compilation with an on-disk cache, device memory, the launcher.
 
 The CUDA C sources in ``kernels/cuda/`` (preprocess, postprocess, adapt, tiles, clamp; alpha,
-driven by :mod:`vetrina.kernels.gpu_alpha`) implement the CPU kernels' semantics
-(``vetrina.kernels``, docs/kernels.md; clamp: ``np.clip``) operation for operation: same tap
+driven by :mod:`vetrina.kernels.gpu_alpha`; mask, by :mod:`vetrina.kernels.gpu_mask`) implement
+the CPU kernels' semantics (``vetrina.kernels``, docs/kernels.md; clamp: ``np.clip``) operation
+for operation: same tap
 formulas, same per-image resampling mode (bilinear, area, OpenCV's integer box and 8-bit
 bilinear), float32 arithmetic in the same order, compiled by NVRTC through cuda-python
 (``cuda.bindings``) with ``--fmad=false``, so GPU results equal the CPU's bit for bit (the
@@ -80,7 +81,7 @@ __all__ = [
 
 SOURCE_DIR = Path(__file__).resolve().with_name("cuda")
 """Folder of the CUDA C sources (``*.cu``) and their headers (``*.cuh``)."""
-SOURCES = ("preprocess", "postprocess", "adapt", "tiles", "alpha", "clamp")
+SOURCES = ("preprocess", "postprocess", "adapt", "tiles", "alpha", "clamp", "mask")
 """The compiled units: ``kernels/cuda/<name>.cu``, one module each."""
 NVRTC_OPTIONS = (
     "--std=c++17",
