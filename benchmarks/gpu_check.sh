@@ -14,9 +14,9 @@
 # Steps: 1 environment (onnxruntime providers, tensorrt, nvidia-smi, packages), 2 build the
 # CPU kernels in place (setup.py build_ext --inplace, else cython + cc directly), 3 make
 # `import vetrina` work from this tree (symlinked package on PYTHONPATH, nothing installed),
-# 4 pytest: tests/kernels/test_cuda_gpu.py, test_cuda_alpha.py, test_cuda_clamp.py (GPU vs
-# CPU), tests/engine/test_device_chain.py (the pipeline's GPU data path) + test_cuda_compile.py (NVRTC; its
-# host-emulation tests are left to CI), 5 benchmarks/kernels_gpu.py, 6 compute-sanitizer
+# 4 pytest: tests/kernels/test_cuda_gpu.py, test_cuda_alpha.py, test_cuda_clamp.py,
+# test_cuda_mask.py (GPU vs CPU), tests/engine/test_device_chain.py (the pipeline's GPU data
+# path) + test_cuda_compile.py (NVRTC; its host-emulation tests are left to CI), 5 benchmarks/kernels_gpu.py, 6 compute-sanitizer
 # memcheck of the GPU comparison tests (only if under 150 s were used so far).
 set -u -o pipefail
 
@@ -143,7 +143,7 @@ if [ $cpu_ok = yes ] && have_mod pytest; then
     # the host-emulation tests (test_cuda_compile.py -k emulated) run in CI; skip them here
     timeout 240 "$PY" -m pytest -p no:cacheprovider -q -rs -o addopts="" \
         tests/kernels/test_cuda_gpu.py tests/kernels/test_cuda_compile.py \
-        tests/kernels/test_cuda_alpha.py tests/kernels/test_cuda_clamp.py \
+        tests/kernels/test_cuda_alpha.py tests/kernels/test_cuda_clamp.py tests/kernels/test_cuda_mask.py \
         tests/engine/test_device_chain.py -k "not emulated and not emulation" \
         2>&1 | tee "$OUT/pytest_gpu.log"
     rc=${PIPESTATUS[0]}

@@ -8,7 +8,9 @@ Per batch, all on one CUDA stream of a lane (``lanes`` batches may run at once):
 3. each stage runs in TensorRT on device buffers (:meth:`TrtSession.run_device`); between two
    stages whose contracts differ the CUDA ``adapt`` kernel converts range, normalisation and
    channel order, and the ``clamp`` kernel keeps the values inside the next stage's range (the
-   host path's ``Handoff.apply``, value for value);
+   host path's ``Handoff.apply``, value for value). A clean stage runs its detector, turns the
+   probabilities into the inpainter's mask with the CUDA ``mask`` kernels
+   (``kernels.defect_mask``'s twin) and runs its inpainter on the image and that mask;
 4. the CUDA postprocess kernel maps the last stage's output to uint8 at the photos' sizes (with
    their alpha, resized on the host as the CPU path does), and one copy brings it back.
 
@@ -36,6 +38,7 @@ import numpy as np
 from .backends.tensorrt import stream_handle
 from .editor import resized_alpha
 from .errors import ModelError
+from .stages import CleanStage, Handoff
 from .timing import StepTimes
 
 ALIGN = 256  # bytes: each block of a shared upload/download buffer starts aligned
@@ -69,17 +72,18 @@ class DeviceChain:
         lanes: int = 2,
     ) -> None:
         for stage in stages:
-            session = stage.models[0].session
-            if not hasattr(session, "run_device"):
-                raise ModelError(
-                    f"{stage.label}: its model does not run on device memory (device 'trt' "
-                    "is needed for the GPU data path)"
-                )
-            if len(session.outputs) != 1:
-                raise ModelError(
-                    f"{stage.label}: the GPU data path takes models with one output; this one "
-                    f"has {[t.name for t in session.outputs]}"
-                )
+            for model in stage.models:
+                session = model.session
+                if not hasattr(session, "run_device"):
+                    raise ModelError(
+                        f"{stage.label}: its model does not run on device memory (device "
+                        "'trt' is needed for the GPU data path)"
+                    )
+                if len(session.outputs) != 1:
+                    raise ModelError(
+                        f"{stage.label}: the GPU data path takes models with one output; "
+                        f"this one has {[t.name for t in session.outputs]}"
+                    )
         if lanes < 1:
             raise ValueError(f"lanes must be >= 1, got {lanes}")
         self.stages = list(stages)
@@ -186,35 +190,18 @@ class DeviceChain:
         spare = "batch b"
         for i, (stage, handoff) in enumerate(zip(self.stages, self.handoffs, strict=True)):
             if handoff is not None:
-                if handoff.converts:
-                    nxt = self._buffer(lane, spare, _floats(shape))
-                    gpu.adapt_async(
-                        cur.ptr,
-                        shape,
-                        nxt.ptr,
-                        scale=handoff.scale,
-                        offset=handoff.offset,
-                        src_order=handoff.src.channels,
-                        dst_order=handoff.dst.channels,
-                        stream=handle,
-                    )
-                    cur, spare = nxt, _other(spare)
-                lo, hi = handoff.dst.bounds
-                gpu.clamp_async(cur.ptr, shape, lo, hi, stream=handle)
+                converted = self._hand_off(lane, handoff, cur, shape, spare, handle)
+                if converted is not cur:
+                    cur, spare = converted, _other(spare)
                 mark("hand-off")
             factor = stage.rules.scale
             out_shape = (n, 3, shape[2] * factor, shape[3] * factor)
             nxt = self._buffer(lane, spare, _floats(out_shape))
-            got = stage.models[0].session.run_device(
-                {stage.input.name: (cur.ptr, shape)},
-                {name: (nxt.ptr, nxt.nbytes) for name in _output_names(stage)},
-                stream,
-            )[stage.output.name]
-            if got != out_shape:
-                raise ModelError(
-                    f"{stage.label}: output {stage.output.name!r} is {got}; the contract "
-                    f"promises {out_shape}"
-                )
+            if isinstance(stage, CleanStage):
+                self._clean(lane, stage, cur, nxt, shape, stream)
+            else:
+                _run_model(stage, stage.models[0], {stage.input.name: (cur.ptr, shape)},
+                           stage.output.name, nxt, out_shape, stream)  # fmt: skip
             cur, spare, shape = nxt, _other(spare), out_shape
             mark(f"{i + 1} {stage.label}")
 
@@ -251,6 +238,62 @@ class DeviceChain:
             back.view((hh, ww, c), np.uint8, at).copy()
             for (hh, ww), c, at in zip(out_sizes, channels, out_offsets, strict=True)
         ]
+
+    def _hand_off(
+        self, lane: _Lane, handoff: Handoff, cur: Any, shape: tuple[int, ...], key: str, handle: int
+    ) -> Any:
+        """``handoff.apply`` on the device: adapt into the lane's buffer ``key`` where the
+        domains differ, then clamp in place; returns the buffer holding the result."""
+        if handoff.converts:
+            nxt = self._buffer(lane, key, _floats(shape))
+            self.gpu.adapt_async(
+                cur.ptr,
+                shape,
+                nxt.ptr,
+                scale=handoff.scale,
+                offset=handoff.offset,
+                src_order=handoff.src.channels,
+                dst_order=handoff.dst.channels,
+                stream=handle,
+            )
+            cur = nxt
+        lo, hi = handoff.dst.bounds
+        self.gpu.clamp_async(cur.ptr, shape, lo, hi, stream=handle)
+        return cur
+
+    def _clean(
+        self,
+        lane: _Lane,
+        stage: CleanStage,
+        cur: Any,
+        out: Any,
+        shape: tuple[int, ...],
+        stream: Any,
+    ) -> None:
+        """``CleanStage.run`` on the device: the detector's probabilities, the defect mask
+        (kernels/cuda/mask.cu) and the inpainter, from ``cur`` into ``out``."""
+        from vetrina.kernels import gpu_mask
+
+        handle = stream_handle(stream)
+        n, _, h, w = shape
+        plane = (n, 1, h, w)
+        detector, inpainter = stage.models
+        feed = cur
+        if stage.to_detector.converts:  # as CleanStage.detect: only then adapt and clamp
+            feed = self._hand_off(lane, stage.to_detector, cur, shape, "detector in", handle)
+        prob = self._buffer(lane, "defects", _floats(plane))
+        detector_input = detector.contract.input("image").name
+        _run_model(stage, detector, {detector_input: (feed.ptr, shape)},
+                   stage.mask_output.name, prob, plane, stream)  # fmt: skip
+        mask = self._buffer(lane, "mask", _floats(plane))
+        rows = self._buffer(lane, "mask rows", gpu_mask.scratch_bytes(plane))
+        level, on, off = stage.mask_values()
+        gpu_mask.defect_mask_async(
+            self.gpu, prob.ptr, plane, mask.ptr, rows.ptr,
+            level=level, radius=stage.dilate, on=on, off=off, stream=handle,
+        )  # fmt: skip
+        feeds = {stage.input.name: (cur.ptr, shape), stage.mask_input.name: (mask.ptr, plane)}
+        _run_model(stage, inpainter, feeds, stage.output.name, out, shape, stream)
 
     def _buffer(self, lane: _Lane, key: str, nbytes: int, *, pinned: bool = False) -> Any:
         """The lane's buffer ``key`` with at least ``nbytes`` (grown to a power of two)."""
@@ -305,5 +348,23 @@ def _other(key: str) -> str:
     return "batch a" if key == "batch b" else "batch b"
 
 
-def _output_names(stage: Any) -> list[str]:
-    return [t.name for t in stage.models[0].session.outputs]
+def _run_model(
+    stage: Any,
+    model: Any,
+    inputs: dict[str, tuple[int, tuple[int, ...]]],
+    output: str,
+    buffer: Any,
+    want: tuple[int, ...],
+    stream: Any,
+) -> None:
+    """Queue ``model`` on device memory, its one output into ``buffer``; an output shape
+    other than ``want`` (what the contract promises) is an error."""
+    names = [t.name for t in model.session.outputs]
+    got = model.session.run_device(
+        inputs, {name: (buffer.ptr, buffer.nbytes) for name in names}, stream
+    )[output]
+    if got != want:
+        raise ModelError(
+            f"{stage.label}: output {output!r} of {model.path.name} is {got}; the contract "
+            f"promises {want}"
+        )

@@ -142,13 +142,13 @@ class Pipeline:
         return cls(load_spec(ref), **options)
 
     def _device_chain(self) -> DeviceChain | None:
-        """The GPU data path, for photo pipelines of image stages only (a matte, clean or
+        """The GPU data path, for photo pipelines of edit and clean stages (a matte or
         generate stage, and tiles, run stage by stage through the host)."""
         if (
             self.source is not None
             or self.matte is not None
             or not self.stages
-            or not all(isinstance(s, EditStage) for s in self.stages)
+            or not all(isinstance(s, (EditStage, CleanStage)) for s in self.stages)
         ):
             return None
         gpu, new_event = device_chain.open_gpu(0)

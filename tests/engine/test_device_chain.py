@@ -241,3 +241,168 @@ def test_device_path_on_the_gpu_equals_the_cpu_path(tmp_path, monkeypatch):
     dev.run(photos)
     assert dev.device_chain.allocations == allocated
     assert all(v > 0 for v in dev.times.seconds.values())  # CUDA-event times of every step
+
+
+# -- a clean stage (detector -> defect mask -> inpainter) on the device path ----------------
+
+# detector: BGR in [-1, 1] (so the stage adapts and clamps its input) -> mask = 0.5 x[:, 0] + 0.5
+# in [0, 1]; inpainter: RGB image in [0, 1] and a mask in [-1, 1] -> image + 0.25 mask
+DETECTOR = TensorSpec("image", range=(-1.0, 1.0), channels="BGR")
+PROB = TensorSpec("prob", semantic="mask", channels="L", range=(0.0, 1.0))
+IN_IMAGE = TensorSpec("image", range=(0.0, 1.0), channels="RGB")
+IN_MASK = TensorSpec("holes", semantic="mask", channels="L", range=(-1.0, 1.0))
+RESTORED = TensorSpec("restored", range=(0.0, 1.0), channels="RGB")
+
+
+def _save(path, nodes, inputs, outputs, consts, contract):
+    from onnx import TensorProto, helper, numpy_helper
+
+    def info(spec, c):
+        return helper.make_tensor_value_info(spec.name, TensorProto.FLOAT, ["n", c, "h", "w"])
+
+    graph = helper.make_graph(
+        nodes,
+        path.stem,
+        [info(s, c) for s, c in inputs],
+        [info(s, c) for s, c in outputs],
+        [numpy_helper.from_array(np.asarray(v), k) for k, v in consts.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    helper.set_model_props(model, {METADATA_KEY: contract.to_json()})
+    onnx.save(model, str(path))
+    return path
+
+
+def _clean_models(tmp_path):
+    from onnx import helper
+
+    rules = SpatialRules(multiple_of=8)
+    detector = _save(
+        tmp_path / "detector.onnx",
+        [
+            helper.make_node("Slice", ["image", "zero", "one", "one"], ["first"]),
+            helper.make_node("Mul", ["first", "half"], ["scaled"]),
+            helper.make_node("Add", ["scaled", "half"], ["prob"]),
+        ],
+        [(DETECTOR, 3)],
+        [(PROB, 1)],
+        {"zero": np.array([0]), "one": np.array([1]), "half": np.array(0.5, np.float32)},
+        Contract("detector", (DETECTOR,), (PROB,), spatial=rules),
+    )
+    inpainter = _save(
+        tmp_path / "inpainter.onnx",
+        [
+            helper.make_node("Mul", ["holes", "quarter"], ["shift"]),
+            helper.make_node("Add", ["image", "shift"], ["restored"]),
+        ],
+        [(IN_IMAGE, 3), (IN_MASK, 1)],
+        [(RESTORED, 3)],
+        {"quarter": np.array(0.25, np.float32)},
+        Contract("inpainter", (IN_IMAGE, IN_MASK), (RESTORED,), spatial=rules),
+    )
+    return detector, inpainter
+
+
+def _clean_graphs():
+    from test_tensorrt_backend import FakeGraph
+
+    half, quarter = np.float32(0.5), np.float32(0.25)
+    detector = FakeGraph(
+        {"image": 3}, {"prob": 1}, lambda x: {"prob": x["image"][:, 0:1] * half + half}
+    )
+    inpainter = FakeGraph(
+        {"image": 3, "holes": 1},
+        {"restored": 3},
+        lambda x: {"restored": x["image"] + x["holes"] * quarter},
+    )
+    return detector, inpainter
+
+
+@pytest.fixture
+def clean_pipelines(tmp_path, monkeypatch, emulated_gpu):
+    """(cpu pipeline, device pipeline) of edit:one -> clean (dilate 2) over the same models."""
+    from vetrina import device_chain
+    from vetrina.backends import tensorrt as backend
+
+    name, (a, b), spec = STAGES[0]
+    first = _affine_model(tmp_path / f"{name}.onnx", a, b, spec)
+    detector, inpainter = _clean_models(tmp_path)
+    det_graph, inp_graph = _clean_graphs()
+    from test_tensorrt_backend import affine_graph
+
+    graphs = {
+        first.resolve(): affine_graph(a, b),
+        detector.resolve(): det_graph,
+        inpainter.resolve(): inp_graph,
+    }
+    raw = {
+        "name": "edit-clean",
+        "stages": [
+            {"edit": {"model": str(first)}},
+            {"clean": {"detector": str(detector), "inpainter": str(inpainter), "dilate": 2}},
+        ],
+        "output": {"format": "png"},
+    }
+    cpu = Pipeline(parse_spec(raw, origin="test"), device="cpu", tile_side=None)
+    contracts = {m.path.resolve(): m.contract for m in cpu.models}
+
+    def open_engine(path, **_):
+        memory = HostMemory()
+        trt = make_fake_trt(memory, profiles=PROFILES, graph=graphs[path.resolve()])
+        return TrtSession(PLAN, contracts[path.resolve()], trt=trt, memory=memory)
+
+    monkeypatch.setattr(backend, "open_engine", open_engine)
+    monkeypatch.setattr(device_chain, "open_gpu", lambda device=0: (emulated_gpu(), HostEvent))
+    dev = Pipeline(parse_spec(raw, origin="test"), device="trt", tile_side=None)
+    return cpu, dev
+
+
+def _spotty(seed: int, sizes, channels=3) -> list[np.ndarray]:
+    """Dark photos with a few white pixels: the defects the detector finds."""
+    photos = []
+    for k, img in enumerate(_photos(seed, sizes, channels)):
+        img[..., :3] //= 3
+        rng = np.random.default_rng(seed * 100 + k)
+        ys, xs = rng.integers(0, img.shape[0], 6), rng.integers(0, img.shape[1], 6)
+        img[ys, xs, :3] = 255
+        photos.append(img)
+    return photos
+
+
+def test_clean_stage_on_the_device_path_equals_the_cpu_path(clean_pipelines):
+    cpu, dev = clean_pipelines
+    assert dev.device_chain is not None
+    photos = _spotty(7, [(40, 56), (40, 56)]) + _spotty(8, [(33, 47)], channels=4)
+    for order in ("RGB", "BGR"):
+        want = cpu.run(photos, order=order)
+        for g, w in zip(dev.run(photos, order=order), want, strict=True):
+            assert g.shape == w.shape
+            np.testing.assert_array_equal(g, w)
+    # not a no-op: the spots are defects, the rest is not, and the growth enlarges them
+    clean = cpu.stages[1]
+    batch = cpu.handoffs[1].apply(cpu.stages[0].run(cpu._entry(photos[:1], (40, 56), "RGB")))
+    grown = (clean.detect(batch) > 0).sum()
+    clean.dilate = 0
+    spots = (clean.detect(batch) > 0).sum()
+    assert 0 < spots <= 6 < grown < batch[0, 0].size / 2
+
+
+def test_clean_stage_steps_and_buffers(clean_pipelines):
+    _, dev = clean_pipelines
+    chain = dev.device_chain
+    dev.run(_spotty(10, [(64, 64)] * 2))
+    allocated = chain.allocations
+    dev.times = StepTimes()
+    for seed in range(3):
+        dev.run(_spotty(11 + seed, [(64, 64), (48, 40)]))
+    assert chain.allocations == allocated
+    assert list(dev.times.seconds) == [
+        "upload",
+        "preprocess",
+        "1 edit:one",
+        "hand-off",
+        "2 clean:detector+inpainter",
+        "postprocess",
+        "download",
+    ]

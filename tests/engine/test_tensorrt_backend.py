@@ -139,14 +139,46 @@ class HostMemory:
 # -- a fake tensorrt runtime (documented API; the engine computes 2 * x + 1) -----------------
 
 
+def affine_graph(a: float, b: float) -> FakeGraph:
+    """The default fake engine: "image" (N, 3, H, W) -> "out" = a * image + b."""
+
+    def compute(x: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {"out": x["image"] * np.float32(a) + np.float32(b)}
+
+    return FakeGraph({"image": 3}, {"out": 3}, compute)
+
+
+class FakeGraph:
+    """What a fake engine computes: inputs and outputs (name -> channels; every tensor is
+    (N, C, H, W) with the first input's N, H, W) and a numpy function of the inputs."""
+
+    def __init__(self, inputs: dict[str, int], outputs: dict[str, int], compute) -> None:
+        self.inputs, self.outputs, self.compute = inputs, outputs, compute
+        self.channels = {**inputs, **outputs}
+        self.first = next(iter(inputs))
+
+
 def make_fake_trt(
-    memory: HostMemory, *, profiles=PROFILES, out_dtype=np.float32, affine=(2.0, 1.0)
+    memory: HostMemory,
+    *,
+    profiles=PROFILES,
+    out_dtype=np.float32,
+    affine=(2.0, 1.0),
+    graph: FakeGraph | None = None,
 ):
+    """A fake ``tensorrt`` module whose engines run ``graph`` (default: ``affine`` on one
+    image) on the host memory behind the addresses they are given. ``profiles`` are the first
+    input's; every other tensor gets the same with its own channel count."""
+    graph = graph or affine_graph(*affine)
     trt = types.ModuleType("tensorrt")
     trt.__version__ = ENV.tensorrt_version
     trt.calls = {"executes": 0, "profile_switches": [], "max_busy": 0}
     busy = {"n": 0}
     lock = threading.Lock()
+
+    def profile_of(name: str, index: int):
+        c = graph.channels[name]
+        return tuple((s[0], c, *s[2:]) for s in profiles[index])
 
     class ILogger:
         INTERNAL_ERROR, ERROR, WARNING, INFO, VERBOSE = range(5)
@@ -175,33 +207,40 @@ def make_fake_trt(
             return True
 
         def set_input_shape(self, name: str, shape) -> bool:
-            lo, _, hi = profiles[self.profile]
+            lo, _, hi = profile_of(name, self.profile)
             ok = len(shape) == 4 and all(a <= s <= b for a, s, b in zip(lo, shape, hi, strict=True))
             if ok:
                 self.shapes[name] = tuple(shape)
             return ok
 
         def infer_shapes(self) -> list:
-            return [] if "image" in self.shapes else ["out"]
+            return [] if all(n in self.shapes for n in graph.inputs) else list(graph.outputs)
 
         def get_tensor_shape(self, name: str) -> tuple:
-            return self.shapes["image"]
+            if name in graph.inputs:
+                return self.shapes[name]
+            n, _, h, w = self.shapes[graph.first]
+            return (n, graph.channels[name], h, w)
 
         def set_tensor_address(self, name: str, ptr: int) -> bool:
             self.addresses[name] = ptr
             return True
 
         def execute_async_v3(self, stream: int) -> bool:
-            shape, src, dst = self.shapes["image"], self.addresses["image"], self.addresses["out"]
+            shapes = {name: self.get_tensor_shape(name) for name in graph.channels}
+            addresses = dict(self.addresses)
 
             def compute() -> None:
-                n = int(np.prod(shape))
-                x = np.ctypeslib.as_array((ctypes.c_float * n).from_address(src)).reshape(shape)
-                y = np.ctypeslib.as_array(
-                    (ctypes.c_ubyte * (n * np.dtype(out_dtype).itemsize)).from_address(dst)
-                )
-                a, b = np.float32(affine[0]), np.float32(affine[1])
-                y.view(out_dtype)[:] = (x * a + b).ravel().astype(out_dtype)
+                x = {}
+                for name in graph.inputs:
+                    n = int(np.prod(shapes[name]))
+                    raw = (ctypes.c_float * n).from_address(addresses[name])
+                    x[name] = np.ctypeslib.as_array(raw).reshape(shapes[name])
+                for name, value in graph.compute(x).items():
+                    assert value.shape == shapes[name], (name, value.shape, shapes[name])
+                    n = int(np.prod(shapes[name])) * np.dtype(out_dtype).itemsize
+                    y = np.ctypeslib.as_array((ctypes.c_ubyte * n).from_address(addresses[name]))
+                    y.view(out_dtype)[:] = value.ravel().astype(out_dtype)
 
             if memory.capturing is not None:
                 memory.capturing.append(compute)  # captured, not run
@@ -222,23 +261,23 @@ def make_fake_trt(
             return True
 
     class Engine:
-        num_io_tensors = 2
+        num_io_tensors = len(graph.channels)
         num_optimization_profiles = len(profiles)
 
         def get_tensor_name(self, i: int) -> str:
-            return ["image", "out"][i]
+            return list(graph.channels)[i]
 
         def get_tensor_mode(self, name: str) -> str:
-            return TensorIOMode.INPUT if name == "image" else TensorIOMode.OUTPUT
+            return TensorIOMode.INPUT if name in graph.inputs else TensorIOMode.OUTPUT
 
         def get_tensor_shape(self, name: str) -> tuple:
-            return (-1, 3, -1, -1)
+            return (-1, graph.channels[name], -1, -1)
 
         def get_tensor_dtype(self, name: str):
-            return np.dtype(np.float32) if name == "image" else out_dtype
+            return np.dtype(np.float32) if name in graph.inputs else out_dtype
 
         def get_tensor_profile_shape(self, name: str, index: int):
-            return profiles[index]
+            return profile_of(name, index)
 
         def create_execution_context(self) -> Context:
             return Context()
