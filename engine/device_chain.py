@@ -4,7 +4,8 @@ float tensors stay on the device from the first stage to the last.
 Per batch, all on one CUDA stream of a lane (``lanes`` batches may run at once):
 
 1. the photos are copied once into page-locked memory and uploaded in one copy;
-2. the CUDA preprocess kernel resizes and normalises them into the first stage's domain;
+2. the CUDA preprocess kernel resizes and normalises them into the first stage's domain (a
+   generation pipeline instead uploads its latents and label indices and runs the generator);
 3. each stage runs in TensorRT on device buffers (:meth:`TrtSession.run_device`); between two
    stages whose contracts differ the CUDA ``adapt`` kernel converts range, normalisation and
    channel order, and the ``clamp`` kernel keeps the values inside the next stage's range (the
@@ -38,7 +39,7 @@ import numpy as np
 from .backends.tensorrt import stream_handle
 from .editor import resized_alpha
 from .errors import ModelError
-from .stages import CleanStage, Handoff
+from .stages import CleanStage, GenerateStage, GenerationRequest, Handoff
 from .timing import StepTimes
 
 ALIGN = 256  # bytes: each block of a shared upload/download buffer starts aligned
@@ -53,13 +54,37 @@ class _Lane:
     events: list[Any] = field(default_factory=list)
 
 
+class _Marks:
+    """CUDA events recorded on a lane's stream between the steps of one batch (the lane's
+    events are reused from batch to batch); the time between two marks is the later step's."""
+
+    def __init__(self, lane: _Lane, new_event: Callable[[], Any], handle: int) -> None:
+        self.lane, self.new_event, self.handle = lane, new_event, handle
+        self.marks: list[tuple[str, Any]] = []
+
+    def __call__(self, name: str) -> None:
+        events = self.lane.events
+        if len(events) <= len(self.marks):
+            events.append(self.new_event())
+        event = events[len(self.marks)]
+        event.record(self.handle)
+        self.marks.append((name, event))
+
+    def add_to(self, times: StepTimes) -> None:
+        """Each step's GPU time (call once the stream is synchronised)."""
+        for (_, start), (name, end) in itertools.pairwise(self.marks):
+            times.add(name, end.elapsed_ms(start) / 1e3)
+
+
 class DeviceChain:
     """Image stages (each a model on :class:`~vetrina.backends.tensorrt.TrtSession`) run
     back to back on the GPU; see the module docstring.
 
-    ``stages``: the pipeline's edit stages; ``handoffs``: the pipeline's hand-offs (None
-    before the first stage); ``gpu``: a :class:`~vetrina.kernels.gpu.GpuKernels`;
-    ``new_event``: makes a timing event (``record(stream)``, ``elapsed_ms(start)``).
+    ``stages``: the pipeline's edit and clean stages; ``handoffs``: the pipeline's hand-offs
+    (None before the first stage of a photo pipeline); ``gpu``: a
+    :class:`~vetrina.kernels.gpu.GpuKernels`; ``new_event``: makes a timing event
+    (``record(stream)``, ``elapsed_ms(start)``); ``source``: the generate stage of a generation
+    pipeline (its output size must be fixed), whose images then never leave the device either.
     """
 
     def __init__(
@@ -70,8 +95,9 @@ class DeviceChain:
         *,
         new_event: Callable[[], Any],
         lanes: int = 2,
+        source: GenerateStage | None = None,
     ) -> None:
-        for stage in stages:
+        for stage in [*([source] if source is not None else []), *stages]:
             for model in stage.models:
                 session = model.session
                 if not hasattr(session, "run_device"):
@@ -86,6 +112,12 @@ class DeviceChain:
                     )
         if lanes < 1:
             raise ValueError(f"lanes must be >= 1, got {lanes}")
+        self.source = source
+        self.generated_size = None if source is None else generated_size(source)
+        if source is not None and self.generated_size is None:
+            raise ModelError(
+                f"{source.label}: the GPU data path needs a generator of a fixed output size"
+            )
         self.stages = list(stages)
         self.handoffs = list(handoffs)
         self.gpu = gpu
@@ -116,6 +148,22 @@ class DeviceChain:
         finally:
             self._lanes.put(lane)
 
+    def generate(
+        self, requests: Sequence[GenerationRequest], output_order: str, times: StepTimes
+    ) -> list[np.ndarray]:
+        """Generation requests -> uint8 images in ``output_order`` (the generator's size times
+        the chain's scale): the latents and labels go up in one copy, the images come back
+        in one; the GPU time of each step is added to ``times``."""
+        if self.source is None:
+            raise ModelError("this chain has no generate stage")
+        feeds = self.source.inputs(list(requests))  # bad labels fail before anything queues
+        lane = self._lanes.get()
+        try:
+            self._backend.activate()
+            return self._generate(lane, feeds, output_order, times)
+        finally:
+            self._lanes.put(lane)
+
     # -- the steps -------------------------------------------------------------------------------
 
     def _run(
@@ -131,14 +179,7 @@ class DeviceChain:
 
         stream, gpu = lane.stream, self.gpu
         handle = stream_handle(stream)  # what the kernels and copies take
-        marks: list[tuple[str, Any]] = []
-
-        def mark(name: str) -> None:
-            if len(lane.events) <= len(marks):
-                lane.events.append(self._new_event())
-            event = lane.events[len(marks)]
-            event.record(handle)
-            marks.append((name, event))
+        mark = _Marks(lane, self._new_event, handle)
 
         n, (h, w) = len(images), size
         photos = [img if img.ndim == 3 else img[:, :, None] for img in images]
@@ -148,14 +189,7 @@ class DeviceChain:
 
         # 1. upload photos and alpha planes in one copy
         planes = photos + [a for a in alphas if a is not None]
-        offsets, total = _layout([p.nbytes for p in planes])
-        staged = self._buffer(lane, "upload pinned", total, pinned=True)
-        for plane, at in zip(planes, offsets, strict=True):
-            staged.view((plane.nbytes,), np.uint8, at)[:] = plane.reshape(-1)
-        upload = self._buffer(lane, "upload", total)
-        mark("start")
-        self._backend.h2d(upload.ptr, staged.view((total,), np.uint8), handle)
-        mark("upload")
+        upload, offsets = self._upload(lane, planes, mark)
         dev_photos = [
             DeviceImage(upload.ptr + at, p.shape[0], p.shape[1], p.shape[2])
             for p, at in zip(photos, offsets[: len(photos)], strict=True)
@@ -185,6 +219,62 @@ class DeviceChain:
             stream=handle,
         )
         mark("preprocess")
+        return self._finish(lane, mark, cur, shape, out_sizes, dev_alphas, output_order, times, 1)
+
+    def _generate(
+        self, lane: _Lane, feeds: dict[str, np.ndarray], output_order: str, times: StepTimes
+    ) -> list[np.ndarray]:
+        source = self.source
+        assert source is not None and self.generated_size is not None
+        model = source.models[0]
+        handle = stream_handle(lane.stream)
+        mark = _Marks(lane, self._new_event, handle)
+        dtypes = {t.name: t.dtype for t in model.session.inputs}
+        arrays = [np.ascontiguousarray(feeds[name], dtype=dtypes[name]) for name in feeds]
+        upload, offsets = self._upload(lane, arrays, mark)
+        inputs = {
+            name: (upload.ptr + at, a.shape)
+            for name, a, at in zip(feeds, arrays, offsets, strict=True)
+        }
+        n, (h, w) = len(arrays[0]), self.generated_size
+        shape = (n, 3, h, w)
+        cur = self._buffer(lane, "batch a", _floats(shape))
+        _run_model(source, model, inputs, source.output.name, cur, shape, lane.stream)
+        mark(f"1 {source.label}")
+        out_sizes = [(h * self.scale, w * self.scale)] * n
+        return self._finish(lane, mark, cur, shape, out_sizes, [None] * n, output_order, times, 2)
+
+    def _upload(self, lane: _Lane, arrays: Sequence[np.ndarray], mark: _Marks) -> tuple[Any, list]:
+        """``arrays`` staged in the lane's pinned buffer and uploaded in one copy (marked
+        ``upload``): the device buffer and each array's offset in it."""
+        offsets, total = _layout([a.nbytes for a in arrays])
+        staged = self._buffer(lane, "upload pinned", total, pinned=True)
+        for a, at in zip(arrays, offsets, strict=True):
+            staged.view((a.nbytes,), np.uint8, at)[:] = a.reshape(-1).view(np.uint8)
+        upload = self._buffer(lane, "upload", total)
+        mark("start")
+        self._backend.h2d(upload.ptr, staged.view((total,), np.uint8), mark.handle)
+        mark("upload")
+        return upload, offsets
+
+    def _finish(
+        self,
+        lane: _Lane,
+        mark: _Marks,
+        cur: Any,
+        shape: tuple[int, int, int, int],
+        out_sizes: list[tuple[int, int]],
+        dev_alphas: list[Any],
+        output_order: str,
+        times: StepTimes,
+        first: int,
+    ) -> list[np.ndarray]:
+        """The stages (numbered from ``first``) from ``cur``, then the postprocess to uint8
+        at ``out_sizes`` (alpha planes re-attached), one copy back, and the step times."""
+        from vetrina.kernels.gpu import DeviceImage
+
+        stream, gpu, handle = lane.stream, self.gpu, mark.handle
+        n = shape[0]
 
         # 3. the stages, with hand-offs between them
         spare = "batch b"
@@ -203,12 +293,12 @@ class DeviceChain:
                 _run_model(stage, stage.models[0], {stage.input.name: (cur.ptr, shape)},
                            stage.output.name, nxt, out_shape, stream)  # fmt: skip
             cur, spare, shape = nxt, _other(spare), out_shape
-            mark(f"{i + 1} {stage.label}")
+            mark(f"{i + first} {stage.label}")
 
-        # 4. postprocess to uint8 at the photos' sizes, then one copy back
-        last = self.stages[-1].output
+        # 4. postprocess to uint8 at the output sizes, then one copy back
+        last = self.stages[-1].output if self.stages else self.source.output  # type: ignore[union-attr]
         scale, offset = last.to_uint8_affine()
-        channels = [3 if a is None else 4 for a in alphas]
+        channels = [3 if a is None else 4 for a in dev_alphas]
         sizes = [hh * ww * c for (hh, ww), c in zip(out_sizes, channels, strict=True)]
         out_offsets, out_total = _layout(sizes)
         result = self._buffer(lane, "result", out_total)
@@ -232,8 +322,7 @@ class DeviceChain:
         self._backend.d2h(back.view((out_total,), np.uint8), result.ptr, handle)
         mark("download")
         self._backend.synchronize(handle)
-        for (_, start), (name, end) in itertools.pairwise(marks):
-            times.add(name, end.elapsed_ms(start) / 1e3)
+        mark.add_to(times)
         return [
             back.view((hh, ww, c), np.uint8, at).copy()
             for (hh, ww), c, at in zip(out_sizes, channels, out_offsets, strict=True)
@@ -322,6 +411,18 @@ class DeviceChain:
             close = getattr(lane.stream, "close", None)
             if close is not None:
                 close()
+
+
+def generated_size(source: GenerateStage) -> tuple[int, int] | None:
+    """(height, width) a generator always produces: its contract's size, else its output's
+    static dimensions; None when it varies."""
+    if source.size is not None:
+        return source.size
+    model = source.models[0]
+    shape = next(t.shape for t in model.session.outputs if t.name == source.output.name)
+    if len(shape) == 4 and all(isinstance(d, int) and d > 0 for d in shape[2:]):
+        return int(shape[2]), int(shape[3])
+    return None
 
 
 def open_gpu(device: int = 0) -> tuple[Any, Callable[[], Any]]:

@@ -142,17 +142,18 @@ class Pipeline:
         return cls(load_spec(ref), **options)
 
     def _device_chain(self) -> DeviceChain | None:
-        """The GPU data path, for photo pipelines of edit and clean stages (a matte or
-        generate stage, and tiles, run stage by stage through the host)."""
+        """The GPU data path, for pipelines of edit and clean stages, after a generate stage
+        of a fixed output size or on photos (a matte stage, and tiles, run stage by stage
+        through the host)."""
         if (
-            self.source is not None
-            or self.matte is not None
-            or not self.stages
+            self.matte is not None
             or not all(isinstance(s, (EditStage, CleanStage)) for s in self.stages)
+            or (self.source is None and not self.stages)
+            or (self.source is not None and device_chain.generated_size(self.source) is None)
         ):
             return None
         gpu, new_event = device_chain.open_gpu(0)
-        return DeviceChain(self.stages, self.handoffs, gpu, new_event=new_event)
+        return DeviceChain(self.stages, self.handoffs, gpu, new_event=new_event, source=self.source)
 
     # --- checks made once, at build time -------------------------------------------------
 
@@ -385,6 +386,10 @@ class Pipeline:
         results: list[np.ndarray] = []
         for start in range(0, len(requests), self.batch_size):
             chunk = list(requests[start : start + self.batch_size])
+            if self.device_chain is not None:
+                outs = self.device_chain.generate(chunk, output_order, self.times)
+                results += self._finish(outs, output_order)
+                continue
             with self.times.step(f"1 {self.source.label}"):
                 batch = self.source.run(chunk)
             results += self._exit(self._chain(batch, first=2), None, output_order, None)

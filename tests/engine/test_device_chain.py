@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_tensorrt_backend import PLAN, HostMemory, make_fake_trt
+from test_tensorrt_backend import PLAN, FakeGraph, HostMemory, make_fake_trt
 
 from vetrina.backends.tensorrt import TrtSession
 from vetrina.contract import METADATA_KEY, Contract, SpatialRules, TensorSpec
+from vetrina.errors import InputError
 from vetrina.pipeline import Pipeline
 from vetrina.pipeline_spec import parse_spec
 from vetrina.timing import StepTimes
@@ -305,8 +306,6 @@ def _clean_models(tmp_path):
 
 
 def _clean_graphs():
-    from test_tensorrt_backend import FakeGraph
-
     half, quarter = np.float32(0.5), np.float32(0.25)
     detector = FakeGraph(
         {"image": 3}, {"prob": 1}, lambda x: {"prob": x["image"][:, 0:1] * half + half}
@@ -406,3 +405,133 @@ def test_clean_stage_steps_and_buffers(clean_pipelines):
         "postprocess",
         "download",
     ]
+
+
+# -- generation: generator -> edit -> clean, from latents to uint8 on the device ------------
+
+Z = TensorSpec("z", semantic="z", layout="NC", channels="", range=None)
+CATEGORY = TensorSpec(
+    "category", semantic="label", layout="N", channels="", range=None, dtype="int64",
+    labels=("mug", "lamp", "chair"),
+)  # fmt: skip
+GENERATED = TensorSpec("picture", range=(-1.0, 1.0), channels="RGB")
+
+
+def _generator(tmp_path):
+    """picture = reshape(z, (N, 3, 8, 8)) / 2 + category / 8 (in [-1, 1] for |z| <= 1)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = [
+        helper.make_node("Reshape", ["z", "image_shape"], ["grid"]),
+        helper.make_node("Mul", ["grid", "half"], ["scaled"]),
+        helper.make_node("Cast", ["category"], ["index"], to=TensorProto.FLOAT),
+        helper.make_node("Reshape", ["index", "per_image"], ["index4"]),
+        helper.make_node("Mul", ["index4", "eighth"], ["shift"]),
+        helper.make_node("Add", ["scaled", "shift"], ["picture"]),
+    ]
+    consts = {
+        "image_shape": np.array([-1, 3, 8, 8]),
+        "per_image": np.array([-1, 1, 1, 1]),
+        "half": np.array(0.5, np.float32),
+        "eighth": np.array(0.125, np.float32),
+    }
+    graph = helper.make_graph(
+        nodes,
+        "generator",
+        [
+            helper.make_tensor_value_info("z", TensorProto.FLOAT, ["n", 192]),
+            helper.make_tensor_value_info("category", TensorProto.INT64, ["n"]),
+        ],
+        [helper.make_tensor_value_info("picture", TensorProto.FLOAT, ["n", 3, 8, 8])],
+        [numpy_helper.from_array(v, k) for k, v in consts.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    contract = Contract(
+        "generator", (Z, CATEGORY), (GENERATED,), spatial=SpatialRules(min_size=8, max_size=8)
+    )
+    helper.set_model_props(model, {METADATA_KEY: contract.to_json()})
+    path = tmp_path / "generator.onnx"
+    onnx.save(model, str(path))
+
+    def compute(x):
+        n = x["z"].shape[0]
+        index = x["category"].astype(np.float32).reshape(n, 1, 1, 1)
+        return {"picture": x["z"].reshape(n, 3, 8, 8) * np.float32(0.5) + index * np.float32(0.125)}
+
+    graph = FakeGraph({"z": (192,), "category": ()}, {"picture": (3, 8, 8)}, compute,
+                      dtypes={"category": np.int64})  # fmt: skip
+    return path, graph
+
+
+@pytest.fixture
+def generation_pipelines(tmp_path, monkeypatch, emulated_gpu):
+    """(cpu pipeline, device pipeline) of generate -> edit:one -> clean (dilate 1)."""
+    from test_tensorrt_backend import affine_graph
+
+    from vetrina import device_chain
+    from vetrina.backends import tensorrt as backend
+
+    name, (a, b), spec = STAGES[0]
+    first = _affine_model(tmp_path / f"{name}.onnx", a, b, spec)
+    detector, inpainter = _clean_models(tmp_path)
+    generator, gen_graph = _generator(tmp_path)
+    det_graph, inp_graph = _clean_graphs()
+    graphs = {
+        generator.resolve(): gen_graph,
+        first.resolve(): affine_graph(a, b),
+        detector.resolve(): det_graph,
+        inpainter.resolve(): inp_graph,
+    }
+    raw = {
+        "name": "generate-edit-clean",
+        "input": "generate",
+        "stages": [
+            {"generate": {"model": str(generator)}},
+            {"edit": {"model": str(first)}},
+            {"clean": {"detector": str(detector), "inpainter": str(inpainter), "dilate": 1}},
+        ],
+        "output": {"format": "png"},
+    }
+    cpu = Pipeline(parse_spec(raw, origin="test"), device="cpu", tile_side=None)
+    contracts = {m.path.resolve(): m.contract for m in cpu.models}
+    profiles = [((1, 3, 8, 8), (1, 3, 8, 8), (4, 3, 64, 64))]
+
+    def open_engine(path, **_):
+        memory = HostMemory()
+        trt = make_fake_trt(memory, profiles=profiles, graph=graphs[path.resolve()])
+        return TrtSession(PLAN, contracts[path.resolve()], trt=trt, memory=memory)
+
+    monkeypatch.setattr(backend, "open_engine", open_engine)
+    monkeypatch.setattr(device_chain, "open_gpu", lambda device=0: (emulated_gpu(), HostEvent))
+    dev = Pipeline(parse_spec(raw, origin="test"), device="trt", tile_side=None)
+    return cpu, dev
+
+
+def test_generation_on_the_device_path_equals_the_cpu_path(generation_pipelines):
+    from vetrina.stages import GenerationRequest
+
+    cpu, dev = generation_pipelines
+    assert dev.device_chain is not None and dev.device_chain.generated_size == (8, 8)
+    requests = [GenerationRequest(seed, {"category": c}) for seed, c in
+                [(0, "mug"), (1, "lamp"), (2, "chair"), (2, "mug")]]  # fmt: skip
+    for order in ("RGB", "BGR"):
+        want = cpu.generate(requests, output_order=order)
+        got = dev.generate(requests, output_order=order)
+        for g, w in zip(got, want, strict=True):
+            assert g.shape == w.shape == (8, 8, 3)
+            np.testing.assert_array_equal(g, w)
+    assert not np.array_equal(want[2], want[3])  # the label reaches the generator
+    dev.times = StepTimes()
+    dev.generate(requests[:2])
+    assert list(dev.times.seconds) == [  # "hand-off" sums both hand-offs
+        "upload",
+        "1 generate:generator",
+        "hand-off",
+        "2 edit:one",
+        "3 clean:detector+inpainter",
+        "postprocess",
+        "download",
+    ]
+    with pytest.raises(InputError, match="category"):
+        dev.generate([GenerationRequest(0, {"category": "sofa"})])

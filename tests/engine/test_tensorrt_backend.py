@@ -149,13 +149,26 @@ def affine_graph(a: float, b: float) -> FakeGraph:
 
 
 class FakeGraph:
-    """What a fake engine computes: inputs and outputs (name -> channels; every tensor is
-    (N, C, H, W) with the first input's N, H, W) and a numpy function of the inputs."""
+    """What a fake engine computes: inputs and outputs, name -> the channels of an (N, C, H, W)
+    image (N, H and W those of the first image input) or a tuple of the fixed dimensions after
+    N (``(64,)`` for a latent, ``()`` for a label index, ``(3, 8, 8)`` for a generated image);
+    ``dtypes``: an input's numpy dtype (default float32); ``compute``: numpy, inputs -> outputs.
+    """
 
-    def __init__(self, inputs: dict[str, int], outputs: dict[str, int], compute) -> None:
+    def __init__(self, inputs: dict, outputs: dict, compute, dtypes: dict | None = None) -> None:
         self.inputs, self.outputs, self.compute = inputs, outputs, compute
         self.channels = {**inputs, **outputs}
+        self.dtypes = dtypes or {}
         self.first = next(iter(inputs))
+        self.first_image = next((n for n, c in inputs.items() if isinstance(c, int)), None)
+
+    def dims(self, name: str, batch, image) -> tuple:
+        """The shape of ``name`` given N (``batch``) and an image shape for (H, W)."""
+        spec = self.channels[name]
+        return (batch, *spec) if isinstance(spec, tuple) else (batch, spec, *image[2:])
+
+    def dtype(self, name: str) -> np.dtype:
+        return np.dtype(self.dtypes.get(name, np.float32))
 
 
 def make_fake_trt(
@@ -177,8 +190,7 @@ def make_fake_trt(
     lock = threading.Lock()
 
     def profile_of(name: str, index: int):
-        c = graph.channels[name]
-        return tuple((s[0], c, *s[2:]) for s in profiles[index])
+        return tuple(graph.dims(name, s[0], s) for s in profiles[index])
 
     class ILogger:
         INTERNAL_ERROR, ERROR, WARNING, INFO, VERBOSE = range(5)
@@ -208,7 +220,9 @@ def make_fake_trt(
 
         def set_input_shape(self, name: str, shape) -> bool:
             lo, _, hi = profile_of(name, self.profile)
-            ok = len(shape) == 4 and all(a <= s <= b for a, s, b in zip(lo, shape, hi, strict=True))
+            ok = len(shape) == len(lo) and all(
+                a <= s <= b for a, s, b in zip(lo, shape, hi, strict=True)
+            )
             if ok:
                 self.shapes[name] = tuple(shape)
             return ok
@@ -219,8 +233,8 @@ def make_fake_trt(
         def get_tensor_shape(self, name: str) -> tuple:
             if name in graph.inputs:
                 return self.shapes[name]
-            n, _, h, w = self.shapes[graph.first]
-            return (n, graph.channels[name], h, w)
+            image = self.shapes[graph.first_image] if graph.first_image else None
+            return graph.dims(name, self.shapes[graph.first][0], image)
 
         def set_tensor_address(self, name: str, ptr: int) -> bool:
             self.addresses[name] = ptr
@@ -233,9 +247,10 @@ def make_fake_trt(
             def compute() -> None:
                 x = {}
                 for name in graph.inputs:
-                    n = int(np.prod(shapes[name]))
-                    raw = (ctypes.c_float * n).from_address(addresses[name])
-                    x[name] = np.ctypeslib.as_array(raw).reshape(shapes[name])
+                    dt = graph.dtype(name)
+                    n = int(np.prod(shapes[name])) * dt.itemsize
+                    raw = np.ctypeslib.as_array((ctypes.c_ubyte * n).from_address(addresses[name]))
+                    x[name] = raw.view(dt).reshape(shapes[name])
                 for name, value in graph.compute(x).items():
                     assert value.shape == shapes[name], (name, value.shape, shapes[name])
                     n = int(np.prod(shapes[name])) * np.dtype(out_dtype).itemsize
@@ -271,10 +286,10 @@ def make_fake_trt(
             return TensorIOMode.INPUT if name in graph.inputs else TensorIOMode.OUTPUT
 
         def get_tensor_shape(self, name: str) -> tuple:
-            return (-1, graph.channels[name], -1, -1)
+            return graph.dims(name, -1, (-1, -1, -1, -1))
 
         def get_tensor_dtype(self, name: str):
-            return np.dtype(np.float32) if name in graph.inputs else out_dtype
+            return graph.dtype(name) if name in graph.inputs else out_dtype
 
         def get_tensor_profile_shape(self, name: str, index: int):
             return profile_of(name, index)
