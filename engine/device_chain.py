@@ -15,6 +15,10 @@ Per batch, all on one CUDA stream of a lane (``lanes`` batches may run at once):
 4. the CUDA postprocess kernel maps the last stage's output to uint8 at the photos' sizes (with
    their alpha, resized on the host as the CPU path does), and one copy brings it back.
 
+A photo above the pipeline's tile size (:meth:`DeviceChain.run_tiled`) is preprocessed whole;
+its tiles are windows of it, copied into a tile batch by the ``adapt`` kernel, chained a batch
+at a time and blended back by the CUDA tile kernel before step 4.
+
 Each step is timed with CUDA events on the stream (``times``: ``preprocess``, ``hand-off``,
 ``N stage``, ``postprocess``, plus ``upload`` and ``download``), never by enqueue time. A
 lane's device and pinned buffers grow to the largest batch seen and are then reused, so in
@@ -32,7 +36,7 @@ import queue
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -41,6 +45,9 @@ from .editor import resized_alpha
 from .errors import ModelError
 from .stages import CleanStage, GenerateStage, GenerationRequest, Handoff
 from .timing import StepTimes
+
+if TYPE_CHECKING:
+    from vetrina.kernels.tiling import TilePlan
 
 ALIGN = 256  # bytes: each block of a shared upload/download buffer starts aligned
 
@@ -148,6 +155,29 @@ class DeviceChain:
         finally:
             self._lanes.put(lane)
 
+    def run_tiled(
+        self,
+        image: np.ndarray,
+        size: tuple[int, int],
+        plan: TilePlan,
+        order: str,
+        output_order: str,
+        times: StepTimes,
+        *,
+        batch_size: int = 1,
+    ) -> np.ndarray:
+        """One large photo processed at ``size`` in the tiles of ``plan`` (each inside the
+        image), ``batch_size`` tiles at a time, blended on the device with the CUDA tile
+        kernel (``TilePlan.blend``'s weights) -> the uint8 result, as :meth:`run`."""
+        lane = self._lanes.get()
+        try:
+            self._backend.activate()
+            return self._run_tiled(lane, image, size, plan, order, output_order, times, batch_size)[
+                0
+            ]
+        finally:
+            self._lanes.put(lane)
+
     def generate(
         self, requests: Sequence[GenerationRequest], output_order: str, times: StepTimes
     ) -> list[np.ndarray]:
@@ -175,11 +205,73 @@ class DeviceChain:
         output_order: str,
         times: StepTimes,
     ) -> list[np.ndarray]:
-        from vetrina.kernels.gpu import DeviceImage
+        mark = _Marks(lane, self._new_event, stream_handle(lane.stream))
+        cur, shape, out_sizes, dev_alphas = self._photos_in(lane, mark, images, size, order)
+        return self._finish(lane, mark, cur, shape, out_sizes, dev_alphas, output_order, times, 1)
 
-        stream, gpu = lane.stream, self.gpu
-        handle = stream_handle(stream)  # what the kernels and copies take
-        mark = _Marks(lane, self._new_event, handle)
+    def _run_tiled(
+        self,
+        lane: _Lane,
+        image: np.ndarray,
+        size: tuple[int, int],
+        plan: TilePlan,
+        order: str,
+        output_order: str,
+        times: StepTimes,
+        batch_size: int,
+    ) -> list[np.ndarray]:
+        mark = _Marks(lane, self._new_event, stream_handle(lane.stream))
+        whole, (_, _, h, w), out_sizes, dev_alphas = self._photos_in(
+            lane, mark, [image], size, order, key="whole"
+        )
+        (th, tw), s = plan.tile_hw, self.scale
+        tile_in, tile_out = _floats((1, 3, th, tw)), _floats((1, 3, th * s, tw * s))
+        if plan.image_hw != (h, w) or any(b[2:] != (th, tw) for b in plan.boxes):
+            raise ModelError(
+                f"the GPU data path takes tiles inside the image; this plan of {plan.tile_hw} "
+                f"tiles over {plan.image_hw} pads some"
+            )
+        collected = self._buffer(lane, "tiles out", tile_out * len(plan))
+        boxes = plan.boxes
+        for start in range(0, len(boxes), batch_size):
+            chunk = boxes[start : start + batch_size]
+            tiles = self._buffer(lane, "tiles in", tile_in * len(chunk))
+            for k, (y, x, _, _) in enumerate(chunk):  # TilePlan.split: a window of the image
+                self.gpu.adapt_async(
+                    whole.ptr + 4 * (y * w + x),
+                    (1, 3, th, tw),
+                    tiles.ptr + k * tile_in,
+                    batch_strides=(3 * h * w, h * w, w),
+                    stream=mark.handle,
+                )
+            mark("tile split")
+            cur, _ = self._stages(lane, mark, tiles, (len(chunk), 3, th, tw), 1)
+            nbytes = tile_out * len(chunk)
+            self._backend.d2d(collected.ptr + start * tile_out, cur.ptr, nbytes, mark.handle)
+        shape = (1, 3, h * s, w * s)
+        blended = self._buffer(lane, "blended", _floats(shape))
+        self.gpu.blend_tiles_async(
+            plan, collected.ptr, blended.ptr, scale=s, channels=3, layout="chw", stream=mark.handle
+        )
+        mark("tile blend")
+        return self._postprocess(
+            lane, mark, blended, shape, out_sizes, dev_alphas, output_order, times
+        )
+
+    def _photos_in(
+        self,
+        lane: _Lane,
+        mark: _Marks,
+        images: list[np.ndarray],
+        size: tuple[int, int],
+        order: str,
+        *,
+        key: str = "batch a",
+    ) -> tuple[Any, tuple[int, int, int, int], list[tuple[int, int]], list[Any]]:
+        """Photos and their alpha planes up in one copy, then the CUDA preprocess into the
+        first stage's domain at ``size`` (in the lane's buffer ``key``): the batch buffer, its
+        shape, the output sizes and the alpha planes on the device (None: no alpha)."""
+        from vetrina.kernels.gpu import DeviceImage
 
         n, (h, w) = len(images), size
         photos = [img if img.ndim == 3 else img[:, :, None] for img in images]
@@ -207,8 +299,8 @@ class DeviceChain:
         first = self.stages[0].input
         scale, offset = first.from_uint8_affine()
         shape = (n, 3, h, w)
-        cur = self._buffer(lane, "batch a", _floats(shape))
-        gpu.preprocess_async(
+        cur = self._buffer(lane, key, _floats(shape))
+        self.gpu.preprocess_async(
             dev_photos,
             cur.ptr,
             size,
@@ -216,10 +308,10 @@ class DeviceChain:
             offset=offset,
             src_order=order,
             dst_order=first.channels,
-            stream=handle,
+            stream=mark.handle,
         )
         mark("preprocess")
-        return self._finish(lane, mark, cur, shape, out_sizes, dev_alphas, output_order, times, 1)
+        return cur, shape, out_sizes, dev_alphas
 
     def _generate(
         self, lane: _Lane, feeds: dict[str, np.ndarray], output_order: str, times: StepTimes
@@ -257,6 +349,37 @@ class DeviceChain:
         mark("upload")
         return upload, offsets
 
+    def _stages(
+        self,
+        lane: _Lane,
+        mark: _Marks,
+        cur: Any,
+        shape: tuple[int, int, int, int],
+        first: int,
+        spare: str = "batch b",
+    ) -> tuple[Any, tuple[int, int, int, int]]:
+        """The stages (numbered from ``first``) with the hand-offs between them, from ``cur``
+        (the lane's buffers ``batch a`` / ``batch b`` take turns; ``spare`` is free); returns
+        the buffer and shape of the last stage's output."""
+        n = shape[0]
+        for i, (stage, handoff) in enumerate(zip(self.stages, self.handoffs, strict=True)):
+            if handoff is not None:
+                converted = self._hand_off(lane, handoff, cur, shape, spare, mark.handle)
+                if converted is not cur:
+                    cur, spare = converted, _other(spare)
+                mark("hand-off")
+            factor = stage.rules.scale
+            out_shape = (n, 3, shape[2] * factor, shape[3] * factor)
+            nxt = self._buffer(lane, spare, _floats(out_shape))
+            if isinstance(stage, CleanStage):
+                self._clean(lane, stage, cur, nxt, shape, lane.stream)
+            else:
+                _run_model(stage, stage.models[0], {stage.input.name: (cur.ptr, shape)},
+                           stage.output.name, nxt, out_shape, lane.stream)  # fmt: skip
+            cur, spare, shape = nxt, _other(spare), out_shape
+            mark(f"{i + first} {stage.label}")
+        return cur, shape
+
     def _finish(
         self,
         lane: _Lane,
@@ -269,33 +392,26 @@ class DeviceChain:
         times: StepTimes,
         first: int,
     ) -> list[np.ndarray]:
-        """The stages (numbered from ``first``) from ``cur``, then the postprocess to uint8
-        at ``out_sizes`` (alpha planes re-attached), one copy back, and the step times."""
+        """The stages (numbered from ``first``) from ``cur``, then :meth:`_postprocess`."""
+        cur, shape = self._stages(lane, mark, cur, shape, first)
+        return self._postprocess(lane, mark, cur, shape, out_sizes, dev_alphas, output_order, times)
+
+    def _postprocess(
+        self,
+        lane: _Lane,
+        mark: _Marks,
+        cur: Any,
+        shape: tuple[int, int, int, int],
+        out_sizes: list[tuple[int, int]],
+        dev_alphas: list[Any],
+        output_order: str,
+        times: StepTimes,
+    ) -> list[np.ndarray]:
+        """The last stage's output to uint8 at ``out_sizes`` (alpha planes re-attached), one
+        copy back, and the step times."""
         from vetrina.kernels.gpu import DeviceImage
 
-        stream, gpu, handle = lane.stream, self.gpu, mark.handle
-        n = shape[0]
-
-        # 3. the stages, with hand-offs between them
-        spare = "batch b"
-        for i, (stage, handoff) in enumerate(zip(self.stages, self.handoffs, strict=True)):
-            if handoff is not None:
-                converted = self._hand_off(lane, handoff, cur, shape, spare, handle)
-                if converted is not cur:
-                    cur, spare = converted, _other(spare)
-                mark("hand-off")
-            factor = stage.rules.scale
-            out_shape = (n, 3, shape[2] * factor, shape[3] * factor)
-            nxt = self._buffer(lane, spare, _floats(out_shape))
-            if isinstance(stage, CleanStage):
-                self._clean(lane, stage, cur, nxt, shape, stream)
-            else:
-                _run_model(stage, stage.models[0], {stage.input.name: (cur.ptr, shape)},
-                           stage.output.name, nxt, out_shape, stream)  # fmt: skip
-            cur, spare, shape = nxt, _other(spare), out_shape
-            mark(f"{i + first} {stage.label}")
-
-        # 4. postprocess to uint8 at the output sizes, then one copy back
+        handle = mark.handle
         last = self.stages[-1].output if self.stages else self.source.output  # type: ignore[union-attr]
         scale, offset = last.to_uint8_affine()
         channels = [3 if a is None else 4 for a in dev_alphas]
@@ -306,7 +422,7 @@ class DeviceChain:
             DeviceImage(result.ptr + at, hh, ww, c)
             for (hh, ww), c, at in zip(out_sizes, channels, out_offsets, strict=True)
         ]
-        gpu.postprocess_async(
+        self.gpu.postprocess_async(
             cur.ptr,
             shape,
             targets,

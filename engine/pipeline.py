@@ -143,7 +143,7 @@ class Pipeline:
 
     def _device_chain(self) -> DeviceChain | None:
         """The GPU data path, for pipelines of edit and clean stages, after a generate stage
-        of a fixed output size or on photos (a matte stage, and tiles, run stage by stage
+        of a fixed output size or on photos, tiled or not (a matte stage runs stage by stage
         through the host)."""
         if (
             self.matte is not None
@@ -275,6 +275,13 @@ class Pipeline:
                 and max(size) > self.tile_side
             ):
                 for i in indices:
+                    if self.device_chain is not None:
+                        out = self.device_chain.run_tiled(
+                            images[i], size, self._tile_plan(size), order, output_order,
+                            self.times, batch_size=self.batch_size,
+                        )  # fmt: skip
+                        results[i] = self._finish([out], output_order)[0]
+                        continue
                     one = None if mattes is None else [mattes[i]]
                     results[i] = self._run_tiled(images[i], size, order, output_order, one)
                 continue
@@ -338,21 +345,7 @@ class Pipeline:
     ) -> np.ndarray:
         """One large photo in overlapping tiles of at most ``tile_side``, blended with feathered
         weights in the float domain (no seams), then one postprocess."""
-        step = self.rules.multiple_of
-        side = max(step, (self.tile_side // step) * step)  # type: ignore[operator]
-        overlap = min(side - step, -(-self.tile_overlap // step) * step)
-
-        def balanced(length: int) -> int:
-            """The smallest tile (<= side) that covers ``length`` with as many tiles as
-            ``side`` would need: a 1504 px side takes two 768 px tiles, not two of 1024."""
-            if length <= side:
-                return -(-length // step) * step
-            n = -(-(length - overlap) // (side - overlap))
-            return min(side, -(-(length + (n - 1) * overlap) // n // step) * step)
-
-        plan = kernels.plan_tiles(
-            size, (balanced(size[0]), balanced(size[1])), overlap, multiple=step
-        )
+        plan = self._tile_plan(size)
         whole = self._entry([image], size, order)[0].transpose(1, 2, 0)  # HWC view
         tiles = plan.split(whole)
         done: list[np.ndarray] = []
@@ -365,6 +358,25 @@ class Pipeline:
         with self.times.step("tile blend"):
             blended = plan.blend(done, self.scale).transpose(2, 0, 1)[None]
         return self._exit(np.ascontiguousarray(blended), [image], output_order, matte)[0]
+
+    def _tile_plan(self, size: tuple[int, int]) -> kernels.TilePlan:
+        """Tiles of at most ``tile_side`` over an entry of ``size`` (sides multiples of the
+        chain's step, so every tile lies inside it), overlapping by ``tile_overlap``."""
+        step = self.rules.multiple_of
+        side = max(step, (self.tile_side // step) * step)  # type: ignore[operator]
+        overlap = min(side - step, -(-self.tile_overlap // step) * step)
+
+        def balanced(length: int) -> int:
+            """The smallest tile (<= side) that covers ``length`` with as many tiles as
+            ``side`` would need: a 1504 px side takes two 768 px tiles, not two of 1024."""
+            if length <= side:
+                return -(-length // step) * step
+            n = -(-(length - overlap) // (side - overlap))
+            return min(side, -(-(length + (n - 1) * overlap) // n // step) * step)
+
+        return kernels.plan_tiles(
+            size, (balanced(size[0]), balanced(size[1])), overlap, multiple=step
+        )
 
     def edit(
         self,

@@ -535,3 +535,75 @@ def test_generation_on_the_device_path_equals_the_cpu_path(generation_pipelines)
     ]
     with pytest.raises(InputError, match="category"):
         dev.generate([GenerationRequest(0, {"category": "sofa"})])
+
+
+# -- tiles: a large photo split, chained and blended on the device --------------------------
+
+
+def _upscaler(tmp_path):
+    """Nearest-neighbour x2 (ONNX Resize) in [0, 1] RGB, and its fake engine."""
+    from onnx import helper
+
+    spec = TensorSpec("image", range=(0.0, 1.0), channels="RGB")
+    out = TensorSpec("big", range=(0.0, 1.0), channels="RGB")
+    path = _save(
+        tmp_path / "upscaler.onnx",
+        [helper.make_node("Resize", ["image", "", "scales"], ["big"], mode="nearest")],
+        [(spec, 3)],
+        [(out, 3)],
+        {"scales": np.array([1.0, 1.0, 2.0, 2.0], np.float32)},
+        Contract("upscaler", (spec,), (out,), spatial=SpatialRules(multiple_of=8, scale=2)),
+    )
+    graph = FakeGraph({"image": 3}, {"big": 3},
+                      lambda x: {"big": x["image"].repeat(2, axis=2).repeat(2, axis=3)},
+                      scale=2)  # fmt: skip
+    return path, graph
+
+
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_tiled_photos_on_the_device_path_equal_the_cpu_path(
+    tmp_path, monkeypatch, emulated_gpu, batch_size
+):
+    from test_tensorrt_backend import affine_graph
+
+    from vetrina import device_chain
+    from vetrina.backends import tensorrt as backend
+
+    upscaler, up_graph = _upscaler(tmp_path)
+    paths, graphs = [], {upscaler.resolve(): up_graph}
+    for name, (a, b), spec in STAGES:
+        paths.append(_affine_model(tmp_path / f"{name}.onnx", a, b, spec))
+        graphs[paths[-1].resolve()] = affine_graph(a, b)
+    raw = {
+        "name": "tiled",
+        "stages": [{"edit": {"model": str(p)}} for p in (paths[0], upscaler, paths[1])],
+        "output": {"format": "png"},
+    }
+    options = {"tile_side": 32, "tile_overlap": 8, "batch_size": batch_size}
+    cpu = Pipeline(parse_spec(raw, origin="test"), device="cpu", **options)
+    contracts = {m.path.resolve(): m.contract for m in cpu.models}
+
+    def open_engine(path, **_):
+        memory = HostMemory()
+        trt = make_fake_trt(memory, profiles=PROFILES, graph=graphs[path.resolve()])
+        return TrtSession(PLAN, contracts[path.resolve()], trt=trt, memory=memory)
+
+    monkeypatch.setattr(backend, "open_engine", open_engine)
+    monkeypatch.setattr(device_chain, "open_gpu", lambda device=0: (emulated_gpu(), HostEvent))
+    dev = Pipeline(parse_spec(raw, origin="test"), device="trt", **options)
+    photos = _photos(12, [(70, 90)]) + _photos(13, [(56, 41)], channels=4)
+    sizes = [cpu.working_size(*p.shape[:2]) for p in photos]
+    assert all(max(s) > 32 for s in sizes)  # both are tiled
+    assert len(cpu._tile_plan(sizes[0])) >= 6
+    for order in ("RGB", "BGR"):
+        want = cpu.run(photos, order=order)
+        got = dev.run(photos, order=order)
+        for g, w, p in zip(got, want, photos, strict=True):
+            assert g.shape == w.shape == (2 * p.shape[0], 2 * p.shape[1], p.shape[2])
+            np.testing.assert_array_equal(g, w)
+    dev.times = StepTimes()
+    dev.run(photos[:1])
+    steps = list(dev.times.seconds)
+    assert steps[:3] == ["upload", "preprocess", "tile split"]
+    assert steps[-3:] == ["tile blend", "postprocess", "download"]
+    assert "2 edit:upscaler" in steps

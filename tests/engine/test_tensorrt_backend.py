@@ -152,11 +152,15 @@ class FakeGraph:
     """What a fake engine computes: inputs and outputs, name -> the channels of an (N, C, H, W)
     image (N, H and W those of the first image input) or a tuple of the fixed dimensions after
     N (``(64,)`` for a latent, ``()`` for a label index, ``(3, 8, 8)`` for a generated image);
-    ``dtypes``: an input's numpy dtype (default float32); ``compute``: numpy, inputs -> outputs.
+    ``dtypes``: an input's numpy dtype (default float32); ``compute``: numpy, inputs -> outputs;
+    ``scale``: output images are ``scale`` times the input's height and width.
     """
 
-    def __init__(self, inputs: dict, outputs: dict, compute, dtypes: dict | None = None) -> None:
+    def __init__(
+        self, inputs: dict, outputs: dict, compute, dtypes: dict | None = None, scale: int = 1
+    ) -> None:
         self.inputs, self.outputs, self.compute = inputs, outputs, compute
+        self.scale = scale
         self.channels = {**inputs, **outputs}
         self.dtypes = dtypes or {}
         self.first = next(iter(inputs))
@@ -165,7 +169,11 @@ class FakeGraph:
     def dims(self, name: str, batch, image) -> tuple:
         """The shape of ``name`` given N (``batch``) and an image shape for (H, W)."""
         spec = self.channels[name]
-        return (batch, *spec) if isinstance(spec, tuple) else (batch, spec, *image[2:])
+        if isinstance(spec, tuple):
+            return (batch, *spec)
+        if name in self.outputs and image[2] > 0:
+            return (batch, spec, image[2] * self.scale, image[3] * self.scale)
+        return (batch, spec, *image[2:])
 
     def dtype(self, name: str) -> np.dtype:
         return np.dtype(self.dtypes.get(name, np.float32))
