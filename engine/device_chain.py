@@ -15,6 +15,10 @@ Per batch, all on one CUDA stream of a lane (``lanes`` batches may run at once):
 4. the CUDA postprocess kernel maps the last stage's output to uint8 at the photos' sizes (with
    their alpha, resized on the host as the CPU path does), and one copy brings it back.
 
+A matte stage (:meth:`DeviceChain.mattes`) resizes the photos with its own filter into its
+model's domain and runs the model on the device; only the small matte comes back, and the
+pipeline refines the alpha against the full-resolution photo on the host, as its CPU path does.
+
 A photo above the pipeline's tile size (:meth:`DeviceChain.run_tiled`) is preprocessed whole;
 its tiles are windows of it, copied into a tile batch by the ``adapt`` kernel, chained a batch
 at a time and blended back by the CUDA tile kernel before step 4.
@@ -43,7 +47,7 @@ import numpy as np
 from .backends.tensorrt import stream_handle
 from .editor import resized_alpha
 from .errors import ModelError
-from .stages import CleanStage, GenerateStage, GenerationRequest, Handoff
+from .stages import CleanStage, GenerateStage, GenerationRequest, Handoff, MatteStage
 from .timing import StepTimes
 
 if TYPE_CHECKING:
@@ -103,7 +107,13 @@ class DeviceChain:
         new_event: Callable[[], Any],
         lanes: int = 2,
         source: GenerateStage | None = None,
+        matte: MatteStage | None = None,
     ) -> None:
+        if matte is not None and not hasattr(matte.models[0].session, "run_device"):
+            raise ModelError(
+                f"{matte.label}: its model does not run on device memory (device 'trt' is "
+                "needed for the GPU data path)"
+            )
         for stage in [*([source] if source is not None else []), *stages]:
             for model in stage.models:
                 session = model.session
@@ -120,6 +130,8 @@ class DeviceChain:
         if lanes < 1:
             raise ValueError(f"lanes must be >= 1, got {lanes}")
         self.source = source
+        self.matte = matte
+        self.first = 2 if matte is not None else 1  # the number of the first image stage
         self.generated_size = None if source is None else generated_size(source)
         if source is not None and self.generated_size is None:
             raise ModelError(
@@ -144,14 +156,32 @@ class DeviceChain:
         order: str,
         output_order: str,
         times: StepTimes,
+        *,
+        keep_alpha: bool = True,
     ) -> list[np.ndarray]:
         """uint8 photos (HxW, HxWx3|4 in ``order``) processed at ``size`` -> uint8 results at
-        their size times the chain's scale, in ``output_order``, alpha kept; the GPU time of
-        each step is added to ``times``."""
+        their size times the chain's scale, in ``output_order``, alpha kept (unless not
+        ``keep_alpha``: a matte gives the alpha); the GPU time of each step is added to
+        ``times``."""
         lane = self._lanes.get()
         try:
             self._backend.activate()
-            return self._run(lane, list(images), size, order, output_order, times)
+            return self._run(lane, list(images), size, order, output_order, times, keep_alpha)
+        finally:
+            self._lanes.put(lane)
+
+    def mattes(
+        self, images: Sequence[np.ndarray], size: tuple[int, int], order: str, times: StepTimes
+    ) -> np.ndarray:
+        """The matte stage's model output (N, 1, h, w) for uint8 photos at its working
+        ``size``: uploaded, resized with the stage's filter into the model's domain, run, and
+        downloaded (``MatteStage.normalise`` then maps it to [0, 1] on the host)."""
+        if self.matte is None:
+            raise ModelError("this chain has no matte stage")
+        lane = self._lanes.get()
+        try:
+            self._backend.activate()
+            return self._mattes(lane, list(images), size, order, times)
         finally:
             self._lanes.put(lane)
 
@@ -165,6 +195,7 @@ class DeviceChain:
         times: StepTimes,
         *,
         batch_size: int = 1,
+        keep_alpha: bool = True,
     ) -> np.ndarray:
         """One large photo processed at ``size`` in the tiles of ``plan`` (each inside the
         image), ``batch_size`` tiles at a time, blended on the device with the CUDA tile
@@ -172,9 +203,9 @@ class DeviceChain:
         lane = self._lanes.get()
         try:
             self._backend.activate()
-            return self._run_tiled(lane, image, size, plan, order, output_order, times, batch_size)[
-                0
-            ]
+            return self._run_tiled(
+                lane, image, size, plan, order, output_order, times, batch_size, keep_alpha
+            )[0]
         finally:
             self._lanes.put(lane)
 
@@ -204,10 +235,55 @@ class DeviceChain:
         order: str,
         output_order: str,
         times: StepTimes,
+        keep_alpha: bool,
     ) -> list[np.ndarray]:
         mark = _Marks(lane, self._new_event, stream_handle(lane.stream))
-        cur, shape, out_sizes, dev_alphas = self._photos_in(lane, mark, images, size, order)
-        return self._finish(lane, mark, cur, shape, out_sizes, dev_alphas, output_order, times, 1)
+        cur, shape, out_sizes, dev_alphas = self._photos_in(
+            lane, mark, images, size, order, keep_alpha=keep_alpha
+        )
+        return self._finish(
+            lane, mark, cur, shape, out_sizes, dev_alphas, output_order, times, self.first
+        )
+
+    def _mattes(
+        self,
+        lane: _Lane,
+        images: list[np.ndarray],
+        size: tuple[int, int],
+        order: str,
+        times: StepTimes,
+    ) -> np.ndarray:
+        stage = self.matte
+        assert stage is not None
+        model = stage.models[0]
+        mark = _Marks(lane, self._new_event, stream_handle(lane.stream))
+        cur, shape, _, _ = self._photos_in(
+            lane, mark, images, size, order, keep_alpha=False, stage=stage
+        )
+        n, _, h, w = shape
+        plane = (n, 1, h, w)
+        outputs = {}
+        for k, info in enumerate(model.session.outputs):  # side outputs too, where a net has them
+            dims = [v if isinstance(v, int) else d for v, d in zip(info.shape, plane, strict=False)]
+            outputs[info.name] = self._buffer(lane, f"matte out {k}", _floats(tuple(dims)))
+        got = model.session.run_device(
+            {stage.input.name: (cur.ptr, shape)},
+            {name: (buf.ptr, buf.nbytes) for name, buf in outputs.items()},
+            lane.stream,
+        )[stage.alpha.name]
+        if got != plane:
+            raise ModelError(
+                f"{stage.label}: output {stage.alpha.name!r} is {got}; the contract promises "
+                f"{plane}"
+            )
+        mark(f"1 {stage.label}")
+        back = self._buffer(lane, "matte pinned", _floats(plane), pinned=True)
+        raw = back.view(plane, np.float32, 0)
+        self._backend.d2h(raw, outputs[stage.alpha.name].ptr, mark.handle)
+        mark("matte download")
+        self._backend.synchronize(mark.handle)
+        mark.add_to(times)
+        return raw.copy()
 
     def _run_tiled(
         self,
@@ -219,10 +295,11 @@ class DeviceChain:
         output_order: str,
         times: StepTimes,
         batch_size: int,
+        keep_alpha: bool,
     ) -> list[np.ndarray]:
         mark = _Marks(lane, self._new_event, stream_handle(lane.stream))
         whole, (_, _, h, w), out_sizes, dev_alphas = self._photos_in(
-            lane, mark, [image], size, order, key="whole"
+            lane, mark, [image], size, order, key="whole", keep_alpha=keep_alpha
         )
         (th, tw), s = plan.tile_hw, self.scale
         tile_in, tile_out = _floats((1, 3, th, tw)), _floats((1, 3, th * s, tw * s))
@@ -245,7 +322,7 @@ class DeviceChain:
                     stream=mark.handle,
                 )
             mark("tile split")
-            cur, _ = self._stages(lane, mark, tiles, (len(chunk), 3, th, tw), 1)
+            cur, _ = self._stages(lane, mark, tiles, (len(chunk), 3, th, tw), self.first)
             nbytes = tile_out * len(chunk)
             self._backend.d2d(collected.ptr + start * tile_out, cur.ptr, nbytes, mark.handle)
         shape = (1, 3, h * s, w * s)
@@ -267,17 +344,23 @@ class DeviceChain:
         order: str,
         *,
         key: str = "batch a",
+        keep_alpha: bool = True,
+        stage: MatteStage | None = None,
     ) -> tuple[Any, tuple[int, int, int, int], list[tuple[int, int]], list[Any]]:
-        """Photos and their alpha planes up in one copy, then the CUDA preprocess into the
-        first stage's domain at ``size`` (in the lane's buffer ``key``): the batch buffer, its
-        shape, the output sizes and the alpha planes on the device (None: no alpha)."""
+        """Photos (and their alpha planes, if ``keep_alpha``) up in one copy, then the CUDA
+        preprocess at ``size`` into the first stage's domain (or the matte ``stage``'s, with
+        its filter), in the lane's buffer ``key``: the batch buffer, its shape, the output
+        sizes and the alpha planes on the device (None: no alpha)."""
         from vetrina.kernels.gpu import DeviceImage
 
         n, (h, w) = len(images), size
         photos = [img if img.ndim == 3 else img[:, :, None] for img in images]
         photos = [np.ascontiguousarray(p) for p in photos]
         out_sizes = [(p.shape[0] * self.scale, p.shape[1] * self.scale) for p in photos]
-        alphas = [resized_alpha(img, s) for img, s in zip(images, out_sizes, strict=True)]
+        alphas = [
+            resized_alpha(img, s) if keep_alpha else None
+            for img, s in zip(images, out_sizes, strict=True)
+        ]
 
         # 1. upload photos and alpha planes in one copy
         planes = photos + [a for a in alphas if a is not None]
@@ -296,7 +379,7 @@ class DeviceChain:
                 k += 1
 
         # 2. preprocess into the first stage's domain
-        first = self.stages[0].input
+        first = (stage or self.stages[0]).input
         scale, offset = first.from_uint8_affine()
         shape = (n, 3, h, w)
         cur = self._buffer(lane, key, _floats(shape))
@@ -308,9 +391,10 @@ class DeviceChain:
             offset=offset,
             src_order=order,
             dst_order=first.channels,
+            interpolation=stage.resize if stage is not None else "bilinear",
             stream=mark.handle,
         )
-        mark("preprocess")
+        mark("matte preprocess" if stage is not None else "preprocess")
         return cur, shape, out_sizes, dev_alphas
 
     def _generate(

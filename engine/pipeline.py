@@ -142,18 +142,24 @@ class Pipeline:
         return cls(load_spec(ref), **options)
 
     def _device_chain(self) -> DeviceChain | None:
-        """The GPU data path, for pipelines of edit and clean stages, after a generate stage
-        of a fixed output size or on photos, tiled or not (a matte stage runs stage by stage
-        through the host)."""
+        """The GPU data path, for pipelines of edit and clean stages after a generate stage
+        of a fixed output size, or on photos (tiled or not, after a matte stage or not; the
+        matte's alpha is refined and applied on the host)."""
         if (
-            self.matte is not None
-            or not all(isinstance(s, (EditStage, CleanStage)) for s in self.stages)
-            or (self.source is None and not self.stages)
+            not all(isinstance(s, (EditStage, CleanStage)) for s in self.stages)
+            or (self.source is None and self.matte is None and not self.stages)
             or (self.source is not None and device_chain.generated_size(self.source) is None)
         ):
             return None
         gpu, new_event = device_chain.open_gpu(0)
-        return DeviceChain(self.stages, self.handoffs, gpu, new_event=new_event, source=self.source)
+        return DeviceChain(
+            self.stages,
+            self.handoffs,
+            gpu,
+            new_event=new_event,
+            source=self.source,
+            matte=self.matte,
+        )
 
     # --- checks made once, at build time -------------------------------------------------
 
@@ -275,23 +281,26 @@ class Pipeline:
                 and max(size) > self.tile_side
             ):
                 for i in indices:
+                    one = None if mattes is None else [mattes[i]]
                     if self.device_chain is not None:
                         out = self.device_chain.run_tiled(
                             images[i], size, self._tile_plan(size), order, output_order,
-                            self.times, batch_size=self.batch_size,
+                            self.times, batch_size=self.batch_size, keep_alpha=one is None,
                         )  # fmt: skip
-                        results[i] = self._finish([out], output_order)[0]
+                        results[i] = self._device_out([out], [images[i]], output_order, one)[0]
                         continue
-                    one = None if mattes is None else [mattes[i]]
                     results[i] = self._run_tiled(images[i], size, order, output_order, one)
                 continue
             for start in range(0, len(indices), self.batch_size):
                 chunk = indices[start : start + self.batch_size]
                 if self.device_chain is not None:
+                    photos = [images[i] for i in chunk]
+                    some = None if mattes is None else [mattes[i] for i in chunk]
                     outs = self.device_chain.run(
-                        [images[i] for i in chunk], size, order, output_order, self.times
+                        photos, size, order, output_order, self.times, keep_alpha=some is None
                     )
-                    for i, out in zip(chunk, self._finish(outs, output_order), strict=True):
+                    outs = self._device_out(outs, photos, output_order, some)
+                    for i, out in zip(chunk, outs, strict=True):
                         results[i] = out
                     continue
                 batch = self._entry([images[i] for i in chunk], size, order)
@@ -306,6 +315,19 @@ class Pipeline:
                     results[i] = out
         return [r for r in results if r is not None]
 
+    def _device_out(
+        self,
+        outs: list[np.ndarray],
+        photos: list[np.ndarray],
+        order: str,
+        mattes: list[np.ndarray] | None,
+    ) -> list[np.ndarray]:
+        """The device path's uint8 results finished as :meth:`_exit` finishes the host
+        path's: the mattes' alpha (refined on the host), then crop / canvas / background."""
+        if mattes is not None:
+            outs = self._with_alphas(outs, mattes, order, order, photos=photos)
+        return self._finish(outs, order)
+
     def _mattes(self, images: Sequence[np.ndarray], order: str) -> list[np.ndarray]:
         """Each photo's matte, (1, 1, h, w) in [0, 1] at the matte stage's size."""
         stage = self.matte
@@ -318,6 +340,14 @@ class Pipeline:
         for size, indices in groups.items():
             for start in range(0, len(indices), self.batch_size):
                 chunk = indices[start : start + self.batch_size]
+                if self.device_chain is not None:
+                    raw = self.device_chain.mattes(
+                        [images[i] for i in chunk], size, order, self.times
+                    )
+                    alpha = stage.normalise(raw)
+                    for k, i in enumerate(chunk):
+                        out[i] = alpha[k : k + 1]
+                    continue
                 with self.times.step("matte preprocess"):
                     batch = kernels.preprocess(
                         [images[i] for i in chunk],

@@ -264,7 +264,12 @@ class MatteStage:
     def matte(self, batch: np.ndarray) -> np.ndarray:
         """Alpha in [0, 1], float32 (N, 1, H, W), of a batch in the model's input domain."""
         out = self._session.run({self.input.name: batch})[self._alpha_index]
-        out = _checked(out, batch, 1, 1, self.label)
+        return self.normalise(_checked(out, batch, 1, 1, self.label))
+
+    def normalise(self, out: np.ndarray) -> np.ndarray:
+        """The model's alpha output (N, 1, H, W) -> float32 in [0, 1]: mapped from the
+        contract's range, stretched per matte when ``stretch``, clipped (in place)."""
+        out = np.ascontiguousarray(out, dtype=np.float32)
         lo, hi = self.alpha.range or (0.0, 1.0)
         if (lo, hi) != (0.0, 1.0):
             out = (out - np.float32(lo)) * np.float32(1.0 / (hi - lo))

@@ -607,3 +607,112 @@ def test_tiled_photos_on_the_device_path_equal_the_cpu_path(
     assert steps[:3] == ["upload", "preprocess", "tile split"]
     assert steps[-3:] == ["tile blend", "postprocess", "download"]
     assert "2 edit:upscaler" in steps
+
+
+# -- a matte stage: its model on the device, the alpha refined on the host ------------------
+
+MATTE_IN = TensorSpec("image", range=(0.0, 1.0), channels="RGB")
+MATTE_OUT = TensorSpec("alpha", semantic="mask", channels="L", range=(0.0, 1.0))
+
+
+def _matting(tmp_path):
+    """alpha = the green channel; and its fake engine."""
+    from onnx import helper
+
+    path = _save(
+        tmp_path / "matting.onnx",
+        [helper.make_node("Slice", ["image", "one", "two", "one"], ["alpha"])],
+        [(MATTE_IN, 3)],
+        [(MATTE_OUT, 1)],
+        {"one": np.array([1]), "two": np.array([2])},
+        Contract("matting", (MATTE_IN,), (MATTE_OUT,), spatial=SpatialRules(multiple_of=8)),
+    )
+    graph = FakeGraph({"image": 3}, {"alpha": 1}, lambda x: {"alpha": x["image"][:, 1:2].copy()})
+    return path, graph
+
+
+def _products(seed: int, sizes, channels=3) -> list[np.ndarray]:
+    """Grey noisy backgrounds with a green square product (and a few white specks)."""
+    out = []
+    for k, img in enumerate(_spotty(seed, sizes, channels)):
+        img[..., :3] = img[..., :3] // 2 + 40
+        h, w = img.shape[:2]
+        img[h // 4 : 3 * h // 4, w // 3 : 2 * w // 3, :3] = (30, 220 - 10 * k, 60)
+        out.append(img)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("stages", "output", "matte"),
+    [
+        ([], {"format": "png"}, {"size": [32, 32], "refine": 2, "threshold": [0.3, 0.7]}),
+        ([], {"format": "png"}, {"size": [24, 40], "resize": "lanczos", "stretch": True}),
+        (
+            ["one", "clean"],
+            {"background": "white", "crop": True, "canvas": 96, "format": "png"},
+            {"size": [32, 32], "refine": 2},
+        ),
+    ],
+    ids=["cutout", "lanczos-stretch", "matte-edit-clean-white"],
+)
+def test_matte_pipelines_on_the_device_path_equal_the_cpu_path(
+    tmp_path, monkeypatch, emulated_gpu, stages, output, matte
+):
+    from test_tensorrt_backend import affine_graph
+
+    from vetrina import device_chain
+    from vetrina.backends import tensorrt as backend
+
+    matting, matte_graph = _matting(tmp_path)
+    graphs = {matting.resolve(): matte_graph}
+    name, (a, b), spec = STAGES[0]
+    first = _affine_model(tmp_path / f"{name}.onnx", a, b, spec)
+    detector, inpainter = _clean_models(tmp_path)
+    det_graph, inp_graph = _clean_graphs()
+    graphs |= {
+        first.resolve(): affine_graph(a, b),
+        detector.resolve(): det_graph,
+        inpainter.resolve(): inp_graph,
+    }
+    entries = {
+        "one": {"edit": {"model": str(first)}},
+        "clean": {"clean": {"detector": str(detector), "inpainter": str(inpainter)}},
+    }
+    raw = {
+        "name": "matte-test",
+        "stages": [{"matte": {"model": str(matting), **matte}}] + [entries[s] for s in stages],
+        "output": output,
+    }
+    cpu = Pipeline(parse_spec(raw, origin="test"), device="cpu", tile_side=48)
+    contracts = {m.path.resolve(): m.contract for m in cpu.models}
+
+    def open_engine(path, **_):
+        memory = HostMemory()
+        trt = make_fake_trt(memory, profiles=PROFILES, graph=graphs[path.resolve()])
+        return TrtSession(PLAN, contracts[path.resolve()], trt=trt, memory=memory)
+
+    monkeypatch.setattr(backend, "open_engine", open_engine)
+    monkeypatch.setattr(device_chain, "open_gpu", lambda device=0: (emulated_gpu(), HostEvent))
+    dev = Pipeline(parse_spec(raw, origin="test"), device="trt", tile_side=48)
+    assert dev.device_chain is not None and dev.device_chain.matte is not None
+    # the last photo is above the tile size: with stages after the matte it is tiled
+    photos = _products(20, [(40, 56), (40, 56)]) + _products(21, [(36, 30), (64, 72)], channels=4)
+    for order in ("RGB", "BGR"):
+        want = cpu.run(photos, order=order)
+        got = dev.run(photos, order=order)
+        for g, w in zip(got, want, strict=True):
+            assert g.shape == w.shape
+            np.testing.assert_array_equal(g, w)
+    alpha = want[0][..., 3] if want[0].shape[-1] == 4 else None
+    if alpha is not None:  # the product is found: opaque inside, clear in the corners
+        h, w = alpha.shape
+        assert alpha[h // 2, w // 2] >= 200 and alpha[0, 0] <= 60
+    dev.times = StepTimes()
+    dev.run(photos[:1])
+    steps = list(dev.times.seconds)
+    assert steps[:4] == ["upload", "matte preprocess", "1 matte:matting", "matte download"]
+    if stages:
+        assert "2 edit:one" in steps and "3 clean:detector+inpainter" in steps
+        dev.times = StepTimes()
+        dev.run(photos[3:])
+        assert "tile split" in dev.times.seconds and "tile blend" in dev.times.seconds
