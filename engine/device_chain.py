@@ -1,5 +1,7 @@
 """The GPU data path of a pipeline: uint8 photos in, uint8 results out, and in between the
-float tensors stay on the device from the first stage to the last.
+float tensors stay on the device from the first stage to the last. The models run in native
+TensorRT (device ``trt``) or in ONNX Runtime's CUDA / TensorRT providers through IO binding
+(devices ``cuda`` / ``tensorrt``): both take device buffers (``run_device``).
 
 Per batch, all on one CUDA stream of a lane (``lanes`` batches may run at once):
 
@@ -111,16 +113,16 @@ class DeviceChain:
     ) -> None:
         if matte is not None and not hasattr(matte.models[0].session, "run_device"):
             raise ModelError(
-                f"{matte.label}: its model does not run on device memory (device 'trt' is "
-                "needed for the GPU data path)"
+                f"{matte.label}: its model does not run on device memory (devices 'trt', "
+                "'cuda' and 'tensorrt' have the GPU data path)"
             )
         for stage in [*([source] if source is not None else []), *stages]:
             for model in stage.models:
                 session = model.session
                 if not hasattr(session, "run_device"):
                     raise ModelError(
-                        f"{stage.label}: its model does not run on device memory (device "
-                        "'trt' is needed for the GPU data path)"
+                        f"{stage.label}: its model does not run on device memory (devices "
+                        "'trt', 'cuda' and 'tensorrt' have the GPU data path)"
                     )
                 if len(session.outputs) != 1:
                     raise ModelError(
@@ -262,14 +264,16 @@ class DeviceChain:
         )
         n, _, h, w = shape
         plane = (n, 1, h, w)
-        outputs = {}
+        outputs, shapes = {}, {}
         for k, info in enumerate(model.session.outputs):  # side outputs too, where a net has them
             dims = [v if isinstance(v, int) else d for v, d in zip(info.shape, plane, strict=False)]
+            shapes[info.name] = tuple(dims)
             outputs[info.name] = self._buffer(lane, f"matte out {k}", _floats(tuple(dims)))
         got = model.session.run_device(
             {stage.input.name: (cur.ptr, shape)},
             {name: (buf.ptr, buf.nbytes) for name, buf in outputs.items()},
             lane.stream,
+            shapes,
         )[stage.alpha.name]
         if got != plane:
             raise ModelError(
@@ -662,7 +666,7 @@ def _run_model(
     other than ``want`` (what the contract promises) is an error."""
     names = [t.name for t in model.session.outputs]
     got = model.session.run_device(
-        inputs, {name: (buffer.ptr, buffer.nbytes) for name in names}, stream
+        inputs, {name: (buffer.ptr, buffer.nbytes) for name in names}, stream, {output: want}
     )[output]
     if got != want:
         raise ModelError(

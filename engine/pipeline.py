@@ -134,7 +134,7 @@ class Pipeline:
         self.tile_side = min(caps) if caps else None
         if self.source is not None:
             self._check_generated_size()
-        self.device_chain = self._device_chain() if device == "trt" else None
+        self.device_chain = self._device_chain() if device != "cpu" else None
 
     @classmethod
     def load(cls, ref: str | os.PathLike[str], **options: Any) -> Pipeline:

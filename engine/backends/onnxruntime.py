@@ -1,11 +1,17 @@
 """ONNX Runtime backend: the embedded CPU default, and the CUDA / TensorRT execution providers
-when onnxruntime-gpu is installed. A requested provider that does not come up is an error."""
+when onnxruntime-gpu is installed. A requested provider that does not come up is an error.
+
+On the GPU providers a session also runs on device memory the caller owns
+(:meth:`OrtSession.run_device`, through ONNX Runtime's IO binding), so a pipeline's GPU data
+path keeps its tensors on the device with ONNX Runtime as it does with native TensorRT."""
 
 from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import math
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -18,6 +24,10 @@ PROVIDERS = {
     "cuda": "CUDAExecutionProvider",
     "tensorrt": "TensorrtExecutionProvider",
 }
+
+BINDING_DEVICES = {"cpu": "cpu", "cuda": "cuda", "tensorrt": "cuda"}
+"""Where :meth:`OrtSession.run_device` binds its buffers, per device (IO binding's
+``device_type``)."""
 
 _ORT_TYPES = {
     "tensor(float)": np.dtype(np.float32),
@@ -110,6 +120,7 @@ class OrtSession:
         if not active or active[0] != provider:
             raise DeviceError(f"{path}: asked for {provider} but ONNX Runtime activated {active}")
         self._device = device
+        self._binding_device = BINDING_DEVICES[device]
         self._inputs = [_info(i) for i in self._session.get_inputs()]
         self._outputs = [_info(o) for o in self._session.get_outputs()]
         self._metadata = dict(self._session.get_modelmeta().custom_metadata_map)
@@ -137,6 +148,60 @@ class OrtSession:
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         """Run on host arrays; returns the outputs in model order."""
         return self._session.run(None, feeds)
+
+    def run_device(
+        self,
+        inputs: Mapping[str, tuple[int, tuple[int, ...]]],
+        outputs: Mapping[str, tuple[int, int]],
+        stream: Any,
+        shapes: Mapping[str, tuple[int, ...]] | None = None,
+    ) -> dict[str, tuple[int, ...]]:
+        """Run on device memory the caller owns (IO binding; :meth:`TrtSession.run_device`'s
+        protocol): ``inputs`` name -> (device pointer, shape), ``outputs`` name -> (device
+        pointer, capacity in bytes) at the output ``shapes`` the caller expects (ONNX Runtime
+        writes bound outputs in place only at a known shape; a model that produces another
+        shape is an error). ONNX Runtime runs on its own CUDA stream: the caller's ``stream``
+        is synchronised first (its queued work may write the inputs), and the run returns
+        once the outputs are written. Returns the output shapes."""
+        expected = [t.name for t in self._inputs]
+        names = [t.name for t in self._outputs]
+        if sorted(inputs) != sorted(expected) or sorted(outputs) != sorted(names):
+            raise ModelError(
+                f"the model takes inputs {expected} and gives outputs {names}; got "
+                f"{sorted(inputs)} -> {sorted(outputs)}"
+            )
+        missing = [n for n in names if shapes is None or n not in shapes]
+        if missing:
+            raise ModelError(
+                f"run_device on ONNX Runtime needs the shapes of outputs {missing} (it binds "
+                "them in place)"
+            )
+        assert shapes is not None
+        binding = self._session.io_binding()
+        where = self._binding_device
+        for info in self._inputs:
+            ptr, shape = inputs[info.name]
+            binding.bind_input(info.name, where, 0, info.dtype, list(shape), int(ptr))
+        result = {}
+        for info in self._outputs:
+            ptr, capacity = outputs[info.name]
+            shape = tuple(int(d) for d in shapes[info.name])
+            need = math.prod(shape) * info.dtype.itemsize
+            if need > capacity:
+                raise ModelError(
+                    f"output {info.name!r} of shape {shape} needs {need} bytes; its buffer has "
+                    f"{capacity}"
+                )
+            binding.bind_output(info.name, where, 0, info.dtype, list(shape), int(ptr))
+            result[info.name] = shape
+        synchronize = getattr(stream, "synchronize", None)
+        if synchronize is not None:
+            synchronize()
+        try:
+            self._session.run_with_iobinding(binding)
+        except Exception as exc:  # ORT's own exception types
+            raise ModelError(f"ONNX Runtime failed on device memory: {_one_line(exc)}") from None
+        return result
 
 
 def _info(node: Any) -> TensorInfo:

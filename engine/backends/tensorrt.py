@@ -274,31 +274,33 @@ class TrtSession:
         inputs: Mapping[str, tuple[int, tuple[int, ...]]],
         outputs: Mapping[str, tuple[int, int]],
         stream: Any,
+        shapes: Mapping[str, tuple[int, ...]] | None = None,
     ) -> dict[str, tuple[int, ...]]:
         """Queue one request on device memory the caller owns, on the caller's ``stream``, and
         return the output shapes; nothing is copied to or from the host and nothing waits.
 
         ``inputs``: name -> (device pointer, shape), in the engine's dtype; ``outputs``:
-        name -> (device pointer, capacity in bytes); an output larger than its buffer is an
-        error before anything is queued. The context is ordered after its previous request
-        on the device (``cudaStreamWaitEvent``), so two streams can use the pool at once.
+        name -> (device pointer, capacity in bytes); an output larger than its buffer, or of
+        another shape than ``shapes`` says (where given), is an error before anything is
+        queued. The context is ordered after its previous request on the device
+        (``cudaStreamWaitEvent``), so two streams can use the pool at once.
         This is how a pipeline keeps its tensors on the GPU from stage to stage.
         """
-        shapes = {name: tuple(int(d) for d in shape) for name, (_, shape) in inputs.items()}
+        in_shapes = {name: tuple(int(d) for d in shape) for name, (_, shape) in inputs.items()}
         expected = [t.name for t in self._inputs]
-        if sorted(shapes) != sorted(expected) or sorted(outputs) != sorted(
+        if sorted(in_shapes) != sorted(expected) or sorted(outputs) != sorted(
             t.name for t in self._outputs
         ):
             raise ModelError(
                 f"the engine takes inputs {expected} and gives outputs "
-                f"{[t.name for t in self._outputs]}; got {sorted(shapes)} -> {sorted(outputs)}"
+                f"{[t.name for t in self._outputs]}; got {sorted(in_shapes)} -> {sorted(outputs)}"
             )
-        profile = self._profile_for(shapes)
+        profile = self._profile_for(in_shapes)
         slot = self._free.get()
         try:
             self._memory.activate()
             ctx = slot.context
-            out_shapes = self._prepare(slot, stream, profile, shapes)
+            out_shapes = self._prepare(slot, stream, profile, in_shapes)
             result = {}
             for info, shape in zip(self._outputs, out_shapes, strict=True):
                 need = math.prod(shape) * info.dtype.itemsize
@@ -306,6 +308,12 @@ class TrtSession:
                     raise ModelError(
                         f"output {info.name!r} of shape {shape} needs {need} bytes; its buffer "
                         f"has {outputs[info.name][1]}"
+                    )
+                want = None if shapes is None else shapes.get(info.name)
+                if want is not None and tuple(int(d) for d in want) != tuple(shape):
+                    raise ModelError(
+                        f"output {info.name!r} would be {tuple(shape)}; the caller expects "
+                        f"{tuple(want)}"
                     )
                 result[info.name] = shape
             for name, (ptr, _) in {**inputs, **outputs}.items():

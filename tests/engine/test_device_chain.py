@@ -716,3 +716,122 @@ def test_matte_pipelines_on_the_device_path_equal_the_cpu_path(
         dev.times = StepTimes()
         dev.run(photos[3:])
         assert "tile split" in dev.times.seconds and "tile blend" in dev.times.seconds
+
+
+# -- ONNX Runtime through IO binding: the same data path with real sessions ------------------
+
+
+@pytest.fixture
+def ort_on_device(monkeypatch, emulated_gpu):
+    """Device 'cuda' as ONNX Runtime's CPU provider bound to the emulated device memory (host
+    memory here): the GPU data path then runs real ONNX Runtime sessions through
+    ``OrtSession.run_device`` (IO binding), no fake anywhere but the GPU kernels' emulation."""
+    from vetrina import device_chain
+    from vetrina.backends import onnxruntime as ort_backend
+
+    monkeypatch.setitem(ort_backend.PROVIDERS, "cuda", "CPUExecutionProvider")
+    monkeypatch.setitem(ort_backend.BINDING_DEVICES, "cuda", "cpu")
+    monkeypatch.setattr(device_chain, "open_gpu", lambda device=0: (emulated_gpu(), HostEvent))
+
+
+def _ort_pipeline_specs(tmp_path) -> dict[str, dict]:
+    name, (a, b), spec = STAGES[0]
+    one = str(_affine_model(tmp_path / f"{name}.onnx", a, b, spec))
+    name, (a, b), spec = STAGES[1]
+    two = str(_affine_model(tmp_path / f"{name}.onnx", a, b, spec))
+    detector, inpainter = (str(p) for p in _clean_models(tmp_path))
+    clean = {"clean": {"detector": detector, "inpainter": inpainter, "dilate": 1}}
+    matting = str(_matting(tmp_path)[0])
+    upscaler = str(_upscaler(tmp_path)[0])
+    generator = str(_generator(tmp_path)[0])
+    png = {"format": "png"}
+    return {
+        "edit-edit": {"stages": [{"edit": one}, {"edit": two}], "output": png},
+        "edit-up-clean-tiled": {
+            "stages": [{"edit": one}, {"edit": upscaler}, clean],
+            "output": png,
+        },
+        "matte-edit-clean-white": {
+            "stages": [
+                {"matte": {"model": matting, "size": [32, 32], "refine": 2}},
+                {"edit": one},
+                clean,
+            ],
+            "output": {"background": "white", "crop": True, "canvas": 80, "format": "png"},
+        },
+        "generate-edit-clean": {
+            "input": "generate",
+            "stages": [{"generate": generator}, {"edit": one}, clean],
+            "output": png,
+        },
+    }
+
+
+@pytest.mark.filterwarnings("ignore:Duplicate provider")
+@pytest.mark.parametrize(
+    "which", ["edit-edit", "edit-up-clean-tiled", "matte-edit-clean-white", "generate-edit-clean"]
+)
+def test_onnxruntime_on_device_memory_equals_the_cpu_path(tmp_path, ort_on_device, which):
+    from vetrina.stages import GenerationRequest
+
+    raw = {"name": which, **_ort_pipeline_specs(tmp_path)[which]}
+    cpu = Pipeline(parse_spec(raw, origin="test"), device="cpu", tile_side=48, batch_size=2)
+    dev = Pipeline(parse_spec(raw, origin="test"), device="cuda", tile_side=48, batch_size=2)
+    assert dev.device_chain is not None
+    assert all(type(m.session).__name__ == "OrtSession" for m in dev.models)
+    if which.startswith("generate"):
+        requests = [GenerationRequest(s, {"category": c}) for s, c in [(3, "mug"), (4, "chair")]]
+        pairs = [(dev.generate(requests), cpu.generate(requests))]
+    else:
+        photos = _products(30, [(40, 56), (40, 56), (64, 72)])
+        photos += _products(31, [(36, 30)], channels=4)
+        pairs = [(dev.run(photos, order=o), cpu.run(photos, order=o)) for o in ("RGB", "BGR")]
+    for got, want in pairs:
+        for g, w in zip(got, want, strict=True):
+            assert g.shape == w.shape
+            np.testing.assert_array_equal(g, w)
+
+
+def test_onnxruntime_run_device_checks_its_arguments(tmp_path, ort_on_device):
+    from vetrina.backends.onnxruntime import OrtSession
+    from vetrina.errors import ModelError
+
+    _, (a, b), spec = STAGES[0]
+    session = OrtSession(_affine_model(tmp_path / "m.onnx", a, b, spec))
+    x = np.random.default_rng(0).random((1, 3, 8, 8), dtype=np.float32)
+    y = np.zeros_like(x)
+    feeds = {"image": (x.ctypes.data, x.shape)}
+    shapes = {"out": x.shape}
+    assert session.run_device(feeds, {"out": (y.ctypes.data, y.nbytes)}, None, shapes) == shapes
+    np.testing.assert_array_equal(y, session.run({"image": x})[0])
+    with pytest.raises(ModelError, match=r"needs the shapes of outputs \['out'\]"):
+        session.run_device(feeds, {"out": (y.ctypes.data, 768)}, None)
+    with pytest.raises(ModelError, match=r"needs 768 bytes; its buffer has 100"):
+        session.run_device(feeds, {"out": (y.ctypes.data, 100)}, None, shapes)
+    with pytest.raises(ModelError, match=r"takes inputs \['image'\]"):
+        session.run_device({"x": feeds["image"]}, {"out": (y.ctypes.data, 768)}, None, shapes)
+    with pytest.raises(ModelError, match=r"failed on device memory: .*shape"):
+        session.run_device(feeds, {"out": (y.ctypes.data, 768)}, None, {"out": (1, 3, 4, 16)})
+
+
+@pytest.mark.filterwarnings("ignore:Duplicate provider")
+@pytest.mark.parametrize("name", ["catalog-cleanup", "catalog-white", "generate-catalog"])
+def test_shipped_pipelines_on_the_device_path_equal_the_cpu_path(zoo_cache, ort_on_device, name):
+    """The shipped chains on the zoo models, end to end: the device path (emulated GPU kernels,
+    ONNX Runtime on device memory) gives the CPU path's pixels."""
+    from vetrina.models import catalog
+    from vetrina.stages import GenerationRequest
+
+    cpu = Pipeline.load(name)
+    dev = Pipeline.load(name, device="cuda")
+    assert dev.device_chain is not None
+    if name == "generate-catalog":
+        requests = [GenerationRequest(5, {"category": "mug", "colour": "red"})]
+        pairs = [(dev.generate(requests), cpu.generate(requests))]
+    else:
+        photos = [catalog.render(seed, 96).image for seed in (3002, 3003)]
+        pairs = [(dev.run(photos), cpu.run(photos))]
+    for got, want in pairs:
+        for g, w in zip(got, want, strict=True):
+            assert g.shape == w.shape
+            np.testing.assert_array_equal(g, w)

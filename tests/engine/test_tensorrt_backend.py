@@ -555,4 +555,9 @@ def test_run_device_refuses_small_outputs_and_wrong_names():
         session.run_device(
             {"image": (src.ptr, (9, 3, 16, 16))}, {"out": (src.ptr, 10**6)}, HostStream()
         )
+    with pytest.raises(ModelError, match=r"'out' would be \(1, 3, 16, 16\); the caller expects"):
+        session.run_device(
+            {"image": (src.ptr, x.shape)}, {"out": (src.ptr, 3072)}, HostStream(),
+            {"out": (1, 3, 32, 8)},
+        )  # fmt: skip
     np.testing.assert_array_equal(session.run({"image": x})[0], 2 * x + 1)  # the pool is whole
