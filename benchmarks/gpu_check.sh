@@ -144,7 +144,7 @@ if [ $cpu_ok = yes ] && have_mod pytest; then
     timeout 240 "$PY" -m pytest -p no:cacheprovider -q -rs -o addopts="" \
         tests/kernels/test_cuda_gpu.py tests/kernels/test_cuda_compile.py \
         tests/kernels/test_cuda_alpha.py tests/kernels/test_cuda_clamp.py tests/kernels/test_cuda_mask.py \
-        tests/engine/test_device_chain.py -k "not emulated and not emulation" \
+        tests/engine/test_device_chain.py -k "not emulated and not emulation and not shipped and not onnxruntime" \
         2>&1 | tee "$OUT/pytest_gpu.log"
     rc=${PIPESTATUS[0]}
     note "pytest test_cuda_gpu.py + test_cuda_compile.py: exit $rc ($(tail -n 1 "$OUT/pytest_gpu.log"))"
