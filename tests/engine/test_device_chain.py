@@ -615,16 +615,22 @@ MATTE_IN = TensorSpec("image", range=(0.0, 1.0), channels="RGB")
 MATTE_OUT = TensorSpec("alpha", semantic="mask", channels="L", range=(0.0, 1.0))
 
 
-def _matting(tmp_path):
-    """alpha = the green channel; and its fake engine."""
+def _matting(tmp_path, side_output: bool = False):
+    """alpha = the green channel (and, with ``side_output``, a second output like U²-Net's
+    side mattes, the red channel, which the pipeline ignores); and its fake engine."""
     from onnx import helper
 
+    nodes = [helper.make_node("Slice", ["image", "one", "two", "one"], ["alpha"])]
+    outputs = [(MATTE_OUT, 1)]
+    if side_output:
+        nodes.append(helper.make_node("Slice", ["image", "zero", "one", "one"], ["side"]))
+        outputs.append((TensorSpec("side", semantic="mask", channels="L"), 1))
     path = _save(
-        tmp_path / "matting.onnx",
-        [helper.make_node("Slice", ["image", "one", "two", "one"], ["alpha"])],
+        tmp_path / ("matting-side.onnx" if side_output else "matting.onnx"),
+        nodes,
         [(MATTE_IN, 3)],
-        [(MATTE_OUT, 1)],
-        {"one": np.array([1]), "two": np.array([2])},
+        outputs,
+        {"zero": np.array([0]), "one": np.array([1]), "two": np.array([2])},
         Contract("matting", (MATTE_IN,), (MATTE_OUT,), spatial=SpatialRules(multiple_of=8)),
     )
     graph = FakeGraph({"image": 3}, {"alpha": 1}, lambda x: {"alpha": x["image"][:, 1:2].copy()})
@@ -742,6 +748,7 @@ def _ort_pipeline_specs(tmp_path) -> dict[str, dict]:
     detector, inpainter = (str(p) for p in _clean_models(tmp_path))
     clean = {"clean": {"detector": detector, "inpainter": inpainter, "dilate": 1}}
     matting = str(_matting(tmp_path)[0])
+    with_side = str(_matting(tmp_path, side_output=True)[0])
     upscaler = str(_upscaler(tmp_path)[0])
     generator = str(_generator(tmp_path)[0])
     png = {"format": "png"}
@@ -759,6 +766,10 @@ def _ort_pipeline_specs(tmp_path) -> dict[str, dict]:
             ],
             "output": {"background": "white", "crop": True, "canvas": 80, "format": "png"},
         },
+        "cutout-side-output": {
+            "stages": [{"matte": {"model": with_side, "size": [32, 32], "refine": 2}}],
+            "output": png,
+        },
         "generate-edit-clean": {
             "input": "generate",
             "stages": [{"generate": generator}, {"edit": one}, clean],
@@ -769,7 +780,14 @@ def _ort_pipeline_specs(tmp_path) -> dict[str, dict]:
 
 @pytest.mark.filterwarnings("ignore:Duplicate provider")
 @pytest.mark.parametrize(
-    "which", ["edit-edit", "edit-up-clean-tiled", "matte-edit-clean-white", "generate-edit-clean"]
+    "which",
+    [
+        "edit-edit",
+        "edit-up-clean-tiled",
+        "matte-edit-clean-white",
+        "cutout-side-output",
+        "generate-edit-clean",
+    ],
 )
 def test_onnxruntime_on_device_memory_equals_the_cpu_path(tmp_path, ort_on_device, which):
     from vetrina.stages import GenerationRequest
