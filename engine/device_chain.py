@@ -243,9 +243,8 @@ class DeviceChain:
         cur, shape, out_sizes, dev_alphas = self._photos_in(
             lane, mark, images, size, order, keep_alpha=keep_alpha
         )
-        return self._finish(
-            lane, mark, cur, shape, out_sizes, dev_alphas, output_order, times, self.first
-        )
+        cur, shape = self._stages(lane, mark, cur, shape, self.first)
+        return self._postprocess(lane, mark, cur, shape, out_sizes, dev_alphas, output_order, times)
 
     def _mattes(
         self,
@@ -422,7 +421,8 @@ class DeviceChain:
         _run_model(source, model, inputs, source.output.name, cur, shape, lane.stream)
         mark(f"1 {source.label}")
         out_sizes = [(h * self.scale, w * self.scale)] * n
-        return self._finish(lane, mark, cur, shape, out_sizes, [None] * n, output_order, times, 2)
+        cur, shape = self._stages(lane, mark, cur, shape, 2)
+        return self._postprocess(lane, mark, cur, shape, out_sizes, [None] * n, output_order, times)
 
     def _upload(self, lane: _Lane, arrays: Sequence[np.ndarray], mark: _Marks) -> tuple[Any, list]:
         """``arrays`` staged in the lane's pinned buffer and uploaded in one copy (marked
@@ -467,22 +467,6 @@ class DeviceChain:
             cur, spare, shape = nxt, _other(spare), out_shape
             mark(f"{i + first} {stage.label}")
         return cur, shape
-
-    def _finish(
-        self,
-        lane: _Lane,
-        mark: _Marks,
-        cur: Any,
-        shape: tuple[int, int, int, int],
-        out_sizes: list[tuple[int, int]],
-        dev_alphas: list[Any],
-        output_order: str,
-        times: StepTimes,
-        first: int,
-    ) -> list[np.ndarray]:
-        """The stages (numbered from ``first``) from ``cur``, then :meth:`_postprocess`."""
-        cur, shape = self._stages(lane, mark, cur, shape, first)
-        return self._postprocess(lane, mark, cur, shape, out_sizes, dev_alphas, output_order, times)
 
     def _postprocess(
         self,

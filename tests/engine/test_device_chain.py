@@ -318,43 +318,62 @@ def _clean_graphs():
     return detector, inpainter
 
 
-@pytest.fixture
-def clean_pipelines(tmp_path, monkeypatch, emulated_gpu):
-    """(cpu pipeline, device pipeline) of edit:one -> clean (dilate 2) over the same models."""
-    from vetrina import device_chain
-    from vetrina.backends import tensorrt as backend
+def _edit_and_clean(tmp_path) -> tuple[dict[str, str], dict]:
+    """The edit model 'one' and the clean pair: their paths (``one``, ``detector``,
+    ``inpainter``) and the fake engines by resolved path."""
+    from test_tensorrt_backend import affine_graph
 
     name, (a, b), spec = STAGES[0]
     first = _affine_model(tmp_path / f"{name}.onnx", a, b, spec)
     detector, inpainter = _clean_models(tmp_path)
     det_graph, inp_graph = _clean_graphs()
-    from test_tensorrt_backend import affine_graph
-
+    paths = {"one": str(first), "detector": str(detector), "inpainter": str(inpainter)}
     graphs = {
         first.resolve(): affine_graph(a, b),
         detector.resolve(): det_graph,
         inpainter.resolve(): inp_graph,
     }
-    raw = {
-        "name": "edit-clean",
-        "stages": [
-            {"edit": {"model": str(first)}},
-            {"clean": {"detector": str(detector), "inpainter": str(inpainter), "dilate": 2}},
-        ],
-        "output": {"format": "png"},
-    }
-    cpu = Pipeline(parse_spec(raw, origin="test"), device="cpu", tile_side=None)
+    return paths, graphs
+
+
+def _fake_trt_pair(raw, graphs, monkeypatch, emulated_gpu, *, profiles=PROFILES, **options):
+    """(cpu pipeline, device pipeline) of the spec ``raw``: the device one on fake TensorRT
+    engines computing ``graphs`` (by resolved model path) and the emulated GPU kernels."""
+    from vetrina import device_chain
+    from vetrina.backends import tensorrt as backend
+
+    cpu = Pipeline(parse_spec(raw, origin="test"), device="cpu", **options)
     contracts = {m.path.resolve(): m.contract for m in cpu.models}
 
     def open_engine(path, **_):
         memory = HostMemory()
-        trt = make_fake_trt(memory, profiles=PROFILES, graph=graphs[path.resolve()])
+        trt = make_fake_trt(memory, profiles=profiles, graph=graphs[path.resolve()])
         return TrtSession(PLAN, contracts[path.resolve()], trt=trt, memory=memory)
 
     monkeypatch.setattr(backend, "open_engine", open_engine)
     monkeypatch.setattr(device_chain, "open_gpu", lambda device=0: (emulated_gpu(), HostEvent))
-    dev = Pipeline(parse_spec(raw, origin="test"), device="trt", tile_side=None)
-    return cpu, dev
+    return cpu, Pipeline(parse_spec(raw, origin="test"), device="trt", **options)
+
+
+@pytest.fixture
+def clean_pipelines(tmp_path, monkeypatch, emulated_gpu):
+    """(cpu pipeline, device pipeline) of edit:one -> clean (dilate 2) over the same models."""
+    paths, graphs = _edit_and_clean(tmp_path)
+    raw = {
+        "name": "edit-clean",
+        "stages": [
+            {"edit": {"model": paths["one"]}},
+            {
+                "clean": {
+                    "detector": paths["detector"],
+                    "inpainter": paths["inpainter"],
+                    "dilate": 2,
+                }
+            },
+        ],
+        "output": {"format": "png"},
+    }
+    return _fake_trt_pair(raw, graphs, monkeypatch, emulated_gpu, tile_side=None)
 
 
 def _spotty(seed: int, sizes, channels=3) -> list[np.ndarray]:
@@ -467,45 +486,27 @@ def _generator(tmp_path):
 @pytest.fixture
 def generation_pipelines(tmp_path, monkeypatch, emulated_gpu):
     """(cpu pipeline, device pipeline) of generate -> edit:one -> clean (dilate 1)."""
-    from test_tensorrt_backend import affine_graph
-
-    from vetrina import device_chain
-    from vetrina.backends import tensorrt as backend
-
-    name, (a, b), spec = STAGES[0]
-    first = _affine_model(tmp_path / f"{name}.onnx", a, b, spec)
-    detector, inpainter = _clean_models(tmp_path)
+    paths, graphs = _edit_and_clean(tmp_path)
     generator, gen_graph = _generator(tmp_path)
-    det_graph, inp_graph = _clean_graphs()
-    graphs = {
-        generator.resolve(): gen_graph,
-        first.resolve(): affine_graph(a, b),
-        detector.resolve(): det_graph,
-        inpainter.resolve(): inp_graph,
-    }
+    graphs[generator.resolve()] = gen_graph
     raw = {
         "name": "generate-edit-clean",
         "input": "generate",
         "stages": [
             {"generate": {"model": str(generator)}},
-            {"edit": {"model": str(first)}},
-            {"clean": {"detector": str(detector), "inpainter": str(inpainter), "dilate": 1}},
+            {"edit": {"model": paths["one"]}},
+            {
+                "clean": {
+                    "detector": paths["detector"],
+                    "inpainter": paths["inpainter"],
+                    "dilate": 1,
+                }
+            },
         ],
         "output": {"format": "png"},
     }
-    cpu = Pipeline(parse_spec(raw, origin="test"), device="cpu", tile_side=None)
-    contracts = {m.path.resolve(): m.contract for m in cpu.models}
     profiles = [((1, 3, 8, 8), (1, 3, 8, 8), (4, 3, 64, 64))]
-
-    def open_engine(path, **_):
-        memory = HostMemory()
-        trt = make_fake_trt(memory, profiles=profiles, graph=graphs[path.resolve()])
-        return TrtSession(PLAN, contracts[path.resolve()], trt=trt, memory=memory)
-
-    monkeypatch.setattr(backend, "open_engine", open_engine)
-    monkeypatch.setattr(device_chain, "open_gpu", lambda device=0: (emulated_gpu(), HostEvent))
-    dev = Pipeline(parse_spec(raw, origin="test"), device="trt", tile_side=None)
-    return cpu, dev
+    return _fake_trt_pair(raw, graphs, monkeypatch, emulated_gpu, profiles=profiles, tile_side=None)
 
 
 def test_generation_on_the_device_path_equals_the_cpu_path(generation_pipelines):
@@ -566,9 +567,6 @@ def test_tiled_photos_on_the_device_path_equal_the_cpu_path(
 ):
     from test_tensorrt_backend import affine_graph
 
-    from vetrina import device_chain
-    from vetrina.backends import tensorrt as backend
-
     upscaler, up_graph = _upscaler(tmp_path)
     paths, graphs = [], {upscaler.resolve(): up_graph}
     for name, (a, b), spec in STAGES:
@@ -580,17 +578,7 @@ def test_tiled_photos_on_the_device_path_equal_the_cpu_path(
         "output": {"format": "png"},
     }
     options = {"tile_side": 32, "tile_overlap": 8, "batch_size": batch_size}
-    cpu = Pipeline(parse_spec(raw, origin="test"), device="cpu", **options)
-    contracts = {m.path.resolve(): m.contract for m in cpu.models}
-
-    def open_engine(path, **_):
-        memory = HostMemory()
-        trt = make_fake_trt(memory, profiles=PROFILES, graph=graphs[path.resolve()])
-        return TrtSession(PLAN, contracts[path.resolve()], trt=trt, memory=memory)
-
-    monkeypatch.setattr(backend, "open_engine", open_engine)
-    monkeypatch.setattr(device_chain, "open_gpu", lambda device=0: (emulated_gpu(), HostEvent))
-    dev = Pipeline(parse_spec(raw, origin="test"), device="trt", **options)
+    cpu, dev = _fake_trt_pair(raw, graphs, monkeypatch, emulated_gpu, **options)
     photos = _photos(12, [(70, 90)]) + _photos(13, [(56, 41)], channels=4)
     sizes = [cpu.working_size(*p.shape[:2]) for p in photos]
     assert all(max(s) > 32 for s in sizes)  # both are tiled
@@ -664,42 +652,19 @@ def _products(seed: int, sizes, channels=3) -> list[np.ndarray]:
 def test_matte_pipelines_on_the_device_path_equal_the_cpu_path(
     tmp_path, monkeypatch, emulated_gpu, stages, output, matte
 ):
-    from test_tensorrt_backend import affine_graph
-
-    from vetrina import device_chain
-    from vetrina.backends import tensorrt as backend
-
     matting, matte_graph = _matting(tmp_path)
-    graphs = {matting.resolve(): matte_graph}
-    name, (a, b), spec = STAGES[0]
-    first = _affine_model(tmp_path / f"{name}.onnx", a, b, spec)
-    detector, inpainter = _clean_models(tmp_path)
-    det_graph, inp_graph = _clean_graphs()
-    graphs |= {
-        first.resolve(): affine_graph(a, b),
-        detector.resolve(): det_graph,
-        inpainter.resolve(): inp_graph,
-    }
+    paths, graphs = _edit_and_clean(tmp_path)
+    graphs[matting.resolve()] = matte_graph
     entries = {
-        "one": {"edit": {"model": str(first)}},
-        "clean": {"clean": {"detector": str(detector), "inpainter": str(inpainter)}},
+        "one": {"edit": {"model": paths["one"]}},
+        "clean": {"clean": {"detector": paths["detector"], "inpainter": paths["inpainter"]}},
     }
     raw = {
         "name": "matte-test",
         "stages": [{"matte": {"model": str(matting), **matte}}] + [entries[s] for s in stages],
         "output": output,
     }
-    cpu = Pipeline(parse_spec(raw, origin="test"), device="cpu", tile_side=48)
-    contracts = {m.path.resolve(): m.contract for m in cpu.models}
-
-    def open_engine(path, **_):
-        memory = HostMemory()
-        trt = make_fake_trt(memory, profiles=PROFILES, graph=graphs[path.resolve()])
-        return TrtSession(PLAN, contracts[path.resolve()], trt=trt, memory=memory)
-
-    monkeypatch.setattr(backend, "open_engine", open_engine)
-    monkeypatch.setattr(device_chain, "open_gpu", lambda device=0: (emulated_gpu(), HostEvent))
-    dev = Pipeline(parse_spec(raw, origin="test"), device="trt", tile_side=48)
+    cpu, dev = _fake_trt_pair(raw, graphs, monkeypatch, emulated_gpu, tile_side=48)
     assert dev.device_chain is not None and dev.device_chain.matte is not None
     # the last photo is above the tile size: with stages after the matte it is tiled
     photos = _products(20, [(40, 56), (40, 56)]) + _products(21, [(36, 30), (64, 72)], channels=4)
