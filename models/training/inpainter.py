@@ -1,6 +1,6 @@
 """Training recipe for the inpainter: repaint the masked defects of a photo.
 
-Examples are the detector's (:func:`vetrina.models.training.detector.training_batch`): clean
+Examples come from :func:`vetrina.models.training.detector.training_batch`: studio
 renders of the catalog's train split damaged by :mod:`vetrina.models.defects`, cut into
 grid-aligned crops, with the synthesizer's ground-truth mask as the second input (grown by a
 pixel for a quarter of the crops, so that the net also learns to leave clean pixels alone

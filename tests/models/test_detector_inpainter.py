@@ -52,33 +52,94 @@ def test_inpainter_changes_only_masked_pixels():
 
 
 def _tiny(recipe_module, **changes):
-    return dataclasses.replace(
-        recipe_module.Recipe(),
-        steps=2,
-        batch=4,
-        crop=32,
-        size=64,
-        pool=4,
-        channels=4,
-        eval_images=2,
-        eval_size=64,
-        **changes,
+    small = dict(
+        steps=2, batch=4, crop=32, size=64, pool=4, channels=4, eval_images=2, eval_size=64
     )
+    return dataclasses.replace(recipe_module.Recipe(), **(small | changes))
 
 
 def test_detector_recipe_smoke(tmp_path):
+    lines = []
+    recipe = _tiny(detector, large_size=96, large_pool=2)  # the second, larger pool included
     out = detector.train(
-        tmp_path / "d.pt", _tiny(detector), command="test", progress=False, log=lambda _: None
+        tmp_path / "d.pt", recipe, command="test", progress=False, log=lines.append
     )
+    assert any("2 training images at 96px" in line for line in lines)
     ckpt = load_checkpoint(out)
     assert ckpt.architecture == "defect-detector" and ckpt.config == {"channels": 4}
     meta = ckpt.metadata
     assert meta["recipe"]["steps"] == 2 and meta["training_command"] == "test"
+    assert meta["recipe"]["large_size"] == 96
     for key in ("seed", "data_version", "metrics", "train_seconds", "defects"):
         assert key in meta, key
     assert {"iou", "iou_per_image", *(f"iou_{k}" for k in detector.KINDS)} <= set(meta["metrics"])
+    keys = {"false_alarm", "false_alarm_product", "false_alarm_2x", "false_alarm_product_2x"}
+    assert keys | {"iou_photos"} <= set(meta["metrics"])
+    assert 0.0 <= meta["metrics"]["false_alarm"] <= 1.0
     rows = detector.checks(meta["metrics"], "d")
-    assert rows[0].passed is not None and len(rows) == 2 + len(detector.KINDS)
+    assert rows[0].passed is not None and len(rows) == 7 + len(detector.KINDS)
+    alarm = next(r for r in rows if r.metric == "marked on defect-free photos")
+    assert alarm.passed == (meta["metrics"]["false_alarm"] <= detector.FALSE_ALARM_GOAL)
+
+
+def test_detector_checks_read_older_metrics_without_false_alarms():
+    old = {"iou": 0.8, "iou_per_image": 0.6} | {f"iou_{k}": 0.5 for k in detector.KINDS}
+    rows = detector.checks(old)
+    assert len(rows) == 2 + len(detector.KINDS) and rows[0].passed
+
+
+def _renders(count=4, size=64):
+    from vetrina.models.training.common import render_pool
+
+    return render_pool(count, size, "train")[:2]
+
+
+def test_intact_training_images_have_empty_masks_and_no_damage():
+    pool = _renders()
+    recipe = _tiny(detector, intact=1.0, crop=64, crops_per_image=1)
+    clean, damaged, masks = detector.detector_batch(pool, np.random.default_rng(3), recipe)
+    assert np.array_equal(clean, damaged) and not masks.any()
+    recipe = _tiny(detector, intact=0.0, crop=64, crops_per_image=1)
+    clean, damaged, masks = detector.detector_batch(pool, np.random.default_rng(3), recipe)
+    assert all(m.any() for m in masks)  # whole images: each carries at least one defect
+    assert not np.array_equal(clean, damaged)
+
+
+def test_photo_like_keeps_the_product_and_is_no_defect():
+    renders, alphas = _renders()
+    same = detector.photo_like(
+        renders, alphas, np.random.default_rng(0), _tiny(detector, backgrounds=0.0, photo_jpeg=0.0)
+    )
+    assert np.array_equal(same, renders)
+    placed = detector.photo_like(
+        renders, alphas, np.random.default_rng(0), _tiny(detector, backgrounds=1.0, photo_jpeg=0.0)
+    )
+    opaque, clear = alphas == 255, alphas == 0
+    assert np.array_equal(placed[opaque], renders[opaque])  # the product is untouched
+    assert np.abs(placed[clear].astype(int) - renders[clear]).mean() > 10  # a new background
+    saved = detector.photo_like(
+        renders, alphas, np.random.default_rng(0), _tiny(detector, backgrounds=0.0, photo_jpeg=1.0)
+    )
+    import cv2
+
+    for got, render in zip(saved, renders, strict=True):
+        # one of the ordinary qualities, encoded in OpenCV's BGR order
+        assert any(
+            np.array_equal(
+                got,
+                cv2.imdecode(
+                    cv2.imencode(".jpg", render[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, q])[1], 1
+                )[:, :, ::-1],
+            )
+            for q in range(detector.PHOTO_QUALITIES[0], detector.PHOTO_QUALITIES[1] + 1)
+        )
+
+
+def test_defect_free_photo_set_is_fixed_and_photo_like():
+    photos, product = detector.photo_set(4, 64)
+    again, _ = detector.photo_set(4, 64)
+    assert np.array_equal(photos, again) and photos.shape == (4, 64, 64, 3)
+    assert product.shape == (4, 64, 64) and 0 < product.mean() < 1
 
 
 def test_inpainter_recipe_smoke(tmp_path):
@@ -128,9 +189,13 @@ def test_committed_checkpoint_is_safe_small_and_documented(name, limit):
 
 
 def test_committed_detector_meets_its_goal():
+    # All 48 images of the recipe's evaluation: on 16 the IoU of this detector swings across
+    # its goal (0.69 there, 0.715 on 48).
     module = zoo.load_module("detector")
-    metrics = detector.evaluate(module, images=CHECK_IMAGES, size=CHECK_SIZE)
+    metrics = detector.evaluate(module, images=detector.Recipe().eval_images, size=CHECK_SIZE)
     assert metrics["iou"] >= detector.IOU_GOAL, metrics
+    assert metrics["false_alarm"] <= detector.FALSE_ALARM_GOAL, metrics
+    assert metrics["false_alarm_2x"] <= detector.FALSE_ALARM_GOAL, metrics
     assert all_met(detector.checks(metrics))
 
 
