@@ -216,7 +216,9 @@ def test_clean_stage_repairs_defects_and_the_chain_improves_supplier_photos(clea
     clean_spec = next(st for st in cleanup.spec.stages if st.kind == "clean")
     clean_only = Pipeline(parse_spec({"stages": [{"clean": dict(clean_spec.models)}]}))
     before, after = _mean_psnr(bads, cleans), _mean_psnr(clean_only.run(bads), cleans)
-    assert after > before + 2.0, (before, after)  # measured: 20.5 -> 23.7 dB
+    # measured: 20.5 -> 22.3 dB (23.7 with the first zoo detector, which also repainted a
+    # third of a defect-free photo: see the next test)
+    assert after > before + 1.5, (before, after)
     # supplier photos: global degradations and local defects together
     local = tuple(k for k in defects.KINDS if k != "jpeg")
     supplier = []
@@ -227,6 +229,30 @@ def test_clean_stage_repairs_defects_and_the_chain_improves_supplier_photos(clea
     assert catalog.render(901, 128).image.shape == supplier[0].shape
     before, after = _mean_psnr(supplier, cleans), _mean_psnr(cleanup.run(supplier), cleans)
     assert after > before + 0.5, (before, after)  # measured: 14.8 -> 16.6 dB
+
+
+@pytest.mark.parametrize(
+    ("size", "min_psnr", "max_changed"), [(128, 35.0, 0.08), (256, 30.0, 0.12)]
+)
+def test_clean_stage_leaves_defect_free_photos_nearly_alone(zoo_cache, size, min_psnr, max_changed):
+    """Supplier-style photos without a defect (test renders on textured, shadowed or tinted
+    backgrounds, JPEG quality 90): the clean stage must not repaint the product. Measured:
+    38.3 dB and 5 % of the pixels changed at 128 px, 33.3 dB and 9 % at 256; the first zoo
+    detector gave 27.1 dB / 36 % and 23.9 dB / 44 %."""
+    from vetrina.models.training.detector import photo_set
+
+    pipeline = Pipeline(
+        parse_spec(
+            {"stages": [{"clean": {"detector": "zoo:detector", "inpainter": "zoo:inpainter"}}]}
+        )
+    )
+    photos = list(photo_set(8, size)[0])
+    outs = pipeline.run(photos)
+    changed = np.mean(
+        [(np.abs(o.astype(int) - p).max(2) > 8).mean() for o, p in zip(outs, photos, strict=True)]
+    )
+    assert _mean_psnr(outs, photos) > min_psnr
+    assert changed < max_changed
 
 
 def test_odd_sizes_come_back_at_their_size_and_alpha_is_composited_on_white(cleanup):
