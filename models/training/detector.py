@@ -266,25 +266,23 @@ def checks(metrics: dict[str, float], name: str = "detector") -> list[Check]:
     ]
     rows += [Check(name, f"mask IoU ({k} alone)", metrics[f"iou_{k}"]) for k in KINDS]
     if "false_alarm" in metrics:
-        rows += [
-            Check(
-                name,
-                "marked on defect-free photos",
-                metrics["false_alarm"],
-                goal=f"<= {FALSE_ALARM_GOAL:g}",
-                passed=metrics["false_alarm"] <= FALSE_ALARM_GOAL,
-            ),
-            Check(name, "marked on their products", metrics["false_alarm_product"]),
-            Check(
-                name,
-                "marked on defect-free photos, 2x size",
-                metrics["false_alarm_2x"],
-                goal=f"<= {FALSE_ALARM_GOAL:g}",
-                passed=metrics["false_alarm_2x"] <= FALSE_ALARM_GOAL,
-            ),
-            Check(name, "marked on their products, 2x size", metrics["false_alarm_product_2x"]),
-            Check(name, "mask IoU (same photos, damaged)", metrics["iou_photos"]),
-        ]
+        for suffix, label in (("", ""), ("_2x", ", 2x size")):
+            alarm = metrics["false_alarm" + suffix]
+            rows += [
+                Check(
+                    name,
+                    "marked on defect-free photos" + label,
+                    alarm,
+                    goal=f"<= {FALSE_ALARM_GOAL:g}",
+                    passed=alarm <= FALSE_ALARM_GOAL,
+                ),
+                Check(
+                    name,
+                    "marked on their products" + label,
+                    metrics["false_alarm_product" + suffix],
+                ),
+            ]
+        rows.append(Check(name, "mask IoU (same photos, damaged)", metrics["iou_photos"]))
     return rows
 
 
