@@ -102,9 +102,9 @@ def condition_batch(k: int, z_dim: int) -> tuple[Any, Any, Any]:
     return torch.from_numpy(z), torch.from_numpy(pairs[:, 0]), torch.from_numpy(pairs[:, 1])
 
 
-def real_condition_images(k: int) -> np.ndarray:
-    """``k`` test-split renders of every condition (label forced), ordered like the samples."""
-    seeds = catalog.split_seeds("test", k)
+def real_condition_images(k: int, split: str = "test") -> np.ndarray:
+    """``k`` renders of ``split`` for every condition (label forced), ordered like the samples."""
+    seeds = catalog.split_seeds(split, k)
     images = []
     for cat, col in conditions():
         images.append(
@@ -124,6 +124,45 @@ def pairwise_distances(images: np.ndarray, k: int) -> np.ndarray:
     i, j = np.triu_indices(k, 1)
     flat = groups.reshape(groups.shape[0], k, -1)
     return np.abs(flat[:, i] - flat[:, j]).mean(axis=2).ravel()
+
+
+def classifier_features(judge: Any, images: np.ndarray, batch: int = 128) -> np.ndarray:
+    """The judge's pooled features (N, F) float64 of uint8 (N, H, W, 3) images."""
+    import torch
+
+    from vetrina.models.training.common import to_tensor
+
+    judge.eval()
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(images), batch):
+            out.append(judge.features(to_tensor(images[i : i + batch])).double().numpy())
+    return np.concatenate(out)
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Fréchet distance between Gaussians fitted to two feature sets (rows are samples):
+    ``|mu_a - mu_b|^2 + tr(Ca + Cb - 2 (Ca^1/2 Cb Ca^1/2)^1/2)``, symmetric and exact."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or min(len(a), len(b)) < 2:
+        raise ValueError(f"need two (N >= 2, F) feature sets, got {a.shape} and {b.shape}")
+    diff = a.mean(axis=0) - b.mean(axis=0)
+    cov_a, cov_b = (np.atleast_2d(np.cov(x, rowvar=False)) for x in (a, b))
+    w, v = np.linalg.eigh(cov_a)
+    root_a = (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+    cross = np.linalg.eigvalsh(root_a @ cov_b @ root_a)
+    trace = np.trace(cov_a) + np.trace(cov_b) - 2.0 * np.sqrt(np.clip(cross, 0.0, None)).sum()
+    return float(diff @ diff + max(trace, 0.0))
+
+
+def high_frequency(images: np.ndarray) -> float:
+    """Mean ``|image - its 3x3 box mean|`` in [0, 1] over uint8 (N, H, W, C) images (edges
+    replicated): grain and noise raise it, blur lowers it."""
+    x = np.asarray(images, np.float32) / 255.0
+    padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
+    h, w = x.shape[1:3]
+    box = sum(padded[:, i : i + h, j : j + w] for i in range(3) for j in range(3)) / 9.0
+    return float(np.abs(x - box).mean())
 
 
 def evaluate_generator(
@@ -148,7 +187,10 @@ def evaluate_generator(
         for i, name in enumerate(catalog.CATEGORIES)
     }
     generated = pairwise_distances(samples, k)
-    real = pairwise_distances(real_condition_images(k), k)
+    reference = real_condition_images(k)
+    real = pairwise_distances(reference, k)
+    held_out = real_condition_images(k, "val")
+    reference_features = classifier_features(judge, reference)
     # Seed -> image: the first chunk again, the same call, must give the same bytes; and
     # the first seeds one image per call (another batch size) at most one grey level off.
     first = min(len(z), 128)
@@ -168,12 +210,34 @@ def evaluate_generator(
         "diversity_real": float(real.mean()),
         "min_pairwise_distance": float(generated.min()),
         "min_pairwise_distance_real": float(real.min()),
+        "frechet_distance": frechet_distance(
+            classifier_features(judge, samples), reference_features
+        ),
+        "frechet_distance_real": frechet_distance(
+            classifier_features(judge, held_out), reference_features
+        ),
+        "high_frequency": high_frequency(samples),
+        "high_frequency_real": high_frequency(reference),
         "reproduce_max_diff": rerun,
         "batch_size_max_diff": batch_diff,
         "samples_per_condition": k,
         "images": len(samples),
         "size": GENERATOR_SIZE,
     }
+
+
+def _picture_checks(metrics: dict[str, Any], name: str) -> list[Check]:
+    """Fréchet distance and high-frequency energy beside real renders (absent from the
+    metrics of checkpoints evaluated before they existed)."""
+    rows = [
+        ("frechet_distance", "Fréchet distance (classifier features)", "val renders"),
+        ("high_frequency", "high-frequency energy", "real renders"),
+    ]
+    return [
+        Check(name, label, metrics[key], baseline, metrics[f"{key}_real"])
+        for key, label, baseline in rows
+        if key in metrics
+    ]
 
 
 def check_size(size: int | None) -> None:
@@ -209,6 +273,7 @@ def generator_checks(metrics: dict[str, Any], name: str) -> list[Check]:
             "real renders",
             metrics["diversity_real"],
         ),
+        *_picture_checks(metrics, name),
         Check(
             name,
             "min distance between seeds",

@@ -170,6 +170,55 @@ def test_pairwise_distances():
     assert generative.samples_per_condition(264) == 3
 
 
+@settings(max_examples=30, deadline=None)
+@given(
+    n=st.integers(min_value=3, max_value=60),
+    dims=st.integers(min_value=1, max_value=12),
+    shift=st.floats(min_value=-3, max_value=3),
+    seed=st.integers(min_value=0, max_value=2**32 - 1),
+)
+def test_frechet_distance_matches_scipy(n, dims, shift, seed):
+    scipy_linalg = pytest.importorskip("scipy.linalg")
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((n, dims)) @ rng.standard_normal((dims, dims))
+    b = rng.standard_normal((n + 5, dims)) * rng.uniform(0.5, 2.0, dims) + shift
+    cov_a, cov_b = (np.atleast_2d(np.cov(x, rowvar=False)) for x in (a, b))
+    root = scipy_linalg.sqrtm(cov_a @ cov_b).real
+    diff = a.mean(0) - b.mean(0)
+    want = diff @ diff + np.trace(cov_a + cov_b - 2.0 * root)
+    got = generative.frechet_distance(a, b)
+    assert got == pytest.approx(want, rel=1e-6, abs=1e-6)
+    assert got == pytest.approx(generative.frechet_distance(b, a), rel=1e-6, abs=1e-6)
+    # the same set, moved: the distance is the squared shift
+    assert generative.frechet_distance(a, a + shift) == pytest.approx(dims * shift**2, abs=1e-6)
+
+
+def test_frechet_distance_rejects_mismatched_features():
+    with pytest.raises(ValueError, match="feature sets"):
+        generative.frechet_distance(np.zeros((4, 3)), np.zeros((4, 2)))
+    with pytest.raises(ValueError, match="feature sets"):
+        generative.frechet_distance(np.zeros((1, 3)), np.zeros((4, 3)))
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    n=st.integers(min_value=1, max_value=3),
+    h=st.integers(min_value=1, max_value=20),
+    w=st.integers(min_value=1, max_value=20),
+    c=st.sampled_from([1, 3]),
+    seed=st.integers(min_value=0, max_value=2**32 - 1),
+)
+def test_high_frequency_is_the_mean_residual_of_a_replicated_3x3_box_blur(n, h, w, c, seed):
+    cv2 = pytest.importorskip("cv2")
+    images = np.random.default_rng(seed).integers(0, 256, (n, h, w, c), dtype=np.uint8)
+    x = images.astype(np.float64) / 255.0
+    box = [cv2.blur(i, (3, 3), borderType=cv2.BORDER_REPLICATE).reshape(h, w, c) for i in x]
+    want = np.abs(x - np.stack(box)).mean()
+    assert generative.high_frequency(images) == pytest.approx(want, abs=1e-6)
+    flat = np.full((n, h, w, c), 77, np.uint8)
+    assert generative.high_frequency(flat) == 0.0
+
+
 def test_generators_only_draw_64px():
     with pytest.raises(ValueError, match="64x64"):
         gan.evaluate(_tiny("cgan-generator"), size=128)
@@ -209,6 +258,10 @@ def test_training_recipe_smoke(recipe, tiny, architecture, tmp_path):
         "diversity",
         "diversity_real",
         "min_pairwise_distance",
+        "frechet_distance",
+        "frechet_distance_real",
+        "high_frequency",
+        "high_frequency_real",
         "reproduce_max_diff",
         "batch_size_max_diff",
     }
