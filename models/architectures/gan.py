@@ -4,8 +4,11 @@ Generator: ``(z, category, colour) -> image`` in [-1, 1]. The two labels are loo
 embedding tables (ONNX ``Gather``) and concatenated with ``z``; that vector is used twice: as
 the input of the first linear layer, and as the source of the gain and bias of every batch norm
 (conditional batch norm with the latent shared into every stage, as in BigGAN), so each
-upsampling stage knows what to draw and the latent shapes every scale. Four transposed-conv
-stages take 4x4 to 64x64, widths ``channels, channels, channels/2, channels/4, channels/8``.
+upsampling stage knows what to draw and the latent shapes every scale. Four upsampling stages
+take 4x4 to 64x64, widths ``channels, channels, channels/2, channels/4, channels/8``: 4x4
+transposed convs (``upsample="transposed"``, the first zoo GAN), or nearest-neighbour x2 then
+a 3x3 conv (``upsample="nearest"``), which cannot draw the transposed conv's checkerboard
+(uneven kernel overlap; Odena et al. 2016, "Deconvolution and Checkerboard Artifacts").
 
 Discriminator (training only, never exported nor saved in the zoo checkpoint): spectrally
 normalised strided convs, sum pooling, an unconditional score plus projection terms for both
@@ -40,15 +43,26 @@ class ConditionalBatchNorm(nn.Module):
         return self.norm(x) * (1.0 + gain) + bias
 
 
-class UpStage(nn.Module):
-    """x2 transposed conv, conditional batch norm, ReLU."""
+UPSAMPLING = ("transposed", "nearest")
 
-    def __init__(self, cin: int, cout: int, cond: int) -> None:
+
+class UpStage(nn.Module):
+    """x2 upsampling (transposed conv, or nearest + 3x3 conv), conditional batch norm, ReLU."""
+
+    def __init__(self, cin: int, cout: int, cond: int, upsample: str = "transposed") -> None:
         super().__init__()
-        self.conv = nn.ConvTranspose2d(cin, cout, 4, stride=2, padding=1, bias=False)
+        if upsample not in UPSAMPLING:
+            raise ValueError(f"upsample must be one of {', '.join(UPSAMPLING)}, got {upsample!r}")
+        self.nearest = upsample == "nearest"
+        if self.nearest:
+            self.conv: nn.Module = nn.Conv2d(cin, cout, 3, padding=1, bias=False)
+        else:
+            self.conv = nn.ConvTranspose2d(cin, cout, 4, stride=2, padding=1, bias=False)
         self.norm = ConditionalBatchNorm(cout, cond)
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        if self.nearest:
+            x = F.interpolate(x, scale_factor=2.0, mode="nearest")
         return F.relu(self.norm(self.conv(x), cond))
 
 
@@ -75,7 +89,7 @@ class ConditionalGenerator(nn.Module):
     The output is an RGB image in [-1, 1] (tanh); ``(image + 1) / 2`` is in [0, 1].
     """
 
-    def __init__(self, z_dim: int = 64, channels: int = 64) -> None:
+    def __init__(self, z_dim: int = 64, channels: int = 64, upsample: str = "transposed") -> None:
         super().__init__()
         self.z_dim = z_dim
         widths = stage_widths(channels)
@@ -84,7 +98,7 @@ class ConditionalGenerator(nn.Module):
         self.project = nn.Linear(cond, widths[0] * 16)
         self.norm0 = ConditionalBatchNorm(widths[0], cond)
         self.stages = nn.ModuleList(
-            UpStage(cin, cout, cond) for cin, cout in itertools.pairwise(widths)
+            UpStage(cin, cout, cond, upsample) for cin, cout in itertools.pairwise(widths)
         )
         self.to_rgb = nn.Conv2d(widths[-1], 3, 3, padding=1)
 

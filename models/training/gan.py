@@ -81,6 +81,7 @@ class Recipe:
     seed: int = 0
     z_dim: int = 64
     channels: int = 64
+    upsample: str = "transposed"  # or "nearest": nearest x2 + 3x3 conv, no checkerboard
     d_channels: int = 64
     eval_images: int = 704
     eval_size: int = 64
@@ -118,6 +119,8 @@ def train(
 
     rng = seed_everything(recipe.seed)
     config = {"z_dim": recipe.z_dim, "channels": recipe.channels}
+    if recipe.upsample != "transposed":  # the first zoo GAN's config has no such key
+        config["upsample"] = recipe.upsample
     generator = get_architecture(ARCHITECTURE).build(config)
     critic = Discriminator(recipe.d_channels)
     average = copy.deepcopy(generator).eval()

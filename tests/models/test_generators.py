@@ -100,9 +100,9 @@ def test_generator_inputs():
 # ------------------------------------------------------------------------ architectures
 
 
-def _tiny(name: str) -> torch.nn.Module:
+def _tiny(name: str, **config) -> torch.nn.Module:
     torch.manual_seed(0)
-    module = get_architecture(name).build({"z_dim": 8, "channels": 16}).eval()
+    module = get_architecture(name).build({"z_dim": 8, "channels": 16} | config).eval()
     with torch.no_grad():  # non-trivial conditional norms
         for p in module.parameters():
             p.add_(torch.randn_like(p) * 0.05)
@@ -119,9 +119,16 @@ def _inputs(n: int, z_dim: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tenso
     return torch.from_numpy(z), torch.from_numpy(cat), torch.from_numpy(col)
 
 
-@pytest.mark.parametrize("name", ["cgan-generator", "cvae-decoder"])
-def test_generator_shape_range_and_seed_contract(name):
-    module = _tiny(name)
+ARCHITECTURES = [
+    ("cgan-generator", {}),
+    ("cgan-generator", {"upsample": "nearest"}),
+    ("cvae-decoder", {}),
+]
+
+
+@pytest.mark.parametrize(("name", "config"), ARCHITECTURES)
+def test_generator_shape_range_and_seed_contract(name, config):
+    module = _tiny(name, **config)
     with torch.inference_mode():
         out = module(*_inputs(5, 8))
         again = module(*_inputs(5, 8))
@@ -132,12 +139,12 @@ def test_generator_shape_range_and_seed_contract(name):
     torch.testing.assert_close(first, out[:1], atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("name", ["cgan-generator", "cvae-decoder"])
-def test_generator_exports_to_onnx_with_dynamic_batch(name, tmp_path):
+@pytest.mark.parametrize(("name", "config"), ARCHITECTURES)
+def test_generator_exports_to_onnx_with_dynamic_batch(name, config, tmp_path):
     ort = pytest.importorskip("onnxruntime")
     from torch.export import Dim
 
-    module = _tiny(name)
+    module = _tiny(name, **config)
     batch = Dim("batch", min=1, max=1024)
     path = tmp_path / f"{name}.onnx"
     program = torch.onnx.export(
@@ -157,6 +164,15 @@ def test_generator_exports_to_onnx_with_dynamic_batch(name, tmp_path):
         want = module(z, cat, col).numpy()
     assert got.shape == (5, 3, 64, 64)
     assert np.abs(got - want).max() < 1e-4
+
+
+def test_gan_upsampling_modes():
+    assert not any(
+        isinstance(m, torch.nn.ConvTranspose2d)
+        for m in _tiny("cgan-generator", upsample="nearest").modules()
+    )
+    with pytest.raises(ValueError, match="transposed, nearest"):
+        _tiny("cgan-generator", upsample="bilinear")
 
 
 def test_pairwise_distances():
