@@ -35,7 +35,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from vetrina.models import defects
+from vetrina.models import catalog, defects
 from vetrina.models.architectures import get_architecture
 from vetrina.models.checkpoint import save_checkpoint
 from vetrina.models.evaluation import Check
@@ -68,6 +68,8 @@ PHOTO_SEED = 13
 PHOTO_QUALITY = 90
 #: JPEG qualities of the photo-like training share (ordinary saves, not the defect).
 PHOTO_QUALITIES = (70, 95)
+#: The zoo's brand looks: a styled picture's outlines and flat colours are no defect.
+LOOKS = ("style-cartoon", "style-vintage")
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,7 @@ class Recipe:
     intact: float = 0.25  # share of training images left without any defect
     backgrounds: float = 0.25  # share placed on a textured / shadowed / tinted background
     photo_jpeg: float = 0.5  # share saved as an ordinary JPEG (quality 70-95) before damage
+    styled: float = 0.0  # share of the pool renders in a zoo brand look (no defect either)
     seed: int = 0
     channels: int = 16
     eval_images: int = 48
@@ -128,6 +131,34 @@ def photo_like(
         if rng.random() < recipe.photo_jpeg:
             out[i] = jpeg_round_trip(out[i], int(rng.integers(*PHOTO_QUALITIES, endpoint=True)))
     return out
+
+
+def in_looks(images: np.ndarray, picks: np.ndarray) -> np.ndarray:
+    """``images`` with those at ``picks`` restyled by the zoo's looks in turn (cartoon,
+    vintage, ...), as a brand-look stage before a clean stage hands them on."""
+    from vetrina.models.training.style import stylize
+    from vetrina.models.zoo import load_module
+
+    out = images.copy()
+    for i, look in enumerate(LOOKS):
+        chosen = picks[i :: len(LOOKS)]
+        if len(chosen):
+            out[chosen] = stylize(load_module(look), images[chosen])
+    return out
+
+
+def styled_pool(images: np.ndarray, share: float, rng: np.random.Generator) -> np.ndarray:
+    """A training pool with a ``share`` of its renders (drawn by ``rng``) in the zoo's looks."""
+    if share <= 0:
+        return images
+    count = round(share * len(images))
+    return in_looks(images, np.sort(rng.choice(len(images), size=count, replace=False)))
+
+
+def styled_set(count: int, size: int) -> np.ndarray:
+    """Defect-free test renders, each in one of the zoo's looks (the looks in turn)."""
+    images = render_pool(count, size, "test")[0]
+    return in_looks(images, np.arange(len(images)))
 
 
 def photo_set(count: int, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -245,6 +276,11 @@ def evaluate(
     )
     pred = predict_masks(module, damaged) >= THRESHOLD
     metrics["iou_photos"] = iou_scores(pred, masks > 0)[0]
+    for suffix, styled_size in (("", size), ("_half", size // 2)):
+        # a clean stage after a brand-look stage (generate-catalog runs it at 64 px)
+        if styled_size % 8 == 0 and styled_size >= catalog.MIN_SIZE:
+            marked = predict_masks(module, styled_set(count, styled_size)) >= THRESHOLD
+            metrics["false_alarm_styled" + suffix] = float(marked.mean())
     metrics["images"] = count
     metrics["size"] = size
     return metrics
@@ -283,6 +319,18 @@ def checks(metrics: dict[str, float], name: str = "detector") -> list[Check]:
                 ),
             ]
         rows.append(Check(name, "mask IoU (same photos, damaged)", metrics["iou_photos"]))
+    for suffix, label in (("", ""), ("_half", ", half size")):
+        if "false_alarm_styled" + suffix in metrics:
+            alarm = metrics["false_alarm_styled" + suffix]
+            rows.append(
+                Check(
+                    name,
+                    "marked on renders in a brand look" + label,
+                    alarm,
+                    goal=f"<= {FALSE_ALARM_GOAL:g}",
+                    passed=alarm <= FALSE_ALARM_GOAL,
+                )
+            )
     return rows
 
 
@@ -307,6 +355,9 @@ def train(
     if recipe.large_size:
         log(f"rendering {recipe.large_pool} training images at {recipe.large_size}px ...")
         pools.append(render_pool(recipe.large_pool, recipe.large_size, "train", recipe.pool)[:2])
+    if recipe.styled:
+        log(f"restyling {recipe.styled:.0%} of the renders in the zoo's looks ...")
+        pools = [(styled_pool(images, recipe.styled, rng), alphas) for images, alphas in pools]
     optimiser = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimiser, max_lr=recipe.lr, total_steps=max(recipe.steps, 2), pct_start=0.1

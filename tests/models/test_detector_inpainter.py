@@ -60,11 +60,13 @@ def _tiny(recipe_module, **changes):
 
 def test_detector_recipe_smoke(tmp_path):
     lines = []
-    recipe = _tiny(detector, large_size=96, large_pool=2)  # the second, larger pool included
+    # the second, larger pool included, and half the renders in the zoo's looks
+    recipe = _tiny(detector, large_size=96, large_pool=2, styled=0.5)
     out = detector.train(
         tmp_path / "d.pt", recipe, command="test", progress=False, log=lines.append
     )
     assert any("2 training images at 96px" in line for line in lines)
+    assert any("restyling 50% of the renders" in line for line in lines)
     ckpt = load_checkpoint(out)
     assert ckpt.architecture == "defect-detector" and ckpt.config == {"channels": 4}
     meta = ckpt.metadata
@@ -74,10 +76,13 @@ def test_detector_recipe_smoke(tmp_path):
         assert key in meta, key
     assert {"iou", "iou_per_image", *(f"iou_{k}" for k in detector.KINDS)} <= set(meta["metrics"])
     keys = {"false_alarm", "false_alarm_product", "false_alarm_2x", "false_alarm_product_2x"}
-    assert keys | {"iou_photos"} <= set(meta["metrics"])
+    assert keys | {"iou_photos", "false_alarm_styled"} <= set(meta["metrics"])
+    assert "false_alarm_styled_half" not in meta["metrics"]  # 32 px: below the renders' 64
     assert 0.0 <= meta["metrics"]["false_alarm"] <= 1.0
     rows = detector.checks(meta["metrics"], "d")
-    assert rows[0].passed is not None and len(rows) == 7 + len(detector.KINDS)
+    assert rows[0].passed is not None and len(rows) == 8 + len(detector.KINDS)
+    styled = next(r for r in rows if r.metric == "marked on renders in a brand look")
+    assert styled.passed == (meta["metrics"]["false_alarm_styled"] <= detector.FALSE_ALARM_GOAL)
     alarm = next(r for r in rows if r.metric == "marked on defect-free photos")
     assert alarm.passed == (meta["metrics"]["false_alarm"] <= detector.FALSE_ALARM_GOAL)
 
@@ -133,6 +138,23 @@ def test_photo_like_keeps_the_product_and_is_no_defect():
             )
             for q in range(detector.PHOTO_QUALITIES[0], detector.PHOTO_QUALITIES[1] + 1)
         )
+
+
+def test_styled_pool_restyles_its_share_in_the_zoo_looks_in_turn():
+    from vetrina.models.training.style import stylize
+
+    renders, _ = _renders()
+    assert detector.styled_pool(renders, 0.0, np.random.default_rng(0)) is renders
+    styled = detector.styled_pool(renders, 0.5, np.random.default_rng(0))
+    changed = np.flatnonzero(
+        [not np.array_equal(a, b) for a, b in zip(styled, renders, strict=True)]
+    )
+    assert len(changed) == 2  # half of 4, the rest untouched
+    for look, i in zip(detector.LOOKS, changed, strict=True):
+        assert np.array_equal(styled[i], stylize(zoo.load_module(look), renders[i : i + 1])[0])
+    assert np.array_equal(styled, detector.styled_pool(renders, 0.5, np.random.default_rng(0)))
+    every = detector.styled_set(4, 64)
+    assert every.shape == (4, 64, 64, 3) and np.array_equal(every, detector.styled_set(4, 64))
 
 
 def test_defect_free_photo_set_is_fixed_and_photo_like():
