@@ -201,10 +201,12 @@ def test_cleanup_chain_equals_the_sessions_wired_by_hand(cleanup):
     assert diff.max() <= 1, diff.max()
 
 
-def _mean_psnr(outs, cleans):
+def _mean_psnr(outs, cleans, cap=float("inf")):
+    """Mean PSNR; ``cap`` bounds each image's (an unchanged image's is infinite, which would
+    make the mean infinite whatever the others are)."""
     from vetrina.metrics import psnr
 
-    return float(np.mean([psnr(o, c) for o, c in zip(outs, cleans, strict=True)]))
+    return float(np.mean([min(psnr(o, c), cap) for o, c in zip(outs, cleans, strict=True)]))
 
 
 def test_clean_stage_repairs_defects_and_the_chain_improves_supplier_photos(cleanup):
@@ -216,8 +218,8 @@ def test_clean_stage_repairs_defects_and_the_chain_improves_supplier_photos(clea
     clean_spec = next(st for st in cleanup.spec.stages if st.kind == "clean")
     clean_only = Pipeline(parse_spec({"stages": [{"clean": dict(clean_spec.models)}]}))
     before, after = _mean_psnr(bads, cleans), _mean_psnr(clean_only.run(bads), cleans)
-    # measured: 20.5 -> 22.3 dB (23.7 with the first zoo detector, which also repainted a
-    # third of a defect-free photo: see the next test)
+    # measured: 20.5 -> 22.4 dB (22.3 with the second zoo detector; 23.7 with the first, which
+    # also repainted a third of a defect-free photo: see the next test)
     assert after > before + 1.5, (before, after)
     # supplier photos: global degradations and local defects together
     local = tuple(k for k in defects.KINDS if k != "jpeg")
@@ -228,7 +230,7 @@ def test_clean_stage_repairs_defects_and_the_chain_improves_supplier_photos(clea
         supplier.append(defects.add_defects(worse, rng, local, p=1.0)[0])
     assert catalog.render(901, 128).image.shape == supplier[0].shape
     before, after = _mean_psnr(supplier, cleans), _mean_psnr(cleanup.run(supplier), cleans)
-    assert after > before + 0.5, (before, after)  # measured: 14.8 -> 16.6 dB
+    assert after > before + 0.5, (before, after)  # measured: 14.8 -> 16.7 dB
 
 
 @pytest.mark.parametrize(
@@ -236,9 +238,11 @@ def test_clean_stage_repairs_defects_and_the_chain_improves_supplier_photos(clea
 )
 def test_clean_stage_leaves_defect_free_photos_nearly_alone(zoo_cache, size, min_psnr, max_changed):
     """Supplier-style photos without a defect (test renders on textured, shadowed or tinted
-    backgrounds, JPEG quality 90): the clean stage must not repaint the product. Measured:
-    38.3 dB and 5 % of the pixels changed at 128 px, 33.3 dB and 9 % at 256; the first zoo
-    detector gave 27.1 dB / 36 % and 23.9 dB / 44 %."""
+    backgrounds, JPEG quality 90): the clean stage must not repaint the product. Measured
+    (each image's PSNR capped at 60 dB: an untouched one is infinite): 42.1 dB and 4.3 % of the
+    pixels changed at 128 px (two photos untouched, the worst at 21.2 dB), 40.7 dB and 0.6 %
+    at 256; the second zoo detector gave 38.3 dB / 5 % and 33.3 dB / 9 %, the first 27.1 dB /
+    36 % and 23.9 dB / 44 %."""
     from vetrina.models.training.detector import photo_set
 
     pipeline = Pipeline(
@@ -251,7 +255,7 @@ def test_clean_stage_leaves_defect_free_photos_nearly_alone(zoo_cache, size, min
     changed = np.mean(
         [(np.abs(o.astype(int) - p).max(2) > 8).mean() for o, p in zip(outs, photos, strict=True)]
     )
-    assert _mean_psnr(outs, photos) > min_psnr
+    assert _mean_psnr(outs, photos, cap=60.0) > min_psnr
     assert changed < max_changed
 
 
