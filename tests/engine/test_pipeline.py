@@ -190,11 +190,11 @@ def test_cleanup_chain_equals_the_sessions_wired_by_hand(cleanup):
     _, bad = _defective_photo()
     paths = _models(cleanup)
     x = (bad.astype(np.float32) / 255.0).transpose(2, 0, 1)[None]
-    x = np.clip(_session(paths["enhancer"]).run(None, {"image": x})[0], 0, 1)
     det = _session(paths["detector"]).run(None, {"image": x})[0]
     mask = (det >= 0.5).astype(np.float32)
     repaired = _session(paths["inpainter"]).run(None, {"image": x, "mask": mask})[0]
-    expected = np.floor(np.clip(repaired[0], 0, 1).transpose(1, 2, 0) * 255.0 + 0.5)
+    enhanced = _session(paths["enhancer"]).run(None, {"image": np.clip(repaired, 0, 1)})[0]
+    expected = np.floor(np.clip(enhanced[0], 0, 1).transpose(1, 2, 0) * 255.0 + 0.5)
     out = cleanup.run([bad])[0]
     assert out.shape == bad.shape and out.dtype == np.uint8
     diff = np.abs(out.astype(np.int16) - expected.astype(np.int16))
@@ -364,7 +364,7 @@ def test_cli_run_pipeline_on_a_folder_skips_bad_files(zoo_cache, tmp_path, capsy
     assert code == 1 and "skipped:" in captured.err and "broken.png" in captured.err
     written = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert written == ["p0.jpg", "p1.jpg"]
-    assert "2 clean:detector+inpainter" in captured.out
+    assert "1 clean:detector+inpainter" in captured.out and "2 edit:enhancer" in captured.out
     assert read_image(tmp_path / "out" / "p0.jpg").pixels.shape == (64, 64, 3)
 
 
