@@ -19,7 +19,7 @@ a clean stage repainted clock faces and print. Why the styled share (a quarter o
 renders in the zoo's cartoon or vintage look, :func:`styled_pool`): ``generate-catalog`` runs
 its clean stage after a brand look, and the second zoo detector, which never saw one, took
 the cartoon look's dark outlines for scratches (14 % of the pixels of styled test renders at
-64 px; 8.7 % at 128).
+64 px; 8.7 % at 128). The looks come from the zoo's committed style nets: train those first.
 
 Scores are mask IoU at threshold 0.5 on the test split: the data-set IoU (intersections and
 unions summed over all images), the mean per-image IoU (an image where both masks are empty
