@@ -33,7 +33,7 @@ from vetrina.models import catalog, zoo
 from vetrina.models.training.generative import conditions, evaluate_generator
 from vetrina.pipeline import Pipeline
 from vetrina.pipeline_spec import BUILTIN_PACKAGE, parse_spec
-from vetrina.stages import GenerationRequest
+from vetrina.stages import CleanStage, GenerationRequest
 
 
 def chain_with(generator_onnx: Path) -> Pipeline:
@@ -61,7 +61,7 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 def clean_stage_effect(pipeline: Pipeline, seeds: int) -> dict[str, float]:
     """Marked share and PSNR(after, before) of the clean stage on styled generated pictures."""
     source, style, clean = pipeline.source, pipeline.stages[0], pipeline.stages[1]
-    assert source is not None and type(clean).__name__ == "CleanStage"
+    assert source is not None and isinstance(clean, CleanStage), "generate-catalog changed"
     _, on, _ = clean.mask_values()
     marked, changes = [], []
 
