@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from vetrina.metrics import psnr
 from vetrina.models import catalog, zoo
 from vetrina.models.training.generative import conditions, evaluate_generator
 from vetrina.pipeline import Pipeline
@@ -53,11 +54,6 @@ def requests(seeds: int) -> list[GenerationRequest]:
     ]
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10.0 * np.log10(1.0 / mse)
-
-
 def clean_stage_effect(pipeline: Pipeline, seeds: int) -> dict[str, float]:
     """Marked share and PSNR(after, before) of the clean stage on styled generated pictures."""
     source, style, clean = pipeline.source, pipeline.stages[0], pipeline.stages[1]
@@ -77,7 +73,7 @@ def clean_stage_effect(pipeline: Pipeline, seeds: int) -> dict[str, float]:
         lo, hi = clean.input.range
         before = np.clip((styled - lo) / (hi - lo), 0.0, 1.0)
         after = np.clip((clean.run(styled) - lo) / (hi - lo), 0.0, 1.0)
-        changes += [psnr(a, b) for a, b in zip(after, before, strict=True)]
+        changes += [psnr(a, b, data_range=1.0) for a, b in zip(after, before, strict=True)]
     shares = np.concatenate(marked)
     return {
         "marked_share": float(shares.mean()),
