@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import struct
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import numpy as np
 
 from .atomic import atomic_write_bytes
 from .errors import InputError
+from .png import encode_png, text_chunks
 
 #: Largest decoded image accepted by default (pixels): a guard against decompression bombs.
 DEFAULT_MAX_PIXELS = 64_000_000
@@ -179,10 +179,11 @@ def encode_image(
     """Encode BGR/BGRA/grey uint8 pixels as PNG, JPEG or WebP bytes. ``metadata`` (PNG only)
     becomes ``tEXt`` chunks (Latin-1 keys of 1-79 characters), read back by :func:`png_text`.
 
-    ``png_compression``: None is OpenCV's fast default (zlib level 1, run-length strategy);
-    0-9 is a zlib level with zlib's default strategy (6 is what Pillow writes). On 1024x683
-    RGBA cutouts, one core: default 20 ms, level 1 40 ms and 11 % smaller, level 6 85 ms and
-    24 % smaller (``benchmarks/RESULTS.md``)."""
+    ``png_compression``: None is vetrina's fast PNG writer (:mod:`vetrina.png`: SUB filter,
+    ISA-L deflate level 1) for 8-bit pixels; 0-9 is a zlib level through OpenCV with zlib's
+    default strategy (6 is what Pillow writes). On 1024x683 RGBA cutouts, one core: default
+    2.5 ms, OpenCV's own default 14 ms and 2 % larger, level 6 60 ms and 20 % smaller
+    (``benchmarks/RESULTS.md``)."""
     if fmt not in ("png", "jpeg", "webp"):
         raise InputError(f"cannot encode {fmt!r}; choose png, jpeg or webp")
     check_png_compression(png_compression, fmt)
@@ -200,6 +201,8 @@ def encode_image(
         params = [cv2.IMWRITE_JPEG_QUALITY, quality]
     elif fmt == "webp":
         params = [cv2.IMWRITE_WEBP_QUALITY, quality]
+    if fmt == "png" and png_compression is None and _fast_png(pixels):
+        return encode_png(pixels, order="bgr", text=metadata)
     ext = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}[fmt]
     ok, buf = cv2.imencode(ext, pixels, params)
     if not ok:
@@ -223,18 +226,15 @@ def check_png_compression(level: object, fmt: str = "png") -> None:
         )
 
 
+def _fast_png(pixels: np.ndarray) -> bool:
+    """Whether :func:`~vetrina.png.encode_png` writes these pixels (8-bit, 1/3/4 channels)."""
+    channels = 1 if pixels.ndim == 2 else pixels.shape[-1] if pixels.ndim == 3 else 0
+    return pixels.dtype == np.uint8 and channels in (1, 3, 4) and pixels.size > 0
+
+
 def _with_png_text(png: bytes, metadata: dict[str, str]) -> bytes:
     """``png`` with one ``tEXt`` chunk per item, placed right after IHDR."""
-    chunks = []
-    for key, value in metadata.items():
-        try:
-            body = key.encode("latin-1") + b"\0" + str(value).encode("latin-1")
-        except UnicodeEncodeError:
-            raise InputError(f"PNG text {key!r} is not Latin-1; use ASCII metadata") from None
-        if not 1 <= len(key) <= 79 or "\0" in key:
-            raise InputError(f"PNG text key {key!r} must have 1-79 characters and no NUL")
-        crc = zlib.crc32(b"tEXt" + body)
-        chunks.append(struct.pack(">I", len(body)) + b"tEXt" + body + struct.pack(">I", crc))
+    chunks = text_chunks(metadata)
     end_of_ihdr = 8 + 8 + 13 + 4  # signature, IHDR length+type, IHDR data, CRC
     return png[:end_of_ihdr] + b"".join(chunks) + png[end_of_ihdr:]
 
