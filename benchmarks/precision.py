@@ -232,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
                 "processor": platform.processor(),
                 "cpus": os.cpu_count(),
                 "vnni": "avx512_vnni" in flags or "avx_vnni" in flags,
+                "cpu": _cpu_model(flags),
                 "onnxruntime": onnxruntime.__version__,
                 "torch": str(torch.__version__),
             },
@@ -241,6 +242,19 @@ def main(argv: list[str] | None = None) -> int:
         }
         args.json.write_text(json.dumps(report, indent=2))
     return 0
+
+
+def _cpu_model(cpuinfo: str) -> str:
+    """'model name (family F, model M)' of the first CPU in /proc/cpuinfo: two machines both
+    called 'AMD EPYC' ran these models 2x apart, so the family and model go in the report."""
+    fields: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        if not line.strip():
+            break
+        key, _, value = line.partition(":")
+        fields[key.strip()] = value.strip()
+    name = fields.get("model name", platform.processor() or platform.machine())
+    return f"{name} (family {fields.get('cpu family', '?')}, model {fields.get('model', '?')})"
 
 
 if __name__ == "__main__":

@@ -28,7 +28,9 @@ own; the same photos, the same thread count, one after the other on an idle mach
   latency from each file's own time) and, as ``1 worker``, one file per call at full threads.
 
 Every run is repeated ``--rounds`` times (default 3), interleaved; the best round counts and
-all are printed. Reported: images/s, p50/p99 per photo, peak RSS, total PNG bytes, the masks'
+all are printed. The 2x goal is judged on the median of the per-round ratios (round k of both
+tools ran under the same machine load); ``--goal-only`` runs just its two rows, for more
+rounds in the same time. Reported: images/s, p50/p99 per photo, peak RSS, total PNG bytes, the masks'
 agreement (IoU of alpha >= 128, mean absolute alpha difference), IoU against the true
 alpha of the rendered products and how far the colours at soft edges moved from the photo's
 (:func:`edge_colour_change`). ``vetrina zoo, PNG level 6`` writes its PNGs at zlib level 6,
@@ -49,6 +51,7 @@ from pathlib import Path
 import numpy as np
 
 MODELS = ("zoo", "u2netp-320")
+GOAL = 2.0  # the issue's: at least 2x rembg's bulk throughput on the same fp32 ONNX model
 
 
 def supplier_photos(folder: Path, count: int, size: tuple[int, int]) -> list[Path]:
@@ -278,6 +281,11 @@ def main() -> int:
         "--workers", type=int, default=2, help="vetrina's file workers (vetrina run --workers)"
     )
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; best counts")
+    parser.add_argument(
+        "--goal-only",
+        action="store_true",
+        help="only the two runs of the 2x goal (rembg zoo, vetrina zoo), e.g. with more rounds",
+    )
     parser.add_argument("--worker", nargs=7, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -317,6 +325,8 @@ def main() -> int:
         ("rembg u2netp-320", "rembg", "u2netp-320", 1),
         ("vetrina u2netp-320", "vetrina", "u2netp-320", args.workers),
     ]
+    if args.goal_only:
+        runs = runs[:2]
     rounds: dict[str, list[dict]] = {name: [] for name, *_ in runs}
     for _ in range(args.rounds):
         for name, tool, model, workers in runs:
@@ -333,20 +343,30 @@ def main() -> int:
         rows[name]["vs_truth"] = agreement(_alphas(folders[name]), truth)
         rows[name]["edge_colour_change"] = edge_colour_change(folders[name], photos)
     for name in ("zoo", "u2netp-320"):
+        if f"vetrina {name}" not in rows:
+            continue
         row = rows[f"vetrina {name}"]
         row["vs_rembg"] = agreement(
             _alphas(folders[f"vetrina {name}"]), _alphas(folders[f"rembg {name}"])
         )
         row["speedup_vs_rembg"] = row["images_per_s"] / rows[f"rembg {name}"]["images_per_s"]
+        # rounds are interleaved, so round k of both ran under the same machine load
+        row["speedup_rounds"] = [
+            v["images_per_s"] / r["images_per_s"]
+            for v, r in zip(rounds[f"vetrina {name}"], rounds[f"rembg {name}"], strict=True)
+        ]
     for name in ("vetrina zoo, 1 worker", "vetrina zoo, PNG level 6"):
-        row = rows[name]
-        row["speedup_vs_rembg"] = row["images_per_s"] / rows["rembg zoo"]["images_per_s"]
-    int8 = rows["vetrina zoo int8"]
-    int8["vs_fp32"] = agreement(
-        _alphas(folders["vetrina zoo int8"]), _alphas(folders["vetrina zoo"])
-    )
-    int8["speedup_vs_fp32"] = int8["images_per_s"] / rows["vetrina zoo"]["images_per_s"]
+        if name in rows:
+            row = rows[name]
+            row["speedup_vs_rembg"] = row["images_per_s"] / rows["rembg zoo"]["images_per_s"]
+    if "vetrina zoo int8" in rows:
+        int8 = rows["vetrina zoo int8"]
+        int8["vs_fp32"] = agreement(
+            _alphas(folders["vetrina zoo int8"]), _alphas(folders["vetrina zoo"])
+        )
+        int8["speedup_vs_fp32"] = int8["images_per_s"] / rows["vetrina zoo"]["images_per_s"]
     _print(rows, args, h, w)
+    _print_goal(rows["vetrina zoo"])
     if args.json:
         args.json.write_text(
             json.dumps(
@@ -379,6 +399,20 @@ def _print(rows: dict[str, dict], args: argparse.Namespace, h: int, w: int) -> N
             f"{f'{ratio:.2f}x vs {ref}' if ratio else ''} | {masks} | {r['vs_truth']['iou']:.3f} | "
             f"{r['edge_colour_change']:.1f} |"
         )
+
+
+def _print_goal(row: dict) -> None:
+    """The issue's goal, judged on the median of the per-round ratios (a busy neighbour in one
+    round moves the best-of figures; it slows both tools of that round alike)."""
+    ratios = sorted(row["speedup_rounds"])
+    median = float(np.median(ratios))
+    spread = "/".join(f"{r:.2f}" for r in row["speedup_rounds"])
+    verdict = "met" if median >= GOAL else "NOT met"
+    print(
+        f"goal: vetrina >= {GOAL:g}x rembg's throughput (zoo model): per-round ratios {spread}, "
+        f"median {median:.2f}x -> {verdict}; best rounds {row['speedup_vs_rembg']:.2f}x; "
+        f"masks IoU {row['vs_rembg']['iou']:.4f} (goal >= 0.99)"
+    )
 
 
 if __name__ == "__main__":
