@@ -30,8 +30,8 @@ own; the same photos, the same thread count, one after the other on an idle mach
 Every run is repeated ``--rounds`` times (default 3), interleaved; the best round counts and
 all are printed. The 2x goal is judged on the median of the per-round ratios (round k of both
 tools ran under the same machine load); ``--goal-only`` runs just its two rows, for more
-rounds in the same time. Reported: images/s, p50/p99 per photo, peak RSS, total PNG bytes, the masks'
-agreement (IoU of alpha >= 128, mean absolute alpha difference), IoU against the true
+rounds in the same time. Reported: images/s, p50/p99 per photo, peak RSS, total PNG bytes,
+the masks' agreement (IoU of alpha >= 128, mean absolute alpha difference), IoU against the true
 alpha of the rendered products and how far the colours at soft edges moved from the photo's
 (:func:`edge_colour_change`). ``vetrina zoo, PNG level 6`` writes its PNGs at zlib level 6,
 the level rembg's Pillow uses, instead of OpenCV's fast default.
