@@ -18,11 +18,13 @@ the output's value range, against the int8 gate (``DEFAULT_GATES["int8"]`` of
 Goals (the issue's, checked and printed per model and size): int8 >= 1.5x faster than fp32 on
 ONNX Runtime CPU within its quality gate, and ONNX Runtime fp32 faster than PyTorch eager.
 
-Findings so far (AMD EPYC, AVX2 without VNNI, 2 cores, busy with trainings; so ratios only):
-U8S8 needs 7-bit weights (``reduce_range``) on such CPUs or the enhancer falls to 24 dB; and
-int8 was *not* faster than fp32 for these 16-64 channel convs (QLinearConv ~= fp32 NCHWc
-Conv, per-channel or per-tensor, QDQ or QOperator alike). Run it on a quiet machine, ideally
-one with VNNI (``grep -o 'avx512_vnni\\|avx_vnni' /proc/cpuinfo``), before quoting numbers.
+Findings so far (2-core AMD EPYCs, AVX2 without VNNI): U8S8 needs 7-bit weights
+(``reduce_range``) on such CPUs or the enhancer falls to 24 dB. How much int8 gains depends on
+the machine as much as on the model: on one EPYC int8 was *not* faster than fp32 for these
+16-64 channel convs (QLinearConv ~= fp32 NCHWc Conv); on a Zen 3 EPYC (family 25, model 1,
+recorded in ``--json``) the enhancer and upscaler run 1.5-1.7x faster in int8, while the
+detector (ONNX Runtime's nearest Resize in NHWC layout), the inpainter and the style nets gain
+less (RESULTS.md). Run it on a quiet machine before quoting numbers.
 """
 
 from __future__ import annotations

@@ -76,6 +76,7 @@ def quantize_int8(
     preprocess: bool = True,
     calibration_cache: str | os.PathLike[str] | None = None,
     quant_format: str = "qdq",
+    speed_islands: bool = True,
 ) -> PrecisionResult:
     """Quantize ``source`` (fp32 ONNX) to ``output`` for ``target`` ("cpu" or "tensorrt").
 
@@ -89,7 +90,8 @@ def quantize_int8(
     tensor ranges, written on the first call and reused after (the island search re-quantizes
     the same model many times). ``quant_format``: "qdq" (both targets) or "qoperator"
     (ONNX Runtime's QLinear* ops, cpu only: for speed comparisons; ONNX Runtime fuses QDQ into
-    the same kernels).
+    the same kernels). ``speed_islands`` (``cpu`` only): also keep float32 the convs ONNX
+    Runtime runs slower in int8 (:func:`slow_int8_convs`), with that reason in the result.
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
@@ -114,6 +116,10 @@ def quantize_int8(
             f"exclude names nodes the model does not have: {', '.join(missing[:8])}",
             hint="use node names of the fp32 ONNX model",
         )
+    requested = set(exclude)
+    speed = slow_int8_convs(model) if speed_islands and target == "cpu" else {}
+    speed = {name: why for name, why in speed.items() if name not in requested}
+    exclude += list(speed)
     specs, spatial_step = _input_specs(model, inputs)
     step = multiple_of or spatial_step
     feeds, count = calibration_feeds(calibration, specs, round_size(size, step), limit=limit)
@@ -183,7 +189,7 @@ def quantize_int8(
         precision="int8",
         target=target,
         islands=[n.name for n in model.graph.node if n.name in set(exclude)],
-        reasons={n: "requested" for n in exclude},
+        reasons={n: speed.get(n, "requested") for n in exclude},
         evaluator=ORT,
         calibration={
             "images": count,
@@ -195,6 +201,49 @@ def quantize_int8(
             "format": quant_format,
         },
     )
+
+
+TINY_CHANNELS = 4
+"""A conv with at most this many input and output channels is 'tiny' (see
+:func:`slow_int8_convs`)."""
+
+
+def slow_int8_convs(source: Any) -> dict[str, str]:
+    """Convs that ONNX Runtime's CPU int8 kernels run slower than its fp32 ones, by rule:
+    {node name: reason}. The ``cpu`` target keeps them float32 (speed islands).
+
+    * grouped convs with a spatial kernel (depthwise box filters, the style nets' grouped
+      1x9 column sum): ONNX Runtime's u8 grouped/depthwise conv is generic, its fp32 one runs
+      in the blocked NCHWc layout;
+    * tiny convs, at most :data:`TINY_CHANNELS` channels in and out (the inpainter's
+      single-channel mask filters): too little work per pixel for the u8 GEMM.
+
+    Depthwise 1x1 convs (the CPU graph's PReLU rewrite) stay int8: they fuse into the
+    surrounding quantized ops. Measured on the zoo (``benchmarks/precision.py``, RESULTS.md):
+    the inpainter's int8 file went from 0.5x to 1.3x fp32's speed."""
+    from onnx import helper
+
+    model = load(source)
+    weights = {t.name: t for t in model.graph.initializer}
+    slow: dict[str, str] = {}
+    for node in model.graph.node:
+        if node.op_type != "Conv" or len(node.input) < 2 or node.input[1] not in weights:
+            continue
+        dims = list(weights[node.input[1]].dims)  # (out, in / group, kh, kw)
+        if len(dims) != 4:
+            continue
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        group = int(attrs.get("group", 1))
+        channels_in, channels_out = dims[1] * group, dims[0]
+        if group > 1 and dims[2] * dims[3] > 1:
+            slow[node.name] = (
+                f"slower in int8 on ONNX Runtime CPU (grouped {dims[2]}x{dims[3]} conv)"
+            )
+        elif max(channels_in, channels_out) <= TINY_CHANNELS:
+            slow[node.name] = (
+                f"slower in int8 on ONNX Runtime CPU ({channels_in} -> {channels_out} channels)"
+            )
+    return slow
 
 
 def quantizable_nodes(source: Any, target: str = "cpu") -> list[str]:

@@ -201,3 +201,75 @@ def test_int8_island_search_finds_the_node_the_gate_needs(small_model, tmp_path)
     )
     assert result.islands == [target] and result.reasons[target] == "island search"
     assert passes(result.path) and 3 <= result.search_trials <= 24  # the plain result failed
+
+
+def _conv_zoo_graph(path: Path) -> dict[str, str]:
+    """An image net with one conv of each kind slow_int8_convs tells apart; {kind: node}."""
+    from onnx import helper
+
+    rng = np.random.default_rng(0)
+    layers = [  # (name, out, in per group, kernel, group)
+        ("wide", 8, 3, 3, 1),
+        ("depthwise", 8, 1, 3, 8),
+        ("depthwise_1x1", 8, 1, 1, 8),
+        ("to_one", 1, 8, 3, 1),
+        ("tiny", 1, 1, 5, 1),
+    ]
+    nodes, inits, prev = [], [], "image"
+    for name, out, cin, k, group in layers:
+        w = (rng.standard_normal((out, cin, k, k)) / (cin * k * k)).astype(np.float32)
+        inits += [
+            numpy_helper.from_array(w, f"{name}.w"),
+            numpy_helper.from_array(rng.uniform(-0.1, 0.1, out).astype(np.float32), f"{name}.b"),
+        ]
+        nodes.append(
+            helper.make_node(
+                "Conv",
+                [prev, f"{name}.w", f"{name}.b"],
+                [f"{name}.out"],
+                name=name,
+                pads=[k // 2] * 4,
+                group=group,
+            )
+        )
+        prev = f"{name}.out"
+    graph = helper.make_graph(
+        nodes,
+        "convs",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", 3, "h", "w"])],
+        [helper.make_tensor_value_info(prev, TensorProto.FLOAT, ["n", 1, "h", "w"])],
+        inits,
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return {name: name for name, *_ in layers}
+
+
+def test_cpu_flavour_keeps_the_convs_int8_runs_slower_in_fp32(tmp_path):
+    from vetrina.converters.quantize import slow_int8_convs
+
+    names = _conv_zoo_graph(tmp_path / "convs.onnx")
+    slow = slow_int8_convs(tmp_path / "convs.onnx")
+    assert set(slow) == {names["depthwise"], names["tiny"]}
+    assert "grouped 3x3" in slow[names["depthwise"]] and "1 -> 1" in slow[names["tiny"]]
+    inputs = [TensorSpec(name="image", semantic="image", layout="NCHW", range=(0.0, 1.0))]
+    images = catalog_images(4, (64, 64))
+    kept = {}
+    for target, speed in (("cpu", True), ("cpu", False), ("tensorrt", True)):
+        result = quantize_int8(
+            tmp_path / "convs.onnx",
+            tmp_path / f"{target}-{speed}.onnx",
+            images,
+            target=target,
+            inputs=inputs,
+            size=(32, 32),
+            speed_islands=speed,
+        )
+        model = onnx.load(str(result.path))
+        consts = {t.name for t in model.graph.initializer}
+        kept[(target, speed)] = {
+            n.name for n in model.graph.node if n.op_type == "Conv" and n.input[1] in consts
+        }  # a float32 weight, no DequantizeLinear in front: the conv stayed fp32
+        assert set(result.islands) == kept[(target, speed)]
+        assert all("slower in int8" in result.reasons[n] for n in result.islands)
+    assert kept[("cpu", True)] == set(slow)
+    assert kept[("cpu", False)] == kept[("tensorrt", True)] == set()
