@@ -182,7 +182,9 @@ def quantize_int8(
     if not summary.quantize_nodes:
         raise ConversionError(
             "int8 quantization left no node quantized",
-            hint="the model has no quantizable ops, or every one was excluded",
+            hint="the model has no quantizable ops, or every one was excluded (by request, or "
+            "as a conv ONNX Runtime runs slower in int8: pass speed_islands=False to quantize "
+            "those anyway)",
         )
     return PrecisionResult(
         path=output,
@@ -220,7 +222,7 @@ def slow_int8_convs(source: Any) -> dict[str, str]:
 
     Depthwise 1x1 convs (the CPU graph's PReLU rewrite) stay int8: they fuse into the
     surrounding quantized ops. Measured on the zoo (``benchmarks/precision.py``, RESULTS.md):
-    the inpainter's int8 file went from 0.5x to 1.3x fp32's speed."""
+    the inpainter's int8 file went from 0.5x to 1.0-1.3x fp32's speed."""
     from onnx import helper
 
     model = load(source)
