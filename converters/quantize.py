@@ -345,7 +345,12 @@ def _preprocess(src: Path, dst: Path) -> Path:
 
 def _check_excluded(model: Any, exclude: Sequence[str]) -> None:
     """Every excluded node is still there and keeps float32 weights (its activation input may
-    still carry the Q/DQ pair of a quantized producer: that is the quantizer's semantics)."""
+    still carry the Q/DQ pair of a quantized producer: that is the quantizer's semantics).
+
+    A conv's or Gemm's bias is not a weight here: ONNX Runtime's preprocessing merges equal
+    initializers (all-zero biases, say), and when a quantized conv shares the bias with an
+    excluded one, both read it through the quantized conv's int32 DequantizeLinear (the value
+    rounded to that conv's scale)."""
     graph = model.graph
     consts = {t.name for t in graph.initializer}
     dq_weights = {
@@ -353,13 +358,20 @@ def _check_excluded(model: Any, exclude: Sequence[str]) -> None:
     }
     nodes = {n.name: n for n in graph.node}
     lost = [n for n in exclude if n not in nodes]
-    quantized = [n for n in exclude if n in nodes and dq_weights.intersection(nodes[n].input)]
+    quantized = [n for n in exclude if n in nodes and dq_weights.intersection(_weights(nodes[n]))]
     if lost or quantized:
         raise ConversionError(
             "the int8 model does not keep the requested float32 nodes "
             f"(missing: {lost[:6]}, quantized anyway: {quantized[:6]})",
             hint="retry with preprocess=False (ONNX Runtime's graph optimisation renamed them)",
         )
+
+
+def _weights(node: Any) -> list[str]:
+    """The inputs of ``node`` that hold weights: all but a conv's or Gemm's bias."""
+    if node.op_type in ("Conv", "ConvTranspose", "Gemm"):
+        return list(node.input[:2])
+    return list(node.input)
 
 
 def _copy_metadata(source: Any, target: Any) -> None:

@@ -203,8 +203,9 @@ def test_int8_island_search_finds_the_node_the_gate_needs(small_model, tmp_path)
     assert passes(result.path) and 3 <= result.search_trials <= 24  # the plain result failed
 
 
-def _conv_zoo_graph(path: Path) -> dict[str, str]:
-    """An image net with one conv of each kind slow_int8_convs tells apart; {kind: node}."""
+def _conv_zoo_graph(path: Path, zero_bias: bool = False) -> dict[str, str]:
+    """An image net with one conv of each kind slow_int8_convs tells apart; {kind: node}.
+    ``zero_bias``: all biases zero (equal initializers, which preprocessing merges)."""
     from onnx import helper
 
     rng = np.random.default_rng(0)
@@ -220,7 +221,12 @@ def _conv_zoo_graph(path: Path) -> dict[str, str]:
         w = (rng.standard_normal((out, cin, k, k)) / (cin * k * k)).astype(np.float32)
         inits += [
             numpy_helper.from_array(w, f"{name}.w"),
-            numpy_helper.from_array(rng.uniform(-0.1, 0.1, out).astype(np.float32), f"{name}.b"),
+            numpy_helper.from_array(
+                np.zeros(out, np.float32)
+                if zero_bias
+                else rng.uniform(-0.1, 0.1, out).astype(np.float32),
+                f"{name}.b",
+            ),
         ]
         nodes.append(
             helper.make_node(
@@ -244,10 +250,11 @@ def _conv_zoo_graph(path: Path) -> dict[str, str]:
     return {name: name for name, *_ in layers}
 
 
-def test_cpu_flavour_keeps_the_convs_int8_runs_slower_in_fp32(tmp_path):
+@pytest.mark.parametrize("zero_bias", [False, True])
+def test_cpu_flavour_keeps_the_convs_int8_runs_slower_in_fp32(tmp_path, zero_bias):
     from vetrina.converters.quantize import slow_int8_convs
 
-    names = _conv_zoo_graph(tmp_path / "convs.onnx")
+    names = _conv_zoo_graph(tmp_path / "convs.onnx", zero_bias=zero_bias)
     slow = slow_int8_convs(tmp_path / "convs.onnx")
     assert set(slow) == {names["depthwise"], names["tiny"]}
     assert "grouped 3x3" in slow[names["depthwise"]] and "1 -> 1" in slow[names["tiny"]]
