@@ -16,13 +16,14 @@ import numpy as np
 
 from .atomic import atomic_write_bytes
 from .errors import InputError
+from .png import SIGNATURE as PNG_SIGNATURE
 from .png import encode_png, text_chunks
 
 #: Largest decoded image accepted by default (pixels): a guard against decompression bombs.
 DEFAULT_MAX_PIXELS = 64_000_000
 
 _SIGNATURES: tuple[tuple[bytes, str], ...] = (
-    (b"\x89PNG\r\n\x1a\n", "png"),
+    (PNG_SIGNATURE, "png"),
     (b"\xff\xd8\xff", "jpeg"),
     (b"BM", "bmp"),
     (b"II*\x00", "tiff"),
@@ -241,7 +242,7 @@ def _with_png_text(png: bytes, metadata: dict[str, str]) -> bytes:
 
 def png_text(data: bytes) -> dict[str, str]:
     """The ``tEXt`` items of PNG bytes (``{}`` for other formats or none)."""
-    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
+    if not data.startswith(PNG_SIGNATURE):
         return {}
     items, pos = {}, 8
     while pos + 8 <= len(data):
