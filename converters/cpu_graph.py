@@ -1,6 +1,6 @@
 """Graph rewrites that make an exported model faster on ONNX Runtime's CPU provider.
 
-ONNX Runtime runs convolutions in a blocked channel layout (NCHWc). Two things cost it dearly,
+ONNX Runtime runs convolutions in a blocked channel layout (NCHWc). Three things cost it dearly,
 and each has a rewrite into the same function in ops that suit the layout:
 
 ``prelu_as_depthwise_conv``: an op it cannot run in NCHWc forces a reorder back to NCHW and
@@ -18,9 +18,19 @@ one depthwise conv with a fused ``Relu`` and an ``Add``; the first two depthwise
 conv to 1-3 channels (the style nets' last 9x9 conv to RGB) does up to 8x the work it needs;
 it becomes two convs that waste far less (:func:`_split_narrow_conv`).
 
-Both are exact in real arithmetic and within a few ulp in float32; the converter verifies the
-rewritten graph against PyTorch like any export. TensorRT runs ``PRelu`` natively and has no
-such padding, so ``--target tensorrt`` leaves the graph as exported.
+``constant_resize_scales``: a ``Resize`` given its output ``sizes`` (PyTorch's
+``interpolate(size=...)``, as in the public U²-Net's ``_upsample_like``: the sizes computed
+at run time from ``Shape`` of a tensor) stays in NCHW, with a reorder on each side; with
+constant ``scales`` it runs as ONNX Runtime's NCHWc upsample. In a static export the spatial
+sizes are known, so each such ``Resize`` whose ratios are exact binary fractions (2x, 4x,
+0.5x...) gets them as ``scales``: the same output size and, since the scale ONNX Runtime
+derives from ``sizes`` is the same number, the same sampling positions (a U²-Net-p exported
+that way, at 320 px: 185 -> 153 ms).
+
+The first two are exact in real arithmetic and within a few ulp in float32, the third exact;
+the converter verifies the rewritten graph against PyTorch like any export. TensorRT runs
+``PRelu`` natively and has no such padding, so ``--target tensorrt`` leaves the graph as
+exported.
 """
 
 from __future__ import annotations
@@ -44,6 +54,7 @@ def tune_for_cpu(path: str | os.PathLike[str]) -> dict[str, int]:
     applied = {
         "prelu_as_depthwise_conv": _rewrite_prelu(model),
         "narrow_conv_split": _split_narrow_conv(model),
+        "constant_resize_scales": _constant_resize_scales(model),
     }
     if any(applied.values()):
         check_model(model)
@@ -279,3 +290,137 @@ def _narrow_conv_plan(node: Any, initializers: dict[str, Any]):
     else:
         bias = np.zeros(co, np.float32)
     return weight, bias, pads, vertical <= horizontal
+
+
+def _constant_resize_scales(model: Any) -> int:
+    """Give each ``Resize`` with run-time ``sizes`` but static spatial shapes constant
+    ``scales`` instead (see the module's docstring); returns how many were rewritten."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = model.graph
+    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False).graph
+    shapes = {
+        v.name: [d.dim_value if d.HasField("dim_value") else None for d in _dims(v)]
+        for v in (*inferred.input, *inferred.value_info, *inferred.output)
+        if v.type.HasField("tensor_type") and v.type.tensor_type.HasField("shape")
+    }
+    constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    for node in graph.node:
+        constant = node.op_type == "Constant" and node.domain in ("", "ai.onnx")
+        if constant and node.attribute and node.attribute[0].name == "value":
+            constants[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+    producers = {out: node for node in graph.node for out in node.output}
+    fresh = _namer(graph)
+
+    count = 0
+    for node in graph.node:
+        scales = _exact_scales(node, shapes, constants, producers)
+        if scales is None:
+            continue
+        name = fresh(f"{node.name or node.output[0]}_scales")
+        graph.initializer.append(numpy_helper.from_array(scales, name))
+        inputs = [node.input[0], node.input[1], name]
+        del node.input[:]
+        node.input.extend(inputs)
+        count += 1
+    if count:
+        _replace_nodes(graph, _live_nodes(graph))
+    return count
+
+
+def _dims(value: Any) -> Any:
+    return value.type.tensor_type.shape.dim
+
+
+def _exact_scales(
+    node: Any,
+    shapes: dict[str, list[int | None]],
+    constants: dict[str, np.ndarray],
+    producers: dict[str, Any],
+) -> np.ndarray | None:
+    """float32 scales that make this ``Resize`` compute exactly what its ``sizes`` do, or None."""
+    from onnx import helper
+
+    if node.op_type != "Resize" or node.domain not in ("", "ai.onnx") or len(node.input) != 4:
+        return None
+    if node.input[2] or not node.input[3]:
+        return None  # scales given already, or no sizes
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    mode = attrs.get("coordinate_transformation_mode", b"half_pixel")
+    policy = attrs.get("keep_aspect_ratio_policy", b"stretch")
+    if "axes" in attrs or mode == b"tf_crop_and_resize" or policy != b"stretch":
+        return None
+    source = shapes.get(node.input[0])
+    sizes = _size_entries(node.input[3], node.input[0], constants, producers)
+    if source is None or sizes is None or len(sizes) != len(source):
+        return None
+    scales = []
+    for axis, (size, entry) in enumerate(zip(source, sizes, strict=True)):
+        if entry == ("same", axis):
+            scales.append(1.0)
+            continue
+        if not isinstance(entry, int) or not size or entry <= 0:
+            return None
+        scale = np.float32(entry / size)
+        # the exact ratio (a binary fraction), and ONNX Runtime's floor(size * scale) is entry
+        if float(scale) * size != entry or int(np.float32(size) * scale) != entry:
+            return None
+        scales.append(float(scale))
+    if all(s == 1.0 for s in scales):
+        return None
+    return np.array(scales, np.float32)
+
+
+def _size_entries(
+    name: str, source: str, constants: dict[str, np.ndarray], producers: dict[str, Any]
+) -> list[int | tuple[str, int]] | None:
+    """The ``sizes`` tensor ``name`` entry by entry: an int where it is a constant,
+    ``("same", i)`` where it is dimension ``i`` of ``source`` (``Shape(source)`` sliced by
+    its start/end attributes, possibly concatenated with constants); None if neither."""
+    from onnx import helper
+
+    if name in constants:
+        return [int(v) for v in constants[name].reshape(-1)]
+    node = producers.get(name)
+    if node is None or node.domain not in ("", "ai.onnx"):
+        return None
+    if node.op_type == "Shape" and node.input[0] == source:
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        start, end = attrs.get("start", 0), attrs.get("end")
+        if start < 0 or (end is not None and end < 0):
+            return None  # counted from the rank, which this pass does not track
+        return [("same", i) for i in range(start, end)] if end is not None else None
+    if node.op_type == "Concat":
+        entries: list[int | tuple[str, int]] = []
+        for part in node.input:
+            piece = _size_entries(part, source, constants, producers)
+            if piece is None:
+                return None
+            entries += piece
+        return entries
+    return None
+
+
+def _live_nodes(graph: Any) -> list[Any]:
+    """The graph's nodes that the outputs depend on, in order (a rewrite left the rest dead)."""
+    needed = {out.name for out in graph.output}
+    live = []
+    for node in reversed(graph.node):
+        if any(out in needed for out in node.output):
+            live.append(node)
+            needed.update(_reads(node))
+    return live[::-1]
+
+
+def _reads(node: Any) -> set[str]:
+    """The names a node reads: its inputs and those its subgraphs (If, Loop) read."""
+    from onnx import AttributeProto
+
+    names = set(node.input)
+    for attr in node.attribute:
+        graphs = [attr.g] if attr.type == AttributeProto.GRAPH else list(attr.graphs)
+        for sub in graphs:
+            for inner in sub.node:
+                names |= _reads(inner)
+    return names

@@ -297,3 +297,70 @@ def test_convert_splits_the_style_nets_last_conv_for_cpu_only(tmp_path):
         tuple(t.dims[2:]) for t in onnx.load(str(trt.output)).graph.initializer if len(t.dims) == 4
     }
     assert (9, 9) in kernels
+
+
+def _resize_model(
+    source: tuple[int, int], target: tuple[int, int], *, mode: str = "linear", spatial=None
+) -> onnx.ModelProto:
+    """x (N, 2, h, w) -> Relu -> Resize to ``target`` with sizes = Shape(x)[0:2] ++ target
+    (the dynamo exporter's ``interpolate(size=...)``) -> y. ``spatial``: x's declared h, w
+    (default ``source``; names make them dynamic)."""
+    h, w = spatial or source
+    graph = helper.make_graph(
+        [
+            helper.make_node("Relu", ["x"], ["r"], name="relu"),
+            helper.make_node("Shape", ["r"], ["lead"], name="shape", start=0, end=2),
+            helper.make_node("Concat", ["lead", "hw"], ["sizes"], name="concat", axis=0),
+            helper.make_node("Resize", ["r", "", "", "sizes"], ["y"], name="resize", mode=mode),
+        ],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 2, h, w])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 2, "oh", "ow"])],
+        [numpy_helper.from_array(np.array(target, np.int64), "hw")],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+
+
+def _exact(source: int, target: int) -> bool:
+    scale = np.float32(target / source)
+    return float(scale) * source == target
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    h=st.integers(1, 12),
+    w=st.integers(1, 12),
+    th=st.integers(1, 40),
+    tw=st.integers(1, 40),
+    mode=st.sampled_from(["linear", "nearest", "cubic"]),
+)
+def test_resize_sizes_become_constant_scales_exactly_where_the_ratio_is_exact(
+    tmp_path_factory, h, w, th, tw, mode
+):
+    model = _resize_model((h, w), (th, tw), mode=mode)
+    path = tmp_path_factory.mktemp("r") / "m.onnx"
+    onnx.save(model, str(path))
+    x = np.random.default_rng(h * 100 + w).normal(0, 1, (2, 2, h, w)).astype(np.float32)
+    before = _run(path, x)
+    applies = _exact(h, th) and _exact(w, tw) and (th, tw) != (h, w)
+    assert tune_for_cpu(path) == ({"constant_resize_scales": 1} if applies else {})
+    rewritten = onnx.load(str(path))
+    ops = [n.op_type for n in rewritten.graph.node]
+    if applies:
+        assert ops == ["Relu", "Resize"]  # the Shape and Concat that fed the sizes are gone
+        resize = rewritten.graph.node[1]
+        assert len(resize.input) == 3
+        scales = {t.name: numpy_helper.to_array(t) for t in rewritten.graph.initializer}
+        np.testing.assert_array_equal(scales[resize.input[2]], [1, 1, th / h, tw / w])
+        assert "hw" not in scales
+    after = _run(path, x)
+    assert after.shape == (2, 2, th, tw)
+    np.testing.assert_array_equal(after, before)  # the same sampling positions: bit for bit
+
+
+def test_resize_with_dynamic_sides_is_left_alone(tmp_path):
+    path = tmp_path / "m.onnx"
+    onnx.save(_resize_model((4, 4), (8, 8), spatial=("h", "w")), str(path))
+    before = path.read_bytes()
+    assert tune_for_cpu(path) == {}
+    assert path.read_bytes() == before
