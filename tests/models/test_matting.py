@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import onnx
 import pytest
 import torch
 from torch import nn
@@ -427,6 +428,14 @@ def test_a_tiny_random_u2netp_checkpoint_converts(tmp_path):
     assert result.output.is_file() and result.report.passed
     assert result.contract.role == "matting"
     assert result.contract.outputs[0].name == "alpha"
+    # every upsampling exported with its constant factor (ONNX Runtime's NCHWc upsample),
+    # not as sizes computed from shapes; no converter rewrite was needed for that
+    graph = onnx.load(str(result.output)).graph
+    constants = {t.name for t in graph.initializer}
+    resizes = [n for n in graph.node if n.op_type == "Resize"]
+    assert len(resizes) == 38 and "Shape" not in {n.op_type for n in graph.node}
+    assert all(len(n.input) == 3 and n.input[2] in constants for n in resizes)
+    assert "constant_resize_scales" not in result.contract.provenance["graph_rewrites"]
 
 
 def test_inner_scale_runs_the_net_at_a_fraction_and_upsamples_back():
