@@ -9,6 +9,8 @@
   compositing and masks;
 * :func:`matte_to_alpha`, :func:`keep_shadow`, :func:`merge_shadow`, :func:`premultiply` --
   matting: a model's low-resolution matte -> the photo's alpha (guided filter), soft shadows;
+* :func:`cutout`, :func:`outline_edges` -- a photo and its alpha -> the RGBA cut-out; the
+  edges under a matte's outline (the empty-matte check);
 * :func:`plan_tiles` / :class:`TilePlan` -- overlapping tiles and seamless blending;
 * :func:`normalization`, :func:`range_mapping` / :class:`Affine` -- scale/offset helpers.
 
@@ -37,6 +39,7 @@ from .composite import (
     dilate_mask,
     feather_mask,
 )
+from .cutout import OutlineEdges, cutout, outline_edges
 from .fit import FITS, Placement, plan_fit
 from .mapping import IMAGENET_MEAN, IMAGENET_STD, Affine, normalization, range_mapping
 from .prepost import INTERPOLATIONS, POST_INTERPOLATIONS, postprocess, preprocess
@@ -56,10 +59,12 @@ __all__ = [
     "MAX_THREADS",
     "POST_INTERPOLATIONS",
     "Affine",
+    "OutlineEdges",
     "Placement",
     "TilePlan",
     "adapt",
     "composite",
+    "cutout",
     "defect_mask",
     "dilate_mask",
     "feather_mask",
@@ -67,6 +72,7 @@ __all__ = [
     "matte_to_alpha",
     "merge_shadow",
     "normalization",
+    "outline_edges",
     "plan_fit",
     "plan_tiles",
     "postprocess",
