@@ -38,20 +38,6 @@ def rgb_guide(colour: np.ndarray, order: str) -> np.ndarray:
     return cv2.cvtColor(colour, code)
 
 
-def cutout_pixels(colour: np.ndarray, alpha: np.ndarray, *, swap: bool) -> np.ndarray:
-    """uint8 (H, W, 3|4) colour + uint8 (H, W) alpha -> (H, W, 4) with that alpha, channels
-    swapped RGB <-> BGR when ``swap``, and every pixel with alpha 0 all zero (no colour where
-    nothing shows: smaller PNGs, nothing hidden in transparent pixels)."""
-    if colour.shape[2] == 4:
-        rgba = cv2.cvtColor(colour, cv2.COLOR_RGBA2BGRA) if swap else colour.copy()
-    else:
-        rgba = cv2.cvtColor(colour, cv2.COLOR_RGB2BGRA if swap else cv2.COLOR_RGB2RGBA)
-    rgba[:, :, 3] = alpha
-    out = np.zeros_like(rgba)
-    cv2.copyTo(rgba, alpha, out)  # copies where alpha != 0
-    return out
-
-
 def frame(
     img: np.ndarray,
     *,

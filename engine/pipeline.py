@@ -29,7 +29,7 @@ from .device_chain import DeviceChain
 from .editor import check_image, resized_alpha
 from .errors import InputError
 from .foreground import estimate_foreground
-from .framing import ALPHA_CUT, EmptyMatteWarning, combine_alpha, cutout_pixels, frame, rgb_guide
+from .framing import ALPHA_CUT, EmptyMatteWarning, combine_alpha, frame, rgb_guide
 from .model import Model
 from .modelrefs import file_sha256, resolve_model
 from .pipeline_spec import PipelineError, PipelineSpec, load_spec
@@ -518,9 +518,12 @@ class Pipeline:
                 colour = img if img.ndim == 3 else img[:, :, None]
                 colour = np.repeat(colour, 3, axis=2) if colour.shape[2] == 1 else colour
                 colour = np.ascontiguousarray(colour)  # a caller's view: OpenCV wants rows
-                guide = rgb_guide(colour, order)
-                alpha = stage.to_alpha(matte, guide, self.kernel_threads)
-                if stage.empty_check and alpha.any() and not stage.follows_edges(guide, alpha):
+                alpha = stage.to_alpha(matte, colour, order, self.kernel_threads)
+                if (
+                    stage.empty_check
+                    and alpha.any()
+                    and not stage.follows_edges(colour, alpha, order, self.kernel_threads)
+                ):
                     alpha[:] = 0  # the net drew an outline the photo does not have
                 if not (alpha >= ALPHA_CUT).any():
                     warnings.warn(
@@ -537,8 +540,11 @@ class Pipeline:
                 with self.times.step("foreground"):
                     colour = estimate_foreground(np.ascontiguousarray(colour[:, :, :3]), alpha)
             with self.times.step("alpha"):
-                rgba = cutout_pixels(colour, alpha, swap=order != output_order)
+                rgba = kernels.cutout(
+                    colour, alpha, swap=order != output_order, num_threads=self.kernel_threads
+                )
                 if stage.shadow > 0:
+                    guide = rgb_guide(colour, order)
                     shadow = kernels.keep_shadow(guide, alpha, strength=stage.shadow)
                     rgba = kernels.merge_shadow(rgba, shadow)
             out.append(rgba)

@@ -17,6 +17,7 @@ import numpy as np
 from . import kernels
 from .contract import Affine1, SpatialRules, TensorSpec
 from .errors import InputError, ModelError
+from .framing import rgb_guide
 from .model import Model
 from .pipeline_spec import MATTE_SIZE_PHOTO, PipelineError, StageSpec
 
@@ -280,32 +281,43 @@ class MatteStage:
         return np.clip(out, 0.0, 1.0, out=out)
 
     def to_alpha(
-        self, matte: np.ndarray, guide: np.ndarray, num_threads: int | None = None
+        self,
+        matte: np.ndarray,
+        photo: np.ndarray,
+        order: str = "RGB",
+        num_threads: int | None = None,
     ) -> np.ndarray:
-        """One (1, 1, h, w) matte -> uint8 (H, W) alpha at ``guide``'s size (uint8 RGB(A)
-        photo at the output size): resized, refined, ramped; soft shadows added as alpha."""
+        """One (1, 1, h, w) matte -> uint8 (H, W) alpha at the size of ``photo`` (uint8
+        (H, W, 3|4) in ``order``, at the output size): resized, refined on the photo (an RGB
+        copy is made only then), ramped."""
         h, w = matte.shape[2:]
-        factor = max(guide.shape[0] / h, guide.shape[1] / w)
+        factor = max(photo.shape[0] / h, photo.shape[1] / w)
         radius = max(1, round(self.refine * factor)) if self.refine else 0
-        alpha = kernels.matte_to_alpha(
+        return kernels.matte_to_alpha(
             matte[0, 0],
-            guide.shape[:2],
-            guide=guide if radius else None,
+            photo.shape[:2],
+            guide=rgb_guide(photo, order) if radius else None,
             radius=radius,
             eps=self.eps,
             low=self.low,
             high=self.high,
             num_threads=num_threads,
         )
-        return alpha
 
     EDGE_FLOOR = 8.0
     """Sobel magnitude (levels per pixel, grey) below which an outline follows no edge."""
 
     @classmethod
-    def follows_edges(cls, guide: np.ndarray, alpha: np.ndarray) -> bool:
-        """Whether the outline of ``alpha`` (>= 128) lies on edges of the photo: its mean
-        Sobel magnitude must reach the photo's 75th percentile and :attr:`EDGE_FLOOR`.
+    def follows_edges(
+        cls,
+        photo: np.ndarray,
+        alpha: np.ndarray,
+        order: str = "RGB",
+        num_threads: int | None = None,
+    ) -> bool:
+        """Whether the outline of ``alpha`` (>= 128) lies on edges of the ``photo`` (uint8
+        (H, W, 3|4) in ``order``): its mean Sobel magnitude must reach the photo's 75th
+        percentile and :attr:`EDGE_FLOOR` (:func:`vetrina.kernels.outline_edges`).
 
         A salient-object net always finds *something*, even on a blank or noise image; there
         the outline it draws crosses no edge (mean <= 0.76 x the 75th percentile on blank,
@@ -314,40 +326,17 @@ class MatteStage:
         of rembg's 320 px convention too (README)."""
         import cv2
 
-        inside = (alpha >= 128).view(np.uint8)
-        outline = cv2.morphologyEx(inside, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)) > 0
-        if not outline.any():
+        rgb = order == "RGB"
+        if photo.shape[2] == 4:
+            code = cv2.COLOR_RGBA2GRAY if rgb else cv2.COLOR_BGRA2GRAY
+        else:
+            code = cv2.COLOR_RGB2GRAY if rgb else cv2.COLOR_BGR2GRAY
+        edges = kernels.outline_edges(
+            cv2.cvtColor(photo, code), alpha, cut=128, percentile=75.0, num_threads=num_threads
+        )
+        if edges.outline_mean is None:
             return False
-        code = cv2.COLOR_RGBA2GRAY if guide.shape[2] == 4 else cv2.COLOR_RGB2GRAY
-        grey = cv2.cvtColor(guide, code)
-        # 3x3 Sobel of the 8-bit grey (exact int16), magnitudes only where they are needed
-        dx, dy = cv2.spatialGradient(grey)
-        on_outline = float(_magnitude(dx[outline], dy[outline]).mean())
-        # the 75th percentile of every 4th pixel's magnitude (np.percentile's linear rule),
-        # from a partition of the squared magnitudes: same order, a fraction of the cost
-        sq = _squared(dx[::2, ::2].ravel(), dy[::2, ::2].ravel())
-        typical = _percentile_of_squares(sq, 75.0)
-        return on_outline >= max(cls.EDGE_FLOOR, typical)
-
-
-def _squared(dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
-    x, y = dx.astype(np.int32), dy.astype(np.int32)
-    return x * x + y * y
-
-
-def _magnitude(dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
-    return np.sqrt(_squared(dx, dy).astype(np.float32))
-
-
-def _percentile_of_squares(squares: np.ndarray, q: float) -> float:
-    """``np.percentile(np.sqrt(squares), q)`` (linear interpolation) without a full sort:
-    the square root keeps the order, so the two order statistics come from a partition."""
-    pos = q / 100.0 * (squares.size - 1)
-    lo = int(pos)
-    hi = min(lo + 1, squares.size - 1)
-    part = np.partition(squares, (lo, hi))
-    a, b = float(np.sqrt(part[lo])), float(np.sqrt(part[hi]))
-    return a + (pos - lo) * (b - a)
+        return edges.outline_mean >= max(cls.EDGE_FLOOR, edges.typical)
 
 
 @dataclass(frozen=True)

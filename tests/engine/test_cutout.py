@@ -1,34 +1,17 @@
-"""The cutout helpers of the matte stage against plain numpy: RGBA assembly, the RGB guide,
-and the partition-based percentile of the empty-matte check."""
+"""The cutout helpers of the matte stage: the RGB guide and the empty-matte check against
+the direct computation (the kernels behind them: tests/kernels/test_cutout.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from hypothesis.extra import numpy as hnp
 
-from vetrina.framing import cutout_pixels, rgb_guide
-from vetrina.stages import MatteStage, _percentile_of_squares
+from vetrina.framing import rgb_guide
+from vetrina.stages import MatteStage
 
 
 def _photo(h, w, c, seed=0):
     return np.random.default_rng(seed).integers(0, 256, (h, w, c), dtype=np.uint8)
-
-
-@pytest.mark.parametrize("channels", [3, 4])
-@pytest.mark.parametrize("swap", [False, True])
-def test_cutout_pixels_matches_numpy(channels, swap):
-    colour = _photo(37, 53, channels)
-    alpha = np.random.default_rng(1).integers(0, 3, (37, 53)).astype(np.uint8) * 100
-    rgb = colour[:, :, 2::-1] if swap else colour[:, :, :3]
-    want = np.dstack([rgb, alpha])
-    want[alpha == 0] = 0
-    got = cutout_pixels(colour, alpha, swap=swap)
-    assert got.flags.c_contiguous and got.shape == (37, 53, 4)
-    np.testing.assert_array_equal(got, want)
-    assert not np.shares_memory(got, colour)
 
 
 @pytest.mark.parametrize("channels", [3, 4])
@@ -38,16 +21,6 @@ def test_rgb_guide(channels):
     got = rgb_guide(colour, "BGR")
     np.testing.assert_array_equal(got[:, :, :3], colour[:, :, 2::-1])
     assert got.flags.c_contiguous
-
-
-@settings(max_examples=200, deadline=None)
-@given(
-    hnp.arrays(np.int32, st.integers(1, 300), elements=st.integers(0, 2_080_800)),
-    st.floats(0, 100),
-)
-def test_percentile_of_squares_is_numpys(squares, q):
-    want = np.percentile(np.sqrt(squares.astype(np.float64)), q)
-    assert _percentile_of_squares(squares.copy(), q) == pytest.approx(want, rel=1e-12, abs=1e-9)
 
 
 def test_follows_edges_on_a_drawn_product_and_a_blank_photo():
@@ -88,3 +61,18 @@ def test_follows_edges_agrees_with_the_direct_computation(seed):
     dy, dx = rng.integers(-6, 7, 2)  # the matte's box, off the drawn one by a few pixels
     alpha[max(0, y0 + dy) : y0 + dy + h // 3, max(0, x0 + dx) : x0 + dx + w // 3] = 255
     assert MatteStage.follows_edges(photo, alpha) == _follows_edges_reference(photo, alpha)
+
+
+@pytest.mark.parametrize("channels", [3, 4])
+def test_follows_edges_reads_the_photo_in_its_order(channels):
+    photo = np.full((120, 160, channels), 240, np.uint8)
+    photo[30:90, 40:120, :3] = (200, 30, 30)
+    alpha = np.zeros((120, 160), np.uint8)
+    alpha[30:90, 40:120] = 255
+    bgr = np.ascontiguousarray(photo[:, :, [2, 1, 0, 3][:channels]])
+    assert MatteStage.follows_edges(bgr, alpha, "BGR") == MatteStage.follows_edges(photo, alpha)
+    # (255, 0, 158) on (0, 0, 255): grey 94 on 29 read as RGB, 76 on 76 read as BGR
+    photo[:] = (0, 0, 255, 255)[:channels]
+    photo[30:90, 40:120, :3] = (255, 0, 158)
+    assert MatteStage.follows_edges(photo, alpha, "RGB")
+    assert not MatteStage.follows_edges(photo, alpha, "BGR")
