@@ -23,7 +23,8 @@ own; the same photos, the same thread count, one after the other on an idle mach
 * vetrina: a one-stage pipeline ``matte: {model: FILE, stretch: true, resize: lanczos}``
   (rembg's conventions: each matte min-max rescaled, the photo shrunk with PIL's Lanczos)
   over the folder through ``edit_files``, the code
-  behind ``vetrina run`` (decode, matte, alpha kernel, PNG encode, atomic write): with
+  behind ``vetrina run`` (decode, matte, alpha kernel, PNG encode, atomic write; freed memory
+  kept in the heap, :mod:`vetrina.heap`, as ``vetrina run`` sets up): with
   ``--workers`` file workers (default 2, sessions of threads/workers threads each; per-file
   latency from each file's own time) and, as ``1 worker``, one file per call at full threads.
 
@@ -154,8 +155,10 @@ def _worker_vetrina(
     workers: int,
     png_compression: int | None = None,
 ) -> dict:
-    """The folder through ``edit_files`` (what ``vetrina run --workers`` does)."""
+    """The folder through ``edit_files``, after ``retain_freed_memory`` (what ``vetrina run
+    --workers`` does)."""
     from vetrina.files import edit_files
+    from vetrina.heap import retain_freed_memory
     from vetrina.pipeline import Pipeline
     from vetrina.pipeline_spec import parse_spec
 
@@ -167,6 +170,7 @@ def _worker_vetrina(
         },
         origin="rembg_compare",
     )
+    retain_freed_memory()
     per_session = max(1, threads // workers)
     pipeline = Pipeline(spec, threads=per_session, batch_size=1)
     with tempfile.TemporaryDirectory() as warm:

@@ -416,9 +416,11 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from .files import available_cores, collect_inputs, default_workers, edit_files
+    from .heap import retain_freed_memory
     from .progress import FileProgress
     from .timing import StepTimes
 
+    retain_freed_memory()  # a folder run: each photo reuses the last one's buffers
     times = StepTimes()
     sources = collect_inputs(args.inputs)
     if not sources:
