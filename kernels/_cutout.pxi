@@ -95,7 +95,8 @@ cdef extern from *:
     }
 
     /* the values of rank lo and hi (0-based, lo <= hi) of n values in [0, 2^22): a histogram
-       of the top bits finds their buckets, one more pass the values inside those buckets */
+       of the top bits finds their buckets, one more pass the values inside those buckets;
+       -1: no memory, -2: a value outside the range */
     static int vt_rank_pair(const int32_t *v, Py_ssize_t n, Py_ssize_t lo, Py_ssize_t hi,
                             int32_t *out) {
         enum { SHIFT = 11, FINE = 1 << SHIFT, COARSE = 1 << (22 - SHIFT) };
@@ -106,7 +107,10 @@ cdef extern from *:
         fine[0] = coarse + COARSE;
         fine[1] = fine[0] + FINE;
         want[0] = lo; want[1] = hi;
-        for (i = 0; i < n; i++) coarse[v[i] >> SHIFT]++;
+        for (i = 0; i < n; i++) {
+            if ((uint32_t)v[i] >> 22) { free(coarse); return -2; }  /* outside [0, 2^22) */
+            coarse[v[i] >> SHIFT]++;
+        }
         for (j = 0; j < 2; j++) {
             for (b = 0; b < COARSE && below[j] + coarse[b] <= want[j]; b++) below[j] += coarse[b];
             bucket[j] = b;
@@ -225,6 +229,8 @@ def rank_pair(const int32_t[::1] values, Py_ssize_t lo, Py_ssize_t hi):
         raise ValueError("rank_pair: ranks out of range")
     with nogil:
         rc = vt_rank_pair(&values[0], values.shape[0], lo, hi, out)
+    if rc == -2:
+        raise ValueError("rank_pair: values must lie in [0, 2**22)")
     if rc != 0:
         raise MemoryError("rank_pair: no memory for the histogram")
     return int(out[0]), int(out[1])

@@ -97,16 +97,27 @@ def outline_edges(
     _cpu.edge_rows(*rows, int(cut), sums, counts, squares, nthreads)  # type: ignore[call-overload]
     pixels = int(counts.sum())
     mean = float(sums.sum()) / pixels if pixels else None
-    return OutlineEdges(mean, pixels, percentile_of_squares(squares.reshape(-1), q))
+    return OutlineEdges(mean, pixels, _percentile(squares.reshape(-1), q))
 
 
 def percentile_of_squares(squares: np.ndarray, q: float) -> float:
     """``np.percentile(np.sqrt(squares), q)`` (linear interpolation) without a sort: the
     square root keeps the order, so the two order statistics around the ``q``-th position
     come from a histogram selection over the int32 ``squares`` (in [0, 2^22))."""
+    fn = "percentile_of_squares"
+    if not isinstance(squares, np.ndarray) or squares.dtype.kind not in "iu":
+        raise TypeError(f"{fn}: squares must be a numpy integer array")
+    if squares.size == 0:
+        raise ValueError(f"{fn}: no values")
+    if squares.min() < 0 or squares.max() >= 1 << 22:
+        raise ValueError(f"{fn}: squares must lie in [0, 2**22) (3x3 Sobel squares of 8 bits do)")
+    q = _real(fn, "q", q, 0.0, 100.0, "a number in [0, 100]")
     values = np.ascontiguousarray(squares, dtype=np.int32).reshape(-1)
-    if values.size == 0:
-        raise ValueError("percentile_of_squares: no values")
+    return _percentile(values, q)
+
+
+def _percentile(values: np.ndarray, q: float) -> float:
+    """:func:`percentile_of_squares` of checked C-contiguous int32 values in [0, 2^22)."""
     pos = q / 100.0 * (values.size - 1)
     lo = int(pos)
     hi = min(lo + 1, values.size - 1)

@@ -142,6 +142,23 @@ def test_percentile_of_squares_with_many_ties_and_far_values():
 
 
 @pytest.mark.parametrize(
+    ("values", "q", "message"),
+    [
+        (np.array([3, -1], np.int32), 50, "lie in \\[0, 2\\*\\*22\\)"),
+        (np.array([1 << 22], np.int64), 50, "lie in"),
+        (np.array([], np.int32), 50, "no values"),
+        (np.array([1.0]), 50, "integer array"),
+        (np.array([1, 2], np.int32), 100.5, "q is 100.5"),
+    ],
+)
+def test_percentile_of_squares_refuses_what_it_cannot_rank(values, q, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        percentile_of_squares(values, q)
+    with pytest.raises(ValueError, match="2\\*\\*22"):
+        _cpu.rank_pair(np.array([5, -7, 1], np.int32), 0, 1)  # the C check behind it
+
+
+@pytest.mark.parametrize(
     ("call", "message"),
     [
         (lambda g, a: K.cutout(g[:, :, :2], a), "expected \\(H, W, 3\\) or \\(H, W, 4\\)"),
