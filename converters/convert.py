@@ -73,6 +73,7 @@ def convert(
     keep_fp32: Sequence[str] = (),
     max_trials: int = 24,
     input_norm: str | None = None,
+    speed_islands: bool = True,
 ) -> ConversionResult:
     """Export a checkpoint to ``output`` (ONNX), verify it against PyTorch and write the
     contract. Raises :class:`VerificationError` (with the report) when over the gate.
@@ -85,7 +86,8 @@ def convert(
     level (:mod:`.reduced`): fp32 inputs/outputs, fp32 islands by rule, then, if the
     precision's gate still fails, the smallest extra set of fp32 islands found by search. int8
     needs ``target`` ("cpu": uint8 activations for ONNX Runtime CPU; "tensorrt": symmetric
-    int8) and ``calibration`` (a folder of images or a uint8 RGB array).
+    int8) and ``calibration`` (a folder of images or a uint8 RGB array). For "cpu" it keeps
+    fp32 the convs ONNX Runtime runs slower in int8 unless ``speed_islands`` is False.
 
     ``target`` "cpu" (the default for fp32) also rewrites ops that leave ONNX Runtime's fast
     CPU layout into equivalent ones that stay in it (:mod:`.cpu_graph`); "tensorrt" keeps the
@@ -98,7 +100,7 @@ def convert(
     output = Path(output)
     if target is None and precision == "fp32":
         target = "cpu"
-    _check_precision(precision, target, calibration, keep_fp32)
+    _check_precision(precision, target, calibration, keep_fp32, speed_islands)
     if static is not None and sizes is not None and any(tuple(s) != static for s in sizes):
         raise ConversionError(
             f"verification sizes {_sizes(sizes)} differ from --static {_sizes([static])}",
@@ -136,6 +138,7 @@ def convert(
                     keep_fp32=keep_fp32,
                     max_trials=max_trials,
                     static=static,
+                    speed_islands=speed_islands,
                 )
         with times.step("verify"):
             report = verify(
@@ -155,6 +158,7 @@ def convert(
                 "--max-delta-e only if the difference is acceptable",
             )
         with times.step("write contract"):
+            int8_cpu = precision == "int8" and target == "cpu"
             contract = build_contract(
                 source,
                 report,
@@ -165,6 +169,7 @@ def convert(
                     "target": target,
                     "graph_rewrites": rewrites,
                     "reduced_precision": reduced,
+                    **({"speed_islands": speed_islands} if int8_cpu else {}),
                 },
                 model_path=tmp,
             )
@@ -173,7 +178,11 @@ def convert(
 
 
 def _check_precision(
-    precision: str, target: str | None, calibration: Any, keep_fp32: Sequence[str]
+    precision: str,
+    target: str | None,
+    calibration: Any,
+    keep_fp32: Sequence[str],
+    speed_islands: bool = True,
 ) -> None:
     """Refuse option combinations that cannot mean what the user asked, before any work."""
     if precision not in PRECISIONS:
@@ -202,6 +211,12 @@ def _check_precision(
         )
     if keep_fp32 and precision == "fp32":
         raise ConversionError("--keep-fp32 applies to fp16 and int8 only")
+    if not speed_islands and (precision != "int8" or target != "cpu"):
+        raise ConversionError(
+            "--no-speed-islands applies to --precision int8 --target cpu only (the speed "
+            "islands are convs ONNX Runtime CPU runs slower in int8)",
+            hint="drop --no-speed-islands",
+        )
 
 
 def _reduce(
@@ -217,6 +232,7 @@ def _reduce(
     keep_fp32: Sequence[str],
     max_trials: int,
     static: Size | None = None,
+    speed_islands: bool = True,
 ) -> dict[str, Any]:
     """Rewrite the fp32 export at ``precision`` into ``output``; the island search judges each
     candidate with the same verification (cases and gate) as the final check."""
@@ -244,6 +260,7 @@ def _reduce(
         calibration=calibration,
         inputs=source.spec.inputs,
         max_trials=max_trials,
+        speed_islands=speed_islands,
         **({"calibration_size": tuple(static)} if static else {}),  # a static model's one size
     )
     return result.provenance()

@@ -41,6 +41,7 @@ def reduce_precision(
     calibration_size: tuple[int, int] = DEFAULT_SIZE,
     method: str = "minmax",
     max_trials: int = 24,
+    speed_islands: bool = True,
 ) -> PrecisionResult:
     """Write ``source`` (fp32 ONNX) at ``precision`` to ``output``.
 
@@ -49,6 +50,8 @@ def reduce_precision(
     calibrated on ``calibration`` (folder, uint8 RGB array or feeds) mapped through ``inputs``
     (default: the model's contract). ``passes(path)``: the verification gate; when given, the
     island search runs on ``samples`` (required then) if the plain result fails it.
+    ``speed_islands`` (int8, ``cpu``): keep fp32 the convs ONNX Runtime runs slower in int8
+    (:func:`.quantize.slow_int8_convs`).
     """
     if precision not in PRECISIONS:
         raise ConversionError(
@@ -99,6 +102,7 @@ def reduce_precision(
                 exclude=fixed + islands,
                 method=method,
                 calibration_cache=cache,
+                speed_islands=speed_islands,
             )
 
         base = transform([], output)

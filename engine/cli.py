@@ -90,6 +90,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="ONNX node names to keep in fp32 besides the automatic islands",
     )
     p.add_argument(
+        "--no-speed-islands",
+        dest="speed_islands",
+        action="store_false",
+        help="int8 --target cpu: quantize the convs ONNX Runtime runs slower in int8 too "
+        "(grouped spatial and tiny ones; kept fp32 by default); for a CPU whose int8 kernels "
+        "differ (VNNI) or to measure them",
+    )
+    p.add_argument(
         "--input-norm",
         choices=("imagenet",),
         default=None,
@@ -350,6 +358,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
             calibration=_calibration(args.calib),
             keep_fp32=args.keep_fp32,
             input_norm=args.input_norm,
+            speed_islands=args.speed_islands,
         )
     except VerificationError as exc:
         print(exc.report.table())

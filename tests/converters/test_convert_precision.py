@@ -78,6 +78,16 @@ def test_int8_tensorrt_flavour_is_symmetric(small_checkpoint, tmp_path):
         ({"precision": "fp32", "target": "gpu"}, "unknown target"),
         ({"precision": "fp32", "keep_fp32": ["Conv_0"]}, "fp16 and int8 only"),
         ({"precision": "bf16"}, "unknown precision"),
+        ({"precision": "fp16", "speed_islands": False}, "--no-speed-islands applies"),
+        (
+            {
+                "precision": "int8",
+                "target": "tensorrt",
+                "calibration": "catalog",
+                "speed_islands": False,
+            },
+            "--target cpu only",
+        ),
     ],
 )
 def test_contradictory_precision_options_are_refused_before_any_work(
@@ -141,3 +151,31 @@ def test_generators_calibrate_int8_on_latents_not_images(tiny_generator, tmp_pat
         "category",
         "colour",
     }
+
+
+@pytest.mark.slow
+def test_speed_islands_keep_the_slow_int8_convs_fp32_unless_turned_off(tmp_path):
+    """A style net's last conv is split for the CPU into a conv and a grouped 1x9 sum, which
+    ONNX Runtime runs slower in int8: kept fp32 by default, quantized with the flag off; the
+    contract says which."""
+    from test_cpu_graph import _random_checkpoint
+
+    ckpt = _random_checkpoint(
+        tmp_path / "style.pt", "transformer-net", {"channels": 8, "blocks": 1}, seed=5
+    )
+    loose = {"min_psnr": 10.0, "min_ssim": 0.0, "max_delta_e": 80.0}
+    common = {"precision": "int8", "target": "cpu", "calibration": "catalog", "sizes": [(32, 48)]}
+    kept = convert(ckpt, tmp_path / "kept.onnx", gate_overrides=loose, **common)
+    reduced = kept.contract.provenance["reduced_precision"]
+    slow = [n for n, why in reduced["reasons"].items() if "slower in int8" in why]
+    assert slow and set(slow) <= set(reduced["islands"])
+    assert kept.contract.provenance["speed_islands"] is True
+    out = tmp_path / "all.onnx"
+    argv = ["convert", str(ckpt), "-o", str(out), "--precision", "int8", "--target", "cpu"]
+    gate = ["--min-psnr", "10", "--min-ssim", "0", "--max-delta-e", "80"]
+    code = main([*argv, "--calib", "catalog", "--sizes", "32x48", "--no-speed-islands", *gate])
+    assert code == 0
+    contract = _contract(out)
+    assert contract.provenance["speed_islands"] is False
+    reasons = contract.provenance["reduced_precision"].get("reasons", {})
+    assert not [n for n, why in reasons.items() if "slower in int8" in why]
