@@ -299,6 +299,9 @@ def _constant_resize_scales(model: Any) -> int:
     from onnx import numpy_helper
 
     graph = model.graph
+    sized = [n for n in graph.node if n.op_type == "Resize" and len(n.input) == 4]
+    if not sized:
+        return 0  # nothing to rewrite: no shape inference needed
     inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False).graph
     shapes = {
         v.name: [d.dim_value if d.HasField("dim_value") else None for d in _dims(v)]
@@ -314,7 +317,7 @@ def _constant_resize_scales(model: Any) -> int:
     fresh = _namer(graph)
 
     count = 0
-    for node in graph.node:
+    for node in sized:
         scales = _exact_scales(node, shapes, constants, producers)
         if scales is None:
             continue
