@@ -4,6 +4,12 @@ Both nets have three stride-2 levels, so height and width must be multiples of 8
 coarsest level's cells are then exactly the 8x8 blocks of a JPEG grid anchored at the top
 left, which is where blocking artifacts live. Fully convolutional, no data-dependent control
 flow: exportable to ONNX with dynamic batch, height and width.
+
+An export (``torch.compiler.is_exporting()``, eval mode) writes three exact rewrites of the
+same function, for ONNX Runtime's sake (the converter verifies them against eager PyTorch):
+the decoder's 1x1 fusion before its upsample, the residual identities folded into the
+convs' centre taps, and the block branch's ``pixel_unshuffle`` + 1x1 conv as one strided
+conv. The detector's fp32 export got 1.2x faster, its int8 one 1.3x (benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -21,6 +27,31 @@ def _conv(cin: int, cout: int, stride: int = 1, kernel: int = 3) -> nn.Sequentia
     )
 
 
+def _folded(block: nn.Sequential) -> tuple[torch.Tensor, torch.Tensor]:
+    """(weight, bias) of a :func:`_conv` block with its batch norm folded in (eval mode)."""
+    conv, norm = block[0], block[1]
+    scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
+    return conv.weight * scale[:, None, None, None], norm.bias - norm.running_mean * scale
+
+
+def _exporting(module: nn.Module) -> bool:
+    return torch.compiler.is_exporting() and not module.training
+
+
+def _plus_residual(block: nn.Sequential, y: torch.Tensor) -> torch.Tensor:
+    """``y + block(y)``; an export folds the identity into the conv's centre tap, so the
+    graph has one conv and no Add (ONNX Runtime fuses such an Add into an fp32 conv but not
+    into a quantized one, where each costs a pass over the tensor)."""
+    if not _exporting(block):
+        return y + block(y)
+    weight, bias = _folded(block)
+    centre = weight.shape[-1] // 2
+    channels = torch.arange(weight.shape[0])
+    identity = torch.zeros_like(weight)
+    identity[channels, channels, centre, centre] = 1.0
+    return F.conv2d(y, weight + identity, bias, padding=centre)
+
+
 class _Stage(nn.Module):
     """conv-BN-ReLU then a residual conv-BN, ReLU."""
 
@@ -31,7 +62,7 @@ class _Stage(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.relu(self.conv1(x))
-        return F.relu(y + self.conv2(y))
+        return F.relu(_plus_residual(self.conv2, y))
 
 
 class _Merge(nn.Module):
@@ -44,9 +75,24 @@ class _Merge(nn.Module):
         self.conv = _conv(cout, cout)
 
     def forward(self, coarse: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        up = F.interpolate(coarse, scale_factor=2.0, mode="nearest")
-        y = F.relu(self.fuse(torch.cat([up, skip], 1)))
-        return F.relu(y + self.conv(y))
+        if _exporting(self):
+            y = F.relu(self._fuse_upsampled(coarse, skip))
+        else:
+            up = F.interpolate(coarse, scale_factor=2.0, mode="nearest")
+            y = F.relu(self.fuse(torch.cat([up, skip], 1)))
+        return F.relu(_plus_residual(self.conv, y))
+
+    def _fuse_upsampled(self, coarse: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        """``fuse(cat(up(coarse), skip))`` as ``up(Wc * coarse) + Ws * skip + b``: a 1x1 conv
+        commutes with nearest upsampling, so the coarse half runs on a quarter of the pixels,
+        the upsample moves ``cout`` channels instead of ``coarse`` ones and no concatenation
+        is made (exports only: ONNX Runtime's Concat and its NHWC uint8 Resize are the
+        decoder's slowest non-conv steps). The batch norm is folded in (eval mode)."""
+        weight, bias = _folded(self.fuse)
+        split = coarse.shape[1]
+        low = F.conv2d(coarse, weight[:, :split])
+        up = F.interpolate(low, scale_factor=2.0, mode="nearest")
+        return up + F.conv2d(skip, weight[:, split:], bias)
 
 
 class _UNet(nn.Module):
@@ -74,7 +120,10 @@ class _UNet(nn.Module):
         self.out_channels = widths[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        block = self.block(F.pixel_unshuffle(x[:, :3], 8))
+        if _exporting(self):
+            block = self.block[1:](self._block_conv(x[:, :3]))
+        else:
+            block = self.block(F.pixel_unshuffle(x[:, :3], 8))
         skips = []
         for stage in self.enc:
             x = stage(x)
@@ -83,6 +132,14 @@ class _UNet(nn.Module):
         for stage in self.dec:
             x = stage(x, skips.pop())
         return x
+
+    def _block_conv(self, rgb: torch.Tensor) -> torch.Tensor:
+        """``block[0](pixel_unshuffle(rgb, 8))`` as one 8x8 stride-8 conv (exports only): a
+        1x1 conv over the unshuffled channels ``c * 64 + 8 * i + j`` is that conv with its
+        weight viewed as (out, 3, 8, 8). It spares the 6-D transpose of ``pixel_unshuffle``
+        (ONNX Runtime: 1.4 ms of the detector's 33 at 256x256). Batch norm folded (eval)."""
+        weight, bias = _folded(self.block[0])
+        return F.conv2d(rgb, weight.reshape(-1, 3, 8, 8), bias, stride=8)
 
 
 class DefectDetector(nn.Module):

@@ -265,6 +265,10 @@ def test_onnx_export_with_dynamic_shapes(tmp_path):
     for name, (net, names) in nets.items():
         for p in net.parameters():  # weights that make every path matter
             torch.nn.init.normal_(p, std=0.2)
+        for norm in net.modules():  # and batch norms the export folds by hand
+            if isinstance(norm, torch.nn.BatchNorm2d):
+                norm.running_mean.uniform_(-0.3, 0.3)
+                norm.running_var.uniform_(0.5, 2.0)
 
         def inputs(n, h, w, names=names):
             image = torch.rand(n, 3, h, w)
@@ -278,6 +282,34 @@ def test_onnx_export_with_dynamic_shapes(tmp_path):
             want = net.eval()(*args).numpy()
         assert got.shape == want.shape
         assert np.abs(got - want).max() < 1e-4, name
+        _assert_export_rewrites(path, name)
+
+
+def _assert_export_rewrites(path, name):
+    """The export forms of _UNet (defects.py) are in the graph: the 1x1 fusion runs before
+    the upsample (no Concat after a Resize), residuals live in the conv weights (no
+    ``y + conv(y)`` Add), and the block branch is one strided conv (no pixel_unshuffle)."""
+    import onnx
+
+    nodes = onnx.load(str(path)).graph.node
+    producers = {out: n for n in nodes for out in n.output}
+    consumers = [
+        n.op_type for n in nodes for r in nodes if r.op_type == "Resize" if r.output[0] in n.input
+    ]
+    assert consumers and set(consumers) == {"Add"}, (name, consumers)
+    for add in (n for n in nodes if n.op_type == "Add"):
+        for a, b in (add.input, add.input[::-1]):
+            conv = producers.get(b)
+            assert not (conv is not None and conv.op_type == "Conv" and conv.input[0] == a), name
+    assert not any(n.op_type in ("Transpose", "SpaceToDepth") for n in nodes), name
+    strides = [
+        list(a.ints)
+        for n in nodes
+        if n.op_type == "Conv"
+        for a in n.attribute
+        if a.name == "strides"
+    ]
+    assert [8, 8] in strides, name
 
 
 def test_evaluation_size_must_suit_the_nets():
