@@ -106,6 +106,7 @@ class PrecisionResult:
     evaluator: str | None = None  # the CPU evaluator that checks its numerics
     calibration: dict[str, Any] | None = None  # int8: {images, method, ...}
     search_trials: int | None = None
+    rewrites: dict[str, int] | None = None  # graph rewrites applied after quantization
 
     def provenance(self) -> dict[str, Any]:
         """JSON-safe summary for the contract's provenance."""

@@ -39,6 +39,7 @@ from vetrina.errors import ConversionError
 
 from .activations import ORT, load
 from .calibration import calibration_feeds, feeds_reader, round_size
+from .cpu_graph import pin_nearest_upsample_nchw
 from .precision import PrecisionResult, activation_tensors
 
 TARGETS = ("tensorrt", "cpu")
@@ -171,6 +172,10 @@ def quantize_int8(
                     f"int8 quantization failed: {type(exc).__name__}: {detail}"
                 ) from exc
         quantized = load(Path(tmp) / "int8.onnx")
+    rewrites = {}
+    if target == "cpu":
+        pinned = pin_nearest_upsample_nchw(quantized)
+        rewrites = {"nchw_nearest_upsample": pinned} if pinned else {}
     _copy_metadata(model, quantized)
     _check(quantized)
     if quant_format == "qdq":
@@ -202,6 +207,7 @@ def quantize_int8(
             "preprocess": preprocess,
             "format": quant_format,
         },
+        rewrites=rewrites or None,
     )
 
 

@@ -280,3 +280,101 @@ def test_cpu_flavour_keeps_the_convs_int8_runs_slower_in_fp32(tmp_path, zero_bia
         assert all("slower in int8" in result.reasons[n] for n in result.islands)
     assert kept[("cpu", True)] == set(slow)
     assert kept[("cpu", False)] == kept[("tensorrt", True)] == set()
+
+
+def _upsampling_graph(path: Path) -> None:
+    """conv -> nearest 2x Resize (PyTorch's export form) -> conv, and a linear Resize that
+    the NCHW pin must leave alone."""
+    from onnx import helper
+
+    rng = np.random.default_rng(1)
+    inits = [
+        numpy_helper.from_array((rng.standard_normal((8, 3, 3, 3)) / 9).astype(np.float32), "w1"),
+        numpy_helper.from_array((rng.standard_normal((8, 8, 3, 3)) / 24).astype(np.float32), "w2"),
+        numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "x2"),
+    ]
+    nearest = dict(
+        mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor"
+    )
+    nodes = [
+        helper.make_node("Conv", ["image", "w1"], ["a"], name="c1", pads=[1] * 4),
+        helper.make_node("Relu", ["a"], ["r"], name="relu"),
+        helper.make_node("Resize", ["r", "", "x2"], ["up"], name="up", **nearest),
+        helper.make_node("Conv", ["up", "w2"], ["b"], name="c2", pads=[1] * 4),
+        helper.make_node("Resize", ["b", "", "x2"], ["out"], name="smooth", mode="linear"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "upsampling",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", 3, "h", "w"])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["n", 8, "H", "W"])],
+        inits,
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+
+
+def _optimized_resize_scales(model: onnx.ModelProto, tmp_path: Path) -> list[list[float]]:
+    """Scales of the nearest Resizes in ONNX Runtime's optimized graph: [1, 1, 2, 2] runs in
+    NCHW (its 2x fast path), [1, 2, 2, 1] was moved into the quantized convs' NHWC layout."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    options.log_severity_level = 3
+    ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    optimized = onnx.load(str(tmp_path / "optimized.onnx"))
+    consts = {t.name: numpy_helper.to_array(t) for t in optimized.graph.initializer}
+    return [
+        consts[n.input[2]].tolist()
+        for n in optimized.graph.node
+        if n.op_type == "Resize" and any(a.s == b"nearest" for a in n.attribute)
+    ]
+
+
+def test_cpu_flavour_keeps_nearest_upsampling_in_nchw(tmp_path):
+    import onnxruntime as ort
+
+    _upsampling_graph(tmp_path / "up.onnx")
+    inputs = [TensorSpec(name="image", semantic="image", layout="NCHW", range=(0.0, 1.0))]
+    images = catalog_images(4, (64, 64))
+    results = {
+        target: quantize_int8(
+            tmp_path / "up.onnx",
+            tmp_path / f"{target}.onnx",
+            images,
+            target=target,
+            inputs=inputs,
+            size=(32, 32),
+        )
+        for target in ("cpu", "tensorrt")
+    }
+    assert results["cpu"].rewrites == {"nchw_nearest_upsample": 1}
+    assert results["tensorrt"].rewrites is None
+    pinned = onnx.load(str(results["cpu"].path))
+    resize = next(n for n in pinned.graph.node if n.name == "up")
+    reshape = next(n for n in pinned.graph.node if n.output[0] == resize.input[0])
+    shape = next(n for n in pinned.graph.node if n.output[0] == reshape.input[1])
+    assert reshape.op_type == "Reshape" and shape.op_type == "Shape"
+    assert shape.input[0] == reshape.input[0]
+    smooth = next(n for n in pinned.graph.node if n.name == "smooth")
+    assert not any(
+        n.output[0] == smooth.input[0] for n in pinned.graph.node if n.op_type == "Reshape"
+    )
+
+    unpinned = onnx.ModelProto()
+    unpinned.CopyFrom(pinned)
+    kept = [n for n in unpinned.graph.node if n.name not in (reshape.name, shape.name)]
+    next(n for n in kept if n.name == "up").input[0] = reshape.input[0]
+    del unpinned.graph.node[:]
+    unpinned.graph.node.extend(kept)
+
+    x = np.random.default_rng(2).random((2, 3, 24, 40), dtype=np.float32)
+    outs = [
+        ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+            None, {"image": x}
+        )[0]
+        for m in (pinned, unpinned)
+    ]
+    np.testing.assert_array_equal(outs[0], outs[1])  # an identity: bit for bit
+    assert _optimized_resize_scales(pinned, tmp_path) == [[1.0, 1.0, 2.0, 2.0]]
+    assert _optimized_resize_scales(unpinned, tmp_path) == [[1.0, 2.0, 2.0, 1.0]]
