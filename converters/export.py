@@ -139,6 +139,7 @@ def export_onnx(
                 optimize=True,
                 verbose=False,
             )
+            fold_parameter_arithmetic(program.model)
             program.save(str(path), external_data=False)
     except Exception as exc:
         detail = " ".join(str(exc).split())[:600]
@@ -163,6 +164,23 @@ def export_onnx(
             hint=f"use --opset {written} or leave --opset out",
         )
     return path
+
+
+FOLD_LIMIT = 1 << 24
+"""Largest tensor (elements) that constant folding reads or writes after an export."""
+
+
+def fold_parameter_arithmetic(model: Any) -> None:
+    """Fold the ops that compute only on parameters (a batch norm folded by hand, a weight
+    sliced or reshaped in ``forward``, weight norm) into initializers, in place.
+
+    The exporter's own optimizer folds tensors of up to 8,192 elements only, so a 64x64x3x3
+    conv weight computed in ``forward`` stayed a run-time computation: ONNX Runtime folds it
+    when a session starts, but int8 quantization took it for an activation (per-tensor uint8
+    instead of per-channel int8 weights) and TensorRT would see a computed weight."""
+    from onnxscript import optimizer
+
+    optimizer.optimize(model, input_size_limit=FOLD_LIMIT, output_size_limit=FOLD_LIMIT)
 
 
 def check_model(model: Any) -> None:

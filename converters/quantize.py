@@ -39,7 +39,7 @@ from vetrina.errors import ConversionError
 
 from .activations import ORT, load
 from .calibration import calibration_feeds, feeds_reader, round_size
-from .cpu_graph import pin_nearest_upsample_nchw
+from .cpu_graph import pad_conv_input_channels, pin_nearest_upsample_nchw
 from .precision import PrecisionResult, activation_tensors
 
 TARGETS = ("tensorrt", "cpu")
@@ -138,7 +138,12 @@ def quantize_int8(
     output = Path(output)
     with tempfile.TemporaryDirectory(prefix="vetrina-int8-") as tmp:
         src = Path(tmp) / "fp32.onnx"
-        _save_plain(model, src)
+        plain, rewrites = model, {}
+        if target == "cpu":
+            plain = _copy(model)
+            padded = pad_conv_input_channels(plain, keep=exclude)
+            rewrites = {"conv_input_channels_to_4": padded} if padded else {}
+        _save_plain(plain, src)
         if preprocess:
             src = _preprocess(src, Path(tmp) / "pre.onnx")
         with _quiet():
@@ -172,10 +177,9 @@ def quantize_int8(
                     f"int8 quantization failed: {type(exc).__name__}: {detail}"
                 ) from exc
         quantized = load(Path(tmp) / "int8.onnx")
-    rewrites = {}
     if target == "cpu":
         pinned = pin_nearest_upsample_nchw(quantized)
-        rewrites = {"nchw_nearest_upsample": pinned} if pinned else {}
+        rewrites |= {"nchw_nearest_upsample": pinned} if pinned else {}
     _copy_metadata(model, quantized)
     _check(quantized)
     if quant_format == "qdq":
@@ -326,6 +330,14 @@ def _input_specs(model: Any, inputs: Sequence[TensorSpec] | None) -> tuple[list[
             f"{sorted(graph_inputs)}"
         )
     return list(inputs), contract.spatial.multiple_of if contract else 1
+
+
+def _copy(model: Any) -> Any:
+    import onnx
+
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    return copy
 
 
 def _save_plain(model: Any, path: Path) -> None:

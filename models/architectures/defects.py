@@ -177,10 +177,15 @@ def masked_fill(image: torch.Tensor, mask: torch.Tensor, sizes=(3, 7, 15, 31)) -
     """Each masked pixel takes the mean of the unmasked pixels of the smallest window (of
     ``sizes``) in which they weigh at least 10%: a cheap, exportable diffusion fill."""
     keep = 1.0 - mask
+    colours = image.shape[1]
+    # One box filter over (image * keep, keep) per size: ONNX Runtime pads a depthwise conv's
+    # channels to a block of 8 anyway, so 4 channels cost what 1 does (16 convs -> 8).
+    stack = torch.cat([image * keep, keep], 1)
     fill = image
     for size in reversed(sizes):
-        weight = _box(keep, size)
-        mean = _box(image * keep, size) / weight.clamp(min=1e-4)
+        box = _box(stack, size)
+        weight = box[:, colours:]
+        mean = box[:, :colours] / weight.clamp(min=1e-4)
         fill = torch.where(weight >= 0.1, mean, fill)
     return fill
 

@@ -293,8 +293,13 @@ def _upsampling_graph(path: Path) -> None:
         numpy_helper.from_array((rng.standard_normal((8, 8, 3, 3)) / 24).astype(np.float32), "w2"),
         numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "x2"),
     ]
-    nearest = dict(
-        mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor"
+    nearest = dict(  # the attributes torch.onnx writes (opset 18+)
+        mode="nearest",
+        coordinate_transformation_mode="asymmetric",
+        nearest_mode="floor",
+        antialias=0,
+        keep_aspect_ratio_policy="stretch",
+        exclude_outside=0,
     )
     nodes = [
         helper.make_node("Conv", ["image", "w1"], ["a"], name="c1", pads=[1] * 4),
@@ -310,7 +315,7 @@ def _upsampling_graph(path: Path) -> None:
         [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["n", 8, "H", "W"])],
         inits,
     )
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
 
 
 def _optimized_resize_scales(model: onnx.ModelProto, tmp_path: Path) -> list[list[float]]:
@@ -348,7 +353,7 @@ def test_cpu_flavour_keeps_nearest_upsampling_in_nchw(tmp_path):
         )
         for target in ("cpu", "tensorrt")
     }
-    assert results["cpu"].rewrites == {"nchw_nearest_upsample": 1}
+    assert results["cpu"].rewrites == {"nchw_nearest_upsample": 1, "conv_input_channels_to_4": 1}
     assert results["tensorrt"].rewrites is None
     pinned = onnx.load(str(results["cpu"].path))
     resize = next(n for n in pinned.graph.node if n.name == "up")
