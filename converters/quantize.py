@@ -230,9 +230,22 @@ def slow_int8_convs(source: Any) -> dict[str, str]:
     * tiny convs, at most :data:`TINY_CHANNELS` channels in and out (the inpainter's
       single-channel mask filters): too little work per pixel for the u8 GEMM.
 
+    * convs with a kernel wider than 5x5 on at most :data:`TINY_CHANNELS` input channels
+      whose output only an ``InstanceNormalization`` reads (the style nets' 9x9 conv from
+      RGB: 13 ms in int8, 7.5 ms in fp32 at 256 x 256), together with that normalization,
+      which has no int8 kernel: with its input float, the conv is really float32 (see below);
+    * convs to a number of channels that is not a multiple of 8 whose output only feeds such
+      float32 convs (the style nets' 9x1 partial sums to 27 channels before the column sum:
+      15.3 ms in int8, 8.3 ms in fp32 at 256 x 256): ONNX Runtime's int8 kernels want output
+      channels in blocks, and float32 there adds no quantize step.
+
     Depthwise 1x1 convs (the CPU graph's PReLU rewrite) stay int8: they fuse into the
     surrounding quantized ops. Measured on the zoo (``benchmarks/precision.py``, RESULTS.md):
-    the inpainter's int8 file went from 0.5x to 1.0-1.3x fp32's speed."""
+    the inpainter's int8 file went from 0.5x to 1.0-1.3x fp32's speed.
+
+    A conv excluded from quantization *between* quantized tensors (its input dequantized, its
+    output quantized) is not float32 at run time: ONNX Runtime quantizes its weights itself
+    and runs it as a ``QLinearConv``. The rules above leave such convs alone."""
     from onnx import helper
 
     model = load(source)
@@ -254,6 +267,33 @@ def slow_int8_convs(source: Any) -> dict[str, str]:
         elif max(channels_in, channels_out) <= TINY_CHANNELS:
             slow[node.name] = (
                 f"slower in int8 on ONNX Runtime CPU ({channels_in} -> {channels_out} channels)"
+            )
+    consumers: dict[str, list[str]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node.name)
+    outputs = {o.name for o in model.graph.output}
+    by_name = {node.name: node for node in model.graph.node}
+    for node in model.graph.node:
+        if node.op_type != "Conv" or node.name in slow or node.input[1] not in weights:
+            continue
+        dims = list(weights[node.input[1]].dims)
+        readers = [by_name[r] for r in consumers.get(node.output[0], [])]
+        wide = len(dims) == 4 and dims[1] <= TINY_CHANNELS and dims[2] * dims[3] > 25
+        if wide and len(readers) == 1 and readers[0].op_type == "InstanceNormalization":
+            why = f"slower in int8 on ONNX Runtime CPU ({dims[2]}x{dims[3]} conv from {dims[1]})"
+            slow[node.name] = why
+            slow[readers[0].name] = f"keeps {node.name} float32 (no int8 instance norm)"
+    for node in model.graph.node:
+        if node.op_type != "Conv" or node.name in slow or node.input[1] not in weights:
+            continue
+        channels_out = weights[node.input[1]].dims[0]
+        readers = consumers.get(node.output[0], [])
+        feeds_floats = bool(readers) and all(r in slow for r in readers)
+        if channels_out % 8 and feeds_floats and node.output[0] not in outputs:
+            slow[node.name] = (
+                f"slower in int8 on ONNX Runtime CPU ({channels_out} output channels, "
+                "read only by float32 convs)"
             )
     return slow
 

@@ -374,17 +374,18 @@ def test_convs_with_few_input_channels_get_zero_channels_up_to_a_multiple_of_4(t
     rng = np.random.default_rng(3)
     layers = [  # (name, input, out, in, kernel, stride, group): which convs get padded
         ("rgb_3x3", "image", 8, 3, 3, 1, 1),  # yes: 3 -> 4
-        ("rgb_8x8", "image", 4, 3, 8, 8, 1),  # yes, sharing the first one's Pad
+        ("rgb_5x5", "image", 4, 3, 5, 2, 1),  # yes, sharing the first one's Pad
         ("depthwise", "image", 3, 1, 3, 1, 3),  # no: grouped
         ("seven", "mix", 8, 7, 3, 1, 1),  # yes: 7 -> 8
         ("four", "rgb_3x3.out", 8, 8, 1, 1, 1),  # no: 8
+        ("rgb_9x9", "image", 8, 3, 9, 1, 1),  # no: wider than 5x5
     ]
     nodes = [helper.make_node("Concat", ["image", "depthwise.out", "mask"], ["mix"], axis=1)]
     inits = []
     for name, src, cout, cin, k, stride, group in layers:
         w = rng.standard_normal((cout, cin, k, k)).astype(np.float32)
         inits.append(numpy_helper.from_array(w, f"{name}.w"))
-        pad = [k // 2] * 4 if stride == 1 else [0] * 4
+        pad = [k // 2] * 4
         node = helper.make_node(
             "Conv",
             [src, f"{name}.w"],
@@ -395,7 +396,12 @@ def test_convs_with_few_input_channels_get_zero_channels_up_to_a_multiple_of_4(t
             group=group,
         )
         nodes.insert(0 if name == "depthwise" else len(nodes), node)
-    outputs = {"rgb_8x8.out": [1, 4, 2, 3], "seven.out": [1, 8, 16, 24], "four.out": [1, 8, 16, 24]}
+    outputs = {
+        "rgb_5x5.out": [1, 4, 8, 12],
+        "seven.out": [1, 8, 16, 24],
+        "four.out": [1, 8, 16, 24],
+        "rgb_9x9.out": [1, 8, 16, 24],
+    }
     graph = helper.make_graph(
         nodes,
         "narrow",
@@ -415,7 +421,14 @@ def test_convs_with_few_input_channels_get_zero_channels_up_to_a_multiple_of_4(t
     convs = {n.name: n for n in model.graph.node if n.op_type == "Conv"}
     weights = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     channels = {name: weights[c.input[1]].shape[1] for name, c in convs.items()}
-    assert channels == {"rgb_3x3": 4, "rgb_8x8": 4, "depthwise": 1, "seven": 8, "four": 8}
+    assert channels == {
+        "rgb_3x3": 4,
+        "rgb_5x5": 4,
+        "depthwise": 1,
+        "seven": 8,
+        "four": 8,
+        "rgb_9x9": 3,
+    }
     assert not weights[convs["seven"].input[1]][:, 7:].any()
     feeds = {
         "image": rng.random((1, 3, 16, 24), dtype=np.float32),

@@ -383,3 +383,77 @@ def test_cpu_flavour_keeps_nearest_upsampling_in_nchw(tmp_path):
     np.testing.assert_array_equal(outs[0], outs[1])  # an identity: bit for bit
     assert _optimized_resize_scales(pinned, tmp_path) == [[1.0, 1.0, 2.0, 2.0]]
     assert _optimized_resize_scales(unpinned, tmp_path) == [[1.0, 2.0, 2.0, 1.0]]
+
+
+def _style_like_graph(path: Path, norm: bool = True) -> None:
+    """9x9 conv from RGB -> InstanceNorm (or Relu) -> 3x3 conv -> the narrow-conv split of a
+    9x9 conv to RGB (9x1 conv to 27 channels, grouped 1x9 sum), as the style nets have."""
+    from onnx import helper
+
+    rng = np.random.default_rng(4)
+
+    def weight(name, *shape):
+        w = rng.standard_normal(shape) / np.sqrt(np.prod(shape[1:]))
+        return numpy_helper.from_array(w.astype(np.float32), name)
+
+    inits = [
+        weight("wide.w", 8, 3, 9, 9),
+        weight("mid.w", 8, 8, 3, 3),
+        weight("partial.w", 27, 8, 9, 1),
+        weight("sum.w", 3, 9, 1, 9),
+        numpy_helper.from_array(np.ones(8, np.float32), "in.scale"),
+        numpy_helper.from_array(np.zeros(8, np.float32), "in.bias"),
+    ]
+    first = (
+        helper.make_node("InstanceNormalization", ["wide", "in.scale", "in.bias"], ["n"], name="in")
+        if norm
+        else helper.make_node("Relu", ["wide"], ["n"], name="in")
+    )
+    nodes = [
+        helper.make_node("Conv", ["image", "wide.w"], ["wide"], name="wide", pads=[4] * 4),
+        first,
+        helper.make_node("Conv", ["n", "mid.w"], ["mid"], name="mid", pads=[1] * 4),
+        helper.make_node("Relu", ["mid"], ["r"], name="relu"),
+        helper.make_node("Conv", ["r", "partial.w"], ["p"], name="partial", pads=[4, 0, 4, 0]),
+        helper.make_node("Conv", ["p", "sum.w"], ["out"], name="sum", pads=[0, 4, 0, 4], group=3),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "style",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", 3, "h", "w"])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["n", 3, "h", "w"])],
+        inits,
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+
+
+def test_speed_islands_of_style_nets_are_really_fp32_in_onnx_runtime(tmp_path):
+    import onnxruntime as ort
+
+    from vetrina.converters.quantize import slow_int8_convs
+
+    _style_like_graph(tmp_path / "style.onnx")
+    slow = slow_int8_convs(tmp_path / "style.onnx")
+    assert set(slow) == {"wide", "in", "partial", "sum"}
+    assert "9x9 conv from 3" in slow["wide"] and "27 output channels" in slow["partial"]
+    _style_like_graph(tmp_path / "relu.onnx", norm=False)  # a Relu would requantize it
+    assert set(slow_int8_convs(tmp_path / "relu.onnx")) == {"partial", "sum"}
+
+    inputs = [TensorSpec(name="image", semantic="image", layout="NCHW", range=(0.0, 1.0))]
+    result = quantize_int8(
+        tmp_path / "style.onnx",
+        tmp_path / "int8.onnx",
+        catalog_images(4, (64, 64)),
+        target="cpu",
+        inputs=inputs,
+        size=(64, 64),
+    )
+    assert set(result.islands) == set(slow)
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    options.log_severity_level = 3
+    ort.InferenceSession(str(result.path), options, providers=["CPUExecutionProvider"])
+    optimized = onnx.load(str(tmp_path / "optimized.onnx")).graph.node
+    kinds = sorted(n.op_type for n in optimized)
+    # the three islands run as float convs, the one conv between them as int8
+    assert kinds.count("Conv") == 3 and kinds.count("QLinearConv") == 1, kinds
