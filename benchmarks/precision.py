@@ -22,9 +22,10 @@ Findings so far (2-core AMD EPYCs, AVX2 without VNNI): U8S8 needs 7-bit weights
 (``reduce_range``) on such CPUs or the enhancer falls to 24 dB. How much int8 gains depends on
 the machine as much as on the model: on one EPYC int8 was *not* faster than fp32 for these
 16-64 channel convs (QLinearConv ~= fp32 NCHWc Conv); on a Zen 3 EPYC (family 25, model 1,
-recorded in ``--json``) the enhancer and upscaler run 1.5-1.7x faster in int8, while the
-detector (ONNX Runtime's nearest Resize in NHWC layout), the inpainter and the style nets gain
-less (RESULTS.md). Run it on a quiet machine before quoting numbers.
+recorded in ``--json``) the enhancer, the upscaler and (since its export rewrites, the
+channel padding and the NCHW-pinned upsamples) the detector run 1.5-1.7x faster in int8, while
+the inpainter (its float box-filter fill) and the style nets (instance norms without an int8
+kernel) gain 1.2-1.3x (RESULTS.md). Run it on a quiet machine before quoting numbers.
 """
 
 from __future__ import annotations

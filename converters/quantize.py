@@ -426,9 +426,13 @@ def _check_excluded(model: Any, exclude: Sequence[str]) -> None:
 
 
 def _weights(node: Any) -> list[str]:
-    """The inputs of ``node`` that hold weights: all but a conv's or Gemm's bias."""
+    """The inputs of ``node`` that hold weights: all but a conv's or Gemm's bias, and none of
+    an instance norm's (its per-channel scale and shift are shared the same way: untrained
+    norms all hold ones and zeros)."""
     if node.op_type in ("Conv", "ConvTranspose", "Gemm"):
         return list(node.input[:2])
+    if node.op_type == "InstanceNormalization":
+        return list(node.input[:1])
     return list(node.input)
 
 
