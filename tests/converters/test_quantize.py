@@ -203,6 +203,20 @@ def test_int8_island_search_finds_the_node_the_gate_needs(small_model, tmp_path)
     assert passes(result.path) and 3 <= result.search_trials <= 24  # the plain result failed
 
 
+def _save_image_graph(path, nodes, inits, output, output_shape, opset=17) -> None:
+    """Save a graph of ``nodes`` from an ``image`` (n, 3, h, w) input to ``output``."""
+    from onnx import helper
+
+    graph = helper.make_graph(
+        nodes,
+        path.stem,
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", 3, "h", "w"])],
+        [helper.make_tensor_value_info(output, TensorProto.FLOAT, output_shape)],
+        inits,
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)]), str(path))
+
+
 def _conv_zoo_graph(path: Path, zero_bias: bool = False) -> dict[str, str]:
     """An image net with one conv of each kind slow_int8_convs tells apart; {kind: node}.
     ``zero_bias``: all biases zero (equal initializers, which preprocessing merges)."""
@@ -239,14 +253,7 @@ def _conv_zoo_graph(path: Path, zero_bias: bool = False) -> dict[str, str]:
             )
         )
         prev = f"{name}.out"
-    graph = helper.make_graph(
-        nodes,
-        "convs",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", 3, "h", "w"])],
-        [helper.make_tensor_value_info(prev, TensorProto.FLOAT, ["n", 1, "h", "w"])],
-        inits,
-    )
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    _save_image_graph(path, nodes, inits, prev, ["n", 1, "h", "w"])
     return {name: name for name, *_ in layers}
 
 
@@ -309,14 +316,14 @@ def _upsampling_graph(path: Path) -> None:
         helper.make_node("Conv", ["up", "w2"], ["b"], name="c2", pads=[1] * 4),
         helper.make_node("Resize", ["b", "", "x2"], ["out"], name="smooth", mode="linear"),
     ]
-    graph = helper.make_graph(
-        nodes,
-        "upsampling",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", 3, "h", "w"])],
-        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["n", 8, "H", "W"])],
-        inits,
-    )
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
+    _save_image_graph(path, nodes, inits, "out", ["n", 8, "H", "W"], opset=18)
+
+
+def _quantize_image_graph(source: Path, output: Path, target: str):
+    """int8 of a graph saved by :func:`_save_image_graph`, calibrated on 4 catalog photos."""
+    inputs = [TensorSpec(name="image", semantic="image", layout="NCHW", range=(0.0, 1.0))]
+    images = catalog_images(4, (64, 64))
+    return quantize_int8(source, output, images, target=target, inputs=inputs, size=(32, 32))
 
 
 def _optimized_resize_scales(model: onnx.ModelProto, tmp_path: Path) -> list[list[float]]:
@@ -341,17 +348,8 @@ def test_cpu_flavour_keeps_nearest_upsampling_in_nchw(tmp_path):
     import onnxruntime as ort
 
     _upsampling_graph(tmp_path / "up.onnx")
-    inputs = [TensorSpec(name="image", semantic="image", layout="NCHW", range=(0.0, 1.0))]
-    images = catalog_images(4, (64, 64))
     results = {
-        target: quantize_int8(
-            tmp_path / "up.onnx",
-            tmp_path / f"{target}.onnx",
-            images,
-            target=target,
-            inputs=inputs,
-            size=(32, 32),
-        )
+        target: _quantize_image_graph(tmp_path / "up.onnx", tmp_path / f"{target}.onnx", target)
         for target in ("cpu", "tensorrt")
     }
     assert results["cpu"].rewrites == {"nchw_nearest_upsample": 1, "conv_input_channels_to_4": 1}
@@ -418,14 +416,7 @@ def _style_like_graph(path: Path, norm: bool = True) -> None:
         helper.make_node("Conv", ["r", "partial.w"], ["p"], name="partial", pads=[4, 0, 4, 0]),
         helper.make_node("Conv", ["p", "sum.w"], ["out"], name="sum", pads=[0, 4, 0, 4], group=3),
     ]
-    graph = helper.make_graph(
-        nodes,
-        "style",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", 3, "h", "w"])],
-        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["n", 3, "h", "w"])],
-        inits,
-    )
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    _save_image_graph(path, nodes, inits, "out", ["n", 3, "h", "w"])
 
 
 def test_speed_islands_of_style_nets_are_really_fp32_in_onnx_runtime(tmp_path):
@@ -440,15 +431,7 @@ def test_speed_islands_of_style_nets_are_really_fp32_in_onnx_runtime(tmp_path):
     _style_like_graph(tmp_path / "relu.onnx", norm=False)  # a Relu would requantize it
     assert set(slow_int8_convs(tmp_path / "relu.onnx")) == {"partial", "sum"}
 
-    inputs = [TensorSpec(name="image", semantic="image", layout="NCHW", range=(0.0, 1.0))]
-    result = quantize_int8(
-        tmp_path / "style.onnx",
-        tmp_path / "int8.onnx",
-        catalog_images(4, (64, 64)),
-        target="cpu",
-        inputs=inputs,
-        size=(64, 64),
-    )
+    result = _quantize_image_graph(tmp_path / "style.onnx", tmp_path / "int8.onnx", "cpu")
     assert set(result.islands) == set(slow)
     options = ort.SessionOptions()
     options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
