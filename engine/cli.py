@@ -94,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
         dest="speed_islands",
         action="store_false",
         help="int8 --target cpu: quantize the convs ONNX Runtime runs slower in int8 too "
-        "(grouped spatial and tiny ones; kept fp32 by default); for a CPU whose int8 kernels "
+        "(grouped spatial, tiny, wide-from-RGB and narrow ones; kept fp32 by default); for a "
+        "CPU whose int8 kernels "
         "differ (VNNI) or to measure them",
     )
     p.add_argument(
@@ -380,6 +381,10 @@ def _cmd_convert(args: argparse.Namespace) -> int:
             + (f": {', '.join(islands[:12])}" if islands else "")
             + ("" if len(islands) <= 12 else f" (+{len(islands) - 12} more)")
         )
+        rewrites = reduced.get("rewrites") or {}
+        if rewrites:
+            done = ", ".join(f"{name} x{count}" for name, count in sorted(rewrites.items()))
+            print(f"int8 graph rewrites (exact): {done}")
     print(
         f"wrote {result.output} ({contract.role}, {contract.provenance['architecture']}, "
         f"{contract.provenance['precision']}, opset {contract.provenance['opset']}, "

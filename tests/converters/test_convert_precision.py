@@ -154,7 +154,7 @@ def test_generators_calibrate_int8_on_latents_not_images(tiny_generator, tmp_pat
 
 
 @pytest.mark.slow
-def test_speed_islands_keep_the_slow_int8_convs_fp32_unless_turned_off(tmp_path):
+def test_speed_islands_keep_the_slow_int8_convs_fp32_unless_turned_off(tmp_path, capsys):
     """A style net's last conv is split for the CPU into a conv and a grouped 1x9 sum, which
     ONNX Runtime runs slower in int8: kept fp32 by default, quantized with the flag off; the
     contract says which."""
@@ -175,7 +175,9 @@ def test_speed_islands_keep_the_slow_int8_convs_fp32_unless_turned_off(tmp_path)
     gate = ["--min-psnr", "10", "--min-ssim", "0", "--max-delta-e", "80"]
     code = main([*argv, "--calib", "catalog", "--sizes", "32x48", "--no-speed-islands", *gate])
     assert code == 0
+    assert "int8 graph rewrites (exact): nchw_nearest_upsample x2" in capsys.readouterr().out
     contract = _contract(out)
+    assert contract.provenance["reduced_precision"]["rewrites"] == {"nchw_nearest_upsample": 2}
     assert contract.provenance["speed_islands"] is False
     reasons = contract.provenance["reduced_precision"].get("reasons", {})
     assert not [n for n, why in reasons.items() if "slower in int8" in why]
