@@ -292,8 +292,8 @@ def slow_int8_convs(source: Any) -> dict[str, str]:
         feeds_floats = bool(readers) and all(r in slow for r in readers)
         if channels_out % 8 and feeds_floats and node.output[0] not in outputs:
             slow[node.name] = (
-                f"slower in int8 on ONNX Runtime CPU ({channels_out} output channels, "
-                "read only by float32 convs)"
+                f"slower in int8 on ONNX Runtime CPU ({channels_out} output "
+                f"channel{'s' if channels_out > 1 else ''}, read only by float32 convs)"
             )
     return slow
 

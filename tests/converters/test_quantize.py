@@ -265,7 +265,7 @@ def test_cpu_flavour_keeps_the_convs_int8_runs_slower_in_fp32(tmp_path, zero_bia
     slow = slow_int8_convs(tmp_path / "convs.onnx")
     assert set(slow) == {names["depthwise"], names["tiny"], names["to_one"]}
     assert "grouped 3x3" in slow[names["depthwise"]] and "1 -> 1" in slow[names["tiny"]]
-    assert "1 output channels, read only by float32 convs" in slow[names["to_one"]]
+    assert "1 output channel, read only by float32 convs" in slow[names["to_one"]]
     inputs = [TensorSpec(name="image", semantic="image", layout="NCHW", range=(0.0, 1.0))]
     images = catalog_images(4, (64, 64))
     kept = {}
