@@ -16,7 +16,7 @@ one depthwise conv with a fused ``Relu`` and an ``Add``; the first two depthwise
 
 ``narrow_conv_split``: NCHWc pads a conv's output channels to a block of 8, so a wide-kernel
 conv to 1-3 channels (the style nets' last 9x9 conv to RGB) does up to 8x the work it needs;
-it becomes two convs that waste far less (:func:`_split_narrow_conv`).
+it becomes three convs that waste far less (:func:`_split_narrow_conv`).
 
 ``constant_resize_scales``: a ``Resize`` given its output ``sizes`` (PyTorch's
 ``interpolate(size=...)``, as in the public U²-Net's ``_upsample_like``: the sizes computed
@@ -27,37 +27,21 @@ sizes are known, so each such ``Resize`` whose ratios are exact binary fractions
 derives from ``sizes`` is the same number, the same sampling positions (a U²-Net-p exported
 that way, at 320 px: 185 -> 153 ms).
 
-``nchw_nearest_upsample`` (int8 ``cpu`` flavour only, applied by
-:func:`~vetrina.converters.quantize.quantize_int8`): ONNX Runtime runs a quantized net in
-NHWC and moves every ``Resize`` between two NHWC convs into NHWC too, where a nearest 2x
-upsample takes its generic per-element path (2.3 ms on a 16 x 128 x 128 uint8 tensor); in NCHW
-it has a 2x fast path (0.05 ms), and the transposes around it cost less than the difference
-(0.1-0.3 ms). A ``Reshape`` of the input to its own ``Shape`` in front of the ``Resize``
-is an identity that ONNX Runtime's transpose optimizer does not push a layout transpose
-through, so the ``Resize`` stays in NCHW (:func:`pin_nearest_upsample_nchw`). In an fp32
-graph it would cost the blocked layout instead, so the fp32 tuning never applies it.
-
-``conv_input_channels_to_4`` (int8 ``cpu`` flavour only, before quantization): a quantized
-conv with 3, 5, 6 or 7 input channels misses ONNX Runtime's fast int8 conv kernels, which
-want a multiple of 4 (a 3x3 conv from 3 to 16 channels at 256 x 256: 3.9 ms; from 4: 1.9 ms;
-from 7: 4.9 ms, from 8: 2.2 ms). A ``Pad`` of the input with zero channels and zero weights
-for them gives the same sums (:func:`pad_conv_input_channels`). Only kernels up to 5x5: a
-7x7 or 9x9 conv from 4 channels is slower than from 3. Float convs do not care.
-
-The first two are exact in real arithmetic and within a few ulp in float32, the others
+The first two are exact in real arithmetic and within a few ulp in float32, the third
 exact; the converter verifies the rewritten graph against PyTorch like any export.
 TensorRT runs ``PRelu`` natively and has no such padding, so ``--target tensorrt`` leaves
-the graph as exported.
+the graph as exported. The rewrites for quantized graphs are in :mod:`.int8_graph`.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .graph_edit import fresh_namer, live_nodes, replace_nodes
 
 
 def tune_for_cpu(path: str | os.PathLike[str]) -> dict[str, int]:
@@ -86,7 +70,7 @@ def _rewrite_prelu(model: Any) -> int:
     graph = model.graph
     initializers = {t.name: t for t in graph.initializer}
     producers = {out: node for node in graph.node for out in node.output}
-    fresh = _namer(graph)
+    fresh = fresh_namer(graph)
 
     nodes: list[Any] = []
     count = 0
@@ -135,35 +119,8 @@ def _rewrite_prelu(model: Any) -> int:
         )
         count += 1
     if count:
-        _replace_nodes(graph, nodes)
+        replace_nodes(graph, nodes)
     return count
-
-
-def _namer(graph: Any) -> Callable[[str], str]:
-    """A maker of names not yet used in ``graph`` (node, value or initializer)."""
-    taken = {t.name for t in graph.initializer} | {
-        name for node in graph.node for name in (*node.input, *node.output, node.name)
-    }
-
-    def fresh(base: str) -> str:
-        name, k = base, 0
-        while name in taken:
-            k += 1
-            name = f"{base}_{k}"
-        taken.add(name)
-        return name
-
-    return fresh
-
-
-def _replace_nodes(graph: Any, nodes: list[Any]) -> None:
-    """Make ``nodes`` the graph's nodes and drop the initializers no node reads any more."""
-    del graph.node[:]
-    graph.node.extend(nodes)
-    used = {name for node in graph.node for name in node.input}
-    kept = [t for t in graph.initializer if t.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(kept)
 
 
 def _channel_slope(node: Any, initializers: dict[str, Any], producers: dict[str, Any]):
@@ -193,7 +150,7 @@ BLOCK = 8
 
 MIN_SAVING = 0.7
 """Split a conv only when the split's padded multiply-adds are at most this share of the
-original's (the second, grouped conv and its reorder cost a little)..."""
+original's (the shift and sum convs after it cost a little)..."""
 
 MIN_TAPS = 25
 """...and only kernels of 5x5 taps or more: measured on the zoo's 3x3 convs to 1-4 channels
@@ -201,21 +158,24 @@ MIN_TAPS = 25
 
 
 def _split_narrow_conv(model: Any) -> int:
-    """Split each wide-kernel ``Conv`` with few output channels into two convs.
+    """Split each wide-kernel ``Conv`` with few output channels into three cheap convs.
 
     NCHWc pads the output channels to a block of 8, so the style nets' last 9x9 conv to
     3 channels does 8/3 of its work (30 of their ~100 ms). The same function, exactly in real
     arithmetic: a ``kh x 1`` conv whose ``Co * kw`` outputs are the per-column partial sums
-    (27 channels, padded to 32: 1.2x), then a ``1 x kw`` grouped conv (one group per output
-    channel, one-hot weights) that adds the shifted columns and the bias. Zero padding splits
-    with it: rows on the first conv, columns on the second (a zero column stays zero, since
-    the first conv has no bias). The orientation with fewer padded multiply-adds is taken.
+    (27 channels, with zero filters to 32: 1.2x), a depthwise ``1 x kw`` conv with one-hot
+    weights that shifts each partial sum to its column, and a 1x1 conv that adds each output's
+    shifted sums and the bias. All three run in NCHWc (a grouped ``1 x kw`` conv that shifts
+    and adds at once does not: at 256 x 256 it took 3.1 ms and a reorder of the 27 channels
+    0.9 ms, against 0.75 + 0.45 ms for the pair, 2 threads). Zero padding splits with it:
+    rows on the first conv, columns on the second (a zero column stays zero, since the first
+    conv has no bias). The orientation with fewer padded multiply-adds is taken.
     """
     from onnx import helper, numpy_helper
 
     graph = model.graph
     initializers = {t.name: t for t in graph.initializer}
-    fresh = _namer(graph)
+    fresh = fresh_namer(graph)
 
     def constant(array: np.ndarray, base: str) -> str:
         name = fresh(base)
@@ -243,7 +203,18 @@ def _split_narrow_conv(model: Any) -> int:
             first_pads, second_pads = [0, left, 0, right], [top, 0, bottom, 0]
             second = np.zeros((co, kh, kh, 1), np.float32)
             second[:, np.arange(kh), np.arange(kh), 0] = 1.0
-        partial = fresh(f"{base}_partial")
+        # Zero filters pad the partial sums to whole NCHWc blocks, so the two convs after
+        # it run blocked too and only the 3-channel result is reordered.
+        sums = first.shape[0]
+        blocked = -(-sums // BLOCK) * BLOCK
+        first = np.concatenate([first, np.zeros((blocked - sums, *first.shape[1:]), np.float32)])
+        shift = np.zeros((blocked, 1, *second.shape[2:]), np.float32)  # each sum to its place
+        add = np.zeros((co, blocked, 1, 1), np.float32)  # the shifted sums of each output
+        taps = second.shape[1]
+        for channel in range(sums):
+            shift[channel, 0] = second[channel // taps, channel % taps]
+            add[channel // taps, channel, 0, 0] = 1.0
+        partial, shifted = fresh(f"{base}_partial"), fresh(f"{base}_shifted")
         nodes.append(
             helper.make_node(
                 "Conv",
@@ -257,17 +228,26 @@ def _split_narrow_conv(model: Any) -> int:
         nodes.append(
             helper.make_node(
                 "Conv",
-                [partial, constant(second, f"{base}_sum_w"), constant(bias, f"{base}_sum_b")],
+                [partial, constant(shift, f"{base}_shift_w")],
+                [shifted],
+                name=fresh(f"{base}_shift_conv"),
+                kernel_shape=list(shift.shape[2:]),
+                pads=second_pads,
+                group=blocked,
+            )
+        )
+        nodes.append(
+            helper.make_node(
+                "Conv",
+                [shifted, constant(add, f"{base}_sum_w"), constant(bias, f"{base}_sum_b")],
                 list(node.output),
                 name=fresh(f"{base}_sum_conv"),
-                kernel_shape=list(second.shape[2:]),
-                pads=second_pads,
-                group=co,
+                kernel_shape=[1, 1],
             )
         )
         count += 1
     if count:
-        _replace_nodes(graph, nodes)
+        replace_nodes(graph, nodes)
     return count
 
 
@@ -331,7 +311,7 @@ def _constant_resize_scales(model: Any) -> int:
         if constant and node.attribute and node.attribute[0].name == "value":
             constants[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
     producers = {out: node for node in graph.node for out in node.output}
-    fresh = _namer(graph)
+    fresh = fresh_namer(graph)
 
     count = 0
     for node in sized:
@@ -345,123 +325,8 @@ def _constant_resize_scales(model: Any) -> int:
         node.input.extend(inputs)
         count += 1
     if count:
-        _replace_nodes(graph, _live_nodes(graph))
+        replace_nodes(graph, live_nodes(graph))
     return count
-
-
-def pin_nearest_upsample_nchw(model: Any) -> int:
-    """Put ``Reshape(x, Shape(x))`` in front of each nearest 2x ``Resize`` that ONNX
-    Runtime has an NCHW fast path for (constant scales 1, 1, 2, 2; asymmetric coordinates,
-    floor rounding), so that it is not moved into the NHWC layout of a quantized graph (see
-    the module's docstring); returns how many were pinned. For int8 ``cpu`` graphs only."""
-    from onnx import helper
-
-    graph = model.graph
-    constants = {t.name: t for t in graph.initializer}
-    fresh = _namer(graph)
-    nodes, count = [], 0
-    for node in graph.node:
-        if _is_nearest_2x(node, constants):
-            name = node.name or node.output[0]
-            shape, pinned = fresh(f"{name}_nchw_shape"), fresh(f"{name}_nchw")
-            nodes.append(helper.make_node("Shape", [node.input[0]], [shape], name=shape))
-            nodes.append(helper.make_node("Reshape", [node.input[0], shape], [pinned], name=pinned))
-            node.input[0] = pinned
-            count += 1
-        nodes.append(node)
-    if count:
-        _replace_nodes(graph, nodes)
-    return count
-
-
-QUANTIZED_CONV_CHANNEL_STEP = 4
-"""ONNX Runtime's fast int8 conv kernels want input channels in multiples of this."""
-
-MAX_PADDED_CONV_TAPS = 25
-"""Kernels up to 5x5 gain from the padding; wider ones lose (3 -> 16 channels at 128 x 128,
-int8: 3x3 0.57 -> 0.31 ms and 5x5 1.06 -> 0.83 ms, but 7x7 1.70 -> 2.33 and 9x9 2.47 -> 3.41)."""
-
-
-def pad_conv_input_channels(model: Any, keep: Iterable[str] = ()) -> int:
-    """Give each ungrouped conv with fewer than 8 input channels, not a multiple of 4, zero
-    channels up to the next multiple (a ``Pad`` of its input, shared by the convs that read
-    the same tensor, and zero weights), for the int8 ``cpu`` flavour (see the module's
-    docstring); returns how many convs were padded. The sums are unchanged. ``keep``: names
-    of convs that stay float32 (nothing to gain there), left alone."""
-    from onnx import helper, numpy_helper
-
-    graph = model.graph
-    weights = {t.name: t for t in graph.initializer}
-    fresh = _namer(graph)
-    padded_inputs: dict[tuple[str, int], str] = {}
-    nodes, count = [], 0
-    keep = set(keep)
-    for node in graph.node:
-        extra = 0 if node.name in keep else _missing_channels(node, weights)
-        if extra:
-            key = (node.input[0], extra)
-            if key not in padded_inputs:
-                pads = fresh(f"{node.input[0]}_channel_pads")
-                padded = fresh(f"{node.input[0]}_channels_{extra}")
-                graph.initializer.append(
-                    numpy_helper.from_array(np.array([0, 0, 0, 0, 0, extra, 0, 0]), pads)
-                )
-                nodes.append(helper.make_node("Pad", [node.input[0], pads], [padded], name=padded))
-                padded_inputs[key] = padded
-            weight = numpy_helper.to_array(weights[node.input[1]])
-            zeros = np.zeros((weight.shape[0], extra, *weight.shape[2:]), weight.dtype)
-            name = fresh(f"{node.input[1]}_channels_{extra}")
-            graph.initializer.append(
-                numpy_helper.from_array(np.concatenate([weight, zeros], axis=1), name)
-            )
-            node.input[0], node.input[1] = padded_inputs[key], name
-            count += 1
-        nodes.append(node)
-    if count:
-        _replace_nodes(graph, nodes)
-    return count
-
-
-def _missing_channels(node: Any, weights: dict[str, Any]) -> int:
-    """How many zero input channels make ``node`` a conv with a multiple of 4 (0: none)."""
-    from onnx import helper
-
-    if node.op_type != "Conv" or node.domain not in ("", "ai.onnx") or len(node.input) < 2:
-        return 0
-    weight = weights.get(node.input[1])
-    groups = {a.name: helper.get_attribute_value(a) for a in node.attribute}.get("group", 1)
-    if weight is None or len(weight.dims) != 4 or groups != 1:
-        return 0
-    channels, taps = weight.dims[1], weight.dims[2] * weight.dims[3]
-    if channels >= 2 * QUANTIZED_CONV_CHANNEL_STEP or channels % QUANTIZED_CONV_CHANNEL_STEP == 0:
-        return 0
-    if taps > MAX_PADDED_CONV_TAPS:
-        return 0
-    return QUANTIZED_CONV_CHANNEL_STEP - channels % QUANTIZED_CONV_CHANNEL_STEP
-
-
-def _is_nearest_2x(node: Any, constants: dict[str, Any]) -> bool:
-    from onnx import helper, numpy_helper
-
-    if node.op_type != "Resize" or node.domain not in ("", "ai.onnx") or len(node.input) < 3:
-        return False
-    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-    expected = {
-        "mode": b"nearest",
-        "coordinate_transformation_mode": b"asymmetric",
-        "nearest_mode": b"floor",
-    }
-    if any(attrs.get(key) != value for key, value in expected.items()):
-        return False
-    if (len(node.input) > 3 and node.input[3]) or node.input[2] not in constants:
-        return False
-    defaults = {"antialias": 0, "keep_aspect_ratio_policy": b"stretch", "exclude_outside": 0}
-    if any(attrs.get(key, value) != value for key, value in defaults.items()):
-        return False
-    if set(attrs) - {*expected, *defaults, "extrapolation_value", "cubic_coeff_a"}:
-        return False  # axes: not the fast path's form
-    scales = numpy_helper.to_array(constants[node.input[2]])
-    return scales.shape == (4,) and scales.tolist() == [1.0, 1.0, 2.0, 2.0]
 
 
 def _dims(value: Any) -> Any:
@@ -535,27 +400,3 @@ def _size_entries(
             entries += piece
         return entries
     return None
-
-
-def _live_nodes(graph: Any) -> list[Any]:
-    """The graph's nodes that the outputs depend on, in order (a rewrite left the rest dead)."""
-    needed = {out.name for out in graph.output}
-    live = []
-    for node in reversed(graph.node):
-        if any(out in needed for out in node.output):
-            live.append(node)
-            needed.update(_reads(node))
-    return live[::-1]
-
-
-def _reads(node: Any) -> set[str]:
-    """The names a node reads: its inputs and those its subgraphs (If, Loop) read."""
-    from onnx import AttributeProto
-
-    names = set(node.input)
-    for attr in node.attribute:
-        graphs = [attr.g] if attr.type == AttributeProto.GRAPH else list(attr.graphs)
-        for sub in graphs:
-            for inner in sub.node:
-                names |= _reads(inner)
-    return names

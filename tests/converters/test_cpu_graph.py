@@ -223,7 +223,7 @@ def test_narrow_conv_split_matches_pytorch(
     onnx.save(_conv_model(weight, bias, pads), str(path))
     assert tune_for_cpu(path) == {"narrow_conv_split": 1}
     nodes = onnx.load(str(path)).graph.node
-    assert [n.op_type for n in nodes] == ["Conv", "Conv"]
+    assert [n.op_type for n in nodes] == ["Conv", "Conv", "Conv"]
     expected = _torch_conv(x, weight, bias, pads)
     got = _run(path, x)
     assert got.shape == expected.shape
@@ -232,17 +232,22 @@ def test_narrow_conv_split_matches_pytorch(
 
 def test_narrow_conv_split_takes_the_cheaper_orientation(tmp_path):
     """A 9-row x 5-column kernel to 3 channels: 5 column sums (15 channels, padded to 16)
-    cost less than 9 row sums (27, padded to 32), so the first conv is 9x1."""
+    cost less than 9 row sums (27, padded to 32), so the first conv is 9x1; a depthwise
+    1x5 conv shifts each sum to its column and a 1x1 conv adds them, all in whole blocks."""
     weight = np.ones((3, 4, 9, 5), np.float32)
     path = tmp_path / "m.onnx"
     onnx.save(_conv_model(weight, None, [4, 2, 4, 2]), str(path))
     tune_for_cpu(path)
     model = onnx.load(str(path))
     shapes = {t.name: list(t.dims) for t in model.graph.initializer}
-    first, second = model.graph.node
-    assert shapes[first.input[1]] == [15, 4, 9, 1]
-    assert shapes[second.input[1]] == [3, 5, 1, 5]
-    assert {a.name: helper.get_attribute_value(a) for a in second.attribute}["group"] == 3
+    first, shift, add = model.graph.node
+    assert shapes[first.input[1]] == [16, 4, 9, 1]  # 15 sums and one zero filter
+    assert shapes[shift.input[1]] == [16, 1, 1, 5]
+    assert {a.name: helper.get_attribute_value(a) for a in shift.attribute}["group"] == 16
+    assert shapes[add.input[1]] == [3, 16, 1, 1]
+    arrays = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    assert not arrays[first.input[1]][15].any() and not arrays[add.input[1]][:, 15].any()
+    np.testing.assert_array_equal(arrays[add.input[1]].sum(axis=1)[:, 0, 0], [5, 5, 5])
 
 
 @pytest.mark.parametrize(
@@ -364,79 +369,3 @@ def test_resize_with_dynamic_sides_is_left_alone(tmp_path):
     before = path.read_bytes()
     assert tune_for_cpu(path) == {}
     assert path.read_bytes() == before
-
-
-def test_convs_with_few_input_channels_get_zero_channels_up_to_a_multiple_of_4(tmp_path):
-    import onnxruntime as ort
-
-    from vetrina.converters.cpu_graph import pad_conv_input_channels
-
-    rng = np.random.default_rng(3)
-    layers = [  # (name, input, out, in, kernel, stride, group): which convs get padded
-        ("rgb_3x3", "image", 8, 3, 3, 1, 1),  # yes: 3 -> 4
-        ("rgb_5x5", "image", 4, 3, 5, 2, 1),  # yes, sharing the first one's Pad
-        ("depthwise", "image", 3, 1, 3, 1, 3),  # no: grouped
-        ("seven", "mix", 8, 7, 3, 1, 1),  # yes: 7 -> 8
-        ("four", "rgb_3x3.out", 8, 8, 1, 1, 1),  # no: 8
-        ("rgb_9x9", "image", 8, 3, 9, 1, 1),  # no: wider than 5x5
-    ]
-    nodes = [helper.make_node("Concat", ["image", "depthwise.out", "mask"], ["mix"], axis=1)]
-    inits = []
-    for name, src, cout, cin, k, stride, group in layers:
-        w = rng.standard_normal((cout, cin, k, k)).astype(np.float32)
-        inits.append(numpy_helper.from_array(w, f"{name}.w"))
-        pad = [k // 2] * 4
-        node = helper.make_node(
-            "Conv",
-            [src, f"{name}.w"],
-            [f"{name}.out"],
-            name=name,
-            pads=pad,
-            strides=[stride] * 2,
-            group=group,
-        )
-        nodes.insert(0 if name == "depthwise" else len(nodes), node)
-    outputs = {
-        "rgb_5x5.out": [1, 4, 8, 12],
-        "seven.out": [1, 8, 16, 24],
-        "four.out": [1, 8, 16, 24],
-        "rgb_9x9.out": [1, 8, 16, 24],
-    }
-    graph = helper.make_graph(
-        nodes,
-        "narrow",
-        [
-            helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 16, 24]),
-            helper.make_tensor_value_info("mask", TensorProto.FLOAT, [1, 1, 16, 24]),
-        ],
-        [helper.make_tensor_value_info(o, TensorProto.FLOAT, d) for o, d in outputs.items()],
-        inits,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    before = model.SerializeToString()
-    assert pad_conv_input_channels(model) == 3
-    onnx.checker.check_model(model, full_check=True)
-    pads = [n for n in model.graph.node if n.op_type == "Pad"]
-    assert sorted(n.input[0] for n in pads) == ["image", "mix"]  # one Pad per tensor
-    convs = {n.name: n for n in model.graph.node if n.op_type == "Conv"}
-    weights = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-    channels = {name: weights[c.input[1]].shape[1] for name, c in convs.items()}
-    assert channels == {
-        "rgb_3x3": 4,
-        "rgb_5x5": 4,
-        "depthwise": 1,
-        "seven": 8,
-        "four": 8,
-        "rgb_9x9": 3,
-    }
-    assert not weights[convs["seven"].input[1]][:, 7:].any()
-    feeds = {
-        "image": rng.random((1, 3, 16, 24), dtype=np.float32),
-        "mask": rng.random((1, 1, 16, 24), dtype=np.float32),
-    }
-    runs = [
-        ort.InferenceSession(m, providers=["CPUExecutionProvider"]).run(None, feeds)
-        for m in (before, model.SerializeToString())
-    ]
-    for want, got in zip(*runs, strict=True):
-        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
