@@ -39,7 +39,12 @@ from vetrina.errors import ConversionError
 
 from .activations import ORT, load
 from .calibration import calibration_feeds, feeds_reader, round_size
-from .cpu_graph import pad_conv_input_channels, pin_nearest_upsample_nchw
+from .int8_graph import (
+    pad_conv_input_channels,
+    pad_conv_output_channels,
+    pad_in_uint8,
+    pin_nearest_upsample_nchw,
+)
 from .precision import PrecisionResult, activation_tensors
 
 TARGETS = ("tensorrt", "cpu")
@@ -179,6 +184,11 @@ def quantize_int8(
         quantized = load(Path(tmp) / "int8.onnx")
     if target == "cpu":
         pinned = pin_nearest_upsample_nchw(quantized)
+        if quant_format == "qdq":
+            filters = pad_conv_output_channels(quantized)
+            rewrites |= {"conv_output_channels_to_16": filters} if filters else {}
+            pads = pad_in_uint8(quantized)
+            rewrites |= {"pad_in_uint8": pads} if pads else {}
         rewrites |= {"nchw_nearest_upsample": pinned} if pinned else {}
     _copy_metadata(model, quantized)
     _check(quantized)
@@ -221,11 +231,12 @@ TINY_CHANNELS = 4
 
 
 def slow_int8_convs(source: Any) -> dict[str, str]:
-    """Convs that ONNX Runtime's CPU int8 kernels run slower than its fp32 ones, by rule:
-    {node name: reason}. The ``cpu`` target keeps them float32 (speed islands).
+    """Convs that ONNX Runtime's CPU int8 kernels run slower than its fp32 ones, and the nodes
+    next to them that int8 would only wrap in quantize steps, by rule: {node name: reason}.
+    The ``cpu`` target keeps them float32 (speed islands).
 
-    * grouped convs with a spatial kernel (depthwise box filters, the style nets' grouped
-      1x9 column sum): ONNX Runtime's u8 grouped/depthwise conv is generic, its fp32 one runs
+    * grouped convs with a spatial kernel (depthwise box filters, the style nets' depthwise
+      1x9 column shift): ONNX Runtime's u8 grouped/depthwise conv is generic, its fp32 one runs
       in the blocked NCHWc layout;
     * tiny convs, at most :data:`TINY_CHANNELS` channels in and out (the inpainter's
       single-channel mask filters): too little work per pixel for the u8 GEMM.
@@ -234,10 +245,16 @@ def slow_int8_convs(source: Any) -> dict[str, str]:
       whose output only an ``InstanceNormalization`` reads (the style nets' 9x9 conv from
       RGB: 13 ms in int8, 7.5 ms in fp32 at 256 x 256), together with that normalization,
       which has no int8 kernel: with its input float, the conv is really float32 (see below);
-    * convs to a number of channels that is not a multiple of 8 whose output only feeds such
-      float32 convs (the style nets' 9x1 partial sums to 27 channels before the column sum:
-      15.3 ms in int8, 8.3 ms in fp32 at 256 x 256): ONNX Runtime's int8 kernels want output
-      channels in blocks, and float32 there adds no quantize step.
+    * convs whose output only such float32 convs read (the style nets' 9x1 partial sums
+      before the column shift: 7.2 ms in int8 and 7.4 ms in fp32 at 256 x 256, plus 1.7 ms to
+      dequantize and reorder their output for the float convs): their output must be
+      dequantized anyway. One step only: convs before those stay int8;
+    * convs that read such a float32 conv and write the model's output (the 1x1 sum after the
+      column shift): int8 would add a quantize before and a dequantize after one conv;
+    * other nodes (``Relu``, ``Pad``, ``Concat``, ``InstanceNormalization``...) whose output
+      only float32 nodes read: as int8 they only add a quantize step (the inpainter's
+      ``Concat`` in front of its box filters made ONNX Runtime dequantize and reorder it once
+      per filter).
 
     Depthwise 1x1 convs (the CPU graph's PReLU rewrite) stay int8: they fuse into the
     surrounding quantized ops. Measured on the zoo (``benchmarks/precision.py``, RESULTS.md):
@@ -272,7 +289,6 @@ def slow_int8_convs(source: Any) -> dict[str, str]:
     for node in model.graph.node:
         for name in node.input:
             consumers.setdefault(name, []).append(node.name)
-    outputs = {o.name for o in model.graph.output}
     by_name = {node.name: node for node in model.graph.node}
     for node in model.graph.node:
         if node.op_type != "Conv" or node.name in slow or node.input[1] not in weights:
@@ -284,18 +300,79 @@ def slow_int8_convs(source: Any) -> dict[str, str]:
             why = f"slower in int8 on ONNX Runtime CPU ({dims[2]}x{dims[3]} conv from {dims[1]})"
             slow[node.name] = why
             slow[readers[0].name] = f"keeps {node.name} float32 (no int8 instance norm)"
-    for node in model.graph.node:
-        if node.op_type != "Conv" or node.name in slow or node.input[1] not in weights:
-            continue
-        channels_out = weights[node.input[1]].dims[0]
-        readers = consumers.get(node.output[0], [])
-        feeds_floats = bool(readers) and all(r in slow for r in readers)
-        if channels_out % 8 and feeds_floats and node.output[0] not in outputs:
-            slow[node.name] = (
-                f"slower in int8 on ONNX Runtime CPU ({channels_out} output "
-                f"channel{'s' if channels_out > 1 else ''}, read only by float32 convs)"
-            )
+    _add_float_neighbours(model, weights, slow)
     return slow
+
+
+CHEAP_OPS = frozenset(
+    [
+        "Add",
+        "Sub",
+        "Mul",
+        "Div",
+        "Relu",
+        "Clip",
+        "LeakyRelu",
+        "Sigmoid",
+        "Tanh",
+        "Where",
+        "Pad",
+        "Concat",
+        "Split",
+        "Slice",
+        "Reshape",
+        "Transpose",
+        "Squeeze",
+        "Unsqueeze",
+        "Resize",
+        "InstanceNormalization",
+        "BatchNormalization",
+    ]
+)
+"""Ops a float32 island may take in from the nodes before it (see :func:`slow_int8_convs`):
+memory-bound, so int8 gains nothing on them but the quantize steps around. Convs, matrix
+products and the rest stop it."""
+
+
+def _add_float_neighbours(model: Any, weights: dict[str, Any], slow: dict[str, str]) -> None:
+    """Add to ``slow`` the nodes whose int8 form would only add quantize steps around the
+    float32 convs already in it (see :func:`slow_int8_convs`). One step out from those convs,
+    so a chain of convs before a float32 one does not turn float32 with it."""
+    consumers: dict[str, list[str]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node.name)
+    outputs = {o.name for o in model.graph.output}
+    producers = {out: node for node in model.graph.node for out in node.output}
+    convs = [n for n in model.graph.node if n.op_type == "Conv" and n.input[1] in weights]
+    by_shape = set(slow)
+
+    def read_only_by(node: Any, floats: set[str]) -> bool:
+        readers = [r for out in node.output for r in consumers.get(out, [])]
+        return bool(readers) and all(r in floats for r in readers)
+
+    for node in convs:
+        if node.name not in slow and read_only_by(node, by_shape) and node.output[0] not in outputs:
+            channels = weights[node.input[1]].dims[0]
+            slow[node.name] = (
+                f"slower in int8 on ONNX Runtime CPU ({channels} output "
+                f"channel{'s' if channels > 1 else ''}, read only by float32 convs)"
+            )
+    float_convs = {n.name for n in convs if n.name in slow}
+    for node in convs:
+        source = producers.get(node.input[0])
+        from_float = source is not None and source.name in float_convs
+        if node.name not in slow and from_float and node.output[0] in outputs:
+            slow[node.name] = "between a float32 conv and the output (int8 adds quantize steps)"
+    changed = True
+    while changed:  # elementwise and data-movement ops that only float32 nodes read
+        changed = False
+        for node in model.graph.node:
+            if node.name in slow or node.op_type not in CHEAP_OPS:
+                continue
+            if read_only_by(node, set(slow)) and not set(node.output) & outputs:
+                slow[node.name] = "read only by float32 nodes (int8 would add a quantize step)"
+                changed = True
 
 
 def quantizable_nodes(source: Any, target: str = "cpu") -> list[str]:

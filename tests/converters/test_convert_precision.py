@@ -155,9 +155,9 @@ def test_generators_calibrate_int8_on_latents_not_images(tiny_generator, tmp_pat
 
 @pytest.mark.slow
 def test_speed_islands_keep_the_slow_int8_convs_fp32_unless_turned_off(tmp_path, capsys):
-    """A style net's last conv is split for the CPU into a conv and a grouped 1x9 sum, which
-    ONNX Runtime runs slower in int8: kept fp32 by default, quantized with the flag off; the
-    contract says which."""
+    """A style net's last conv is split for the CPU into a 9x1 conv, a depthwise 1x9 shift and
+    a 1x1 sum, which ONNX Runtime runs slower in int8: kept fp32 by default, quantized with
+    the flag off; the contract says which, and which exact int8 rewrites were made."""
     from test_cpu_graph import _random_checkpoint
 
     ckpt = _random_checkpoint(
@@ -175,9 +175,13 @@ def test_speed_islands_keep_the_slow_int8_convs_fp32_unless_turned_off(tmp_path,
     gate = ["--min-psnr", "10", "--min-ssim", "0", "--max-delta-e", "80"]
     code = main([*argv, "--calib", "catalog", "--sizes", "32x48", "--no-speed-islands", *gate])
     assert code == 0
-    assert "int8 graph rewrites (exact): nchw_nearest_upsample x2" in capsys.readouterr().out
+    printed = capsys.readouterr().out
     contract = _contract(out)
-    assert contract.provenance["reduced_precision"]["rewrites"] == {"nchw_nearest_upsample": 2}
+    rewrites = contract.provenance["reduced_precision"]["rewrites"]
+    assert rewrites["nchw_nearest_upsample"] == 2
+    assert rewrites["pad_in_uint8"] == 8  # all its reflection pads, one per conv
+    listed = ", ".join(f"{name} x{count}" for name, count in sorted(rewrites.items()))
+    assert f"int8 graph rewrites (exact): {listed}" in printed
     assert contract.provenance["speed_islands"] is False
     reasons = contract.provenance["reduced_precision"].get("reasons", {})
     assert not [n for n, why in reasons.items() if "slower in int8" in why]

@@ -263,7 +263,8 @@ def test_cpu_flavour_keeps_the_convs_int8_runs_slower_in_fp32(tmp_path, zero_bia
 
     names = _conv_zoo_graph(tmp_path / "convs.onnx", zero_bias=zero_bias)
     slow = slow_int8_convs(tmp_path / "convs.onnx")
-    assert set(slow) == {names["depthwise"], names["tiny"], names["to_one"]}
+    assert set(slow) == {names["wide"], names["depthwise"], names["tiny"], names["to_one"]}
+    assert "8 output channels, read only by float32 convs" in slow[names["wide"]]
     assert "grouped 3x3" in slow[names["depthwise"]] and "1 -> 1" in slow[names["tiny"]]
     assert "1 output channel, read only by float32 convs" in slow[names["to_one"]]
     inputs = [TensorSpec(name="image", semantic="image", layout="NCHW", range=(0.0, 1.0))]
@@ -352,7 +353,12 @@ def test_cpu_flavour_keeps_nearest_upsampling_in_nchw(tmp_path):
         target: _quantize_image_graph(tmp_path / "up.onnx", tmp_path / f"{target}.onnx", target)
         for target in ("cpu", "tensorrt")
     }
-    assert results["cpu"].rewrites == {"nchw_nearest_upsample": 1, "conv_input_channels_to_4": 1}
+    assert results["cpu"].rewrites == {
+        "nchw_nearest_upsample": 1,
+        "conv_input_channels_to_4": 1,
+        "conv_output_channels_to_16": 2,
+        "pad_in_uint8": 1,
+    }
     assert results["tensorrt"].rewrites is None
     pinned = onnx.load(str(results["cpu"].path))
     resize = next(n for n in pinned.graph.node if n.name == "up")
@@ -385,8 +391,9 @@ def test_cpu_flavour_keeps_nearest_upsampling_in_nchw(tmp_path):
 
 
 def _style_like_graph(path: Path, norm: bool = True) -> None:
-    """9x9 conv from RGB -> InstanceNorm (or Relu) -> 3x3 conv -> the narrow-conv split of a
-    9x9 conv to RGB (9x1 conv to 27 channels, grouped 1x9 sum), as the style nets have."""
+    """9x9 conv from RGB -> InstanceNorm (or Relu) -> 3x3 conv -> Relu -> the narrow-conv
+    split of a 9x9 conv to RGB (9x1 conv to 27 channels and 5 zero ones, depthwise 1x9 shift,
+    1x1 sum), as the style nets have."""
     from onnx import helper
 
     rng = np.random.default_rng(4)
@@ -398,8 +405,9 @@ def _style_like_graph(path: Path, norm: bool = True) -> None:
     inits = [
         weight("wide.w", 8, 3, 9, 9),
         weight("mid.w", 8, 8, 3, 3),
-        weight("partial.w", 27, 8, 9, 1),
-        weight("sum.w", 3, 9, 1, 9),
+        weight("partial.w", 32, 8, 9, 1),
+        weight("shift.w", 32, 1, 1, 9),
+        weight("sum.w", 3, 32, 1, 1),
         numpy_helper.from_array(np.ones(8, np.float32), "in.scale"),
         numpy_helper.from_array(np.zeros(8, np.float32), "in.bias"),
     ]
@@ -414,7 +422,10 @@ def _style_like_graph(path: Path, norm: bool = True) -> None:
         helper.make_node("Conv", ["n", "mid.w"], ["mid"], name="mid", pads=[1] * 4),
         helper.make_node("Relu", ["mid"], ["r"], name="relu"),
         helper.make_node("Conv", ["r", "partial.w"], ["p"], name="partial", pads=[4, 0, 4, 0]),
-        helper.make_node("Conv", ["p", "sum.w"], ["out"], name="sum", pads=[0, 4, 0, 4], group=3),
+        helper.make_node(
+            "Conv", ["p", "shift.w"], ["s"], name="shift", pads=[0, 4, 0, 4], group=32
+        ),
+        helper.make_node("Conv", ["s", "sum.w"], ["out"], name="sum"),
     ]
     _save_image_graph(path, nodes, inits, "out", ["n", 3, "h", "w"])
 
@@ -426,10 +437,12 @@ def test_speed_islands_of_style_nets_are_really_fp32_in_onnx_runtime(tmp_path):
 
     _style_like_graph(tmp_path / "style.onnx")
     slow = slow_int8_convs(tmp_path / "style.onnx")
-    assert set(slow) == {"wide", "in", "partial", "sum"}
-    assert "9x9 conv from 3" in slow["wide"] and "27 output channels" in slow["partial"]
+    assert set(slow) == {"wide", "in", "partial", "shift", "sum", "relu"}
+    assert "9x9 conv from 3" in slow["wide"] and "32 output channels" in slow["partial"]
+    assert "grouped 1x9" in slow["shift"] and "float32 conv and the output" in slow["sum"]
+    assert "read only by float32 nodes" in slow["relu"]
     _style_like_graph(tmp_path / "relu.onnx", norm=False)  # a Relu would requantize it
-    assert set(slow_int8_convs(tmp_path / "relu.onnx")) == {"partial", "sum"}
+    assert set(slow_int8_convs(tmp_path / "relu.onnx")) == {"partial", "shift", "sum", "relu"}
 
     result = _quantize_image_graph(tmp_path / "style.onnx", tmp_path / "int8.onnx", "cpu")
     assert set(result.islands) == set(slow)
@@ -439,5 +452,5 @@ def test_speed_islands_of_style_nets_are_really_fp32_in_onnx_runtime(tmp_path):
     ort.InferenceSession(str(result.path), options, providers=["CPUExecutionProvider"])
     optimized = onnx.load(str(tmp_path / "optimized.onnx")).graph.node
     kinds = sorted(n.op_type for n in optimized)
-    # the three islands run as float convs, the one conv between them as int8
-    assert kinds.count("Conv") == 3 and kinds.count("QLinearConv") == 1, kinds
+    # the four island convs run as float convs, the one conv between them as int8
+    assert kinds.count("Conv") == 4 and kinds.count("QLinearConv") == 1, kinds
