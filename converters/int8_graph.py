@@ -169,10 +169,10 @@ def pad_conv_output_channels(model: Any) -> int:
         if plan is None:
             nodes.append(node)
             continue
-        weight_dq, bias_dq, quantize_node, rows = plan
+        weight_dq, bias_dq, quantize_node, rows, input_scale = plan
         node.input[1] = padded(weight_dq, rows, 1.0)
-        if bias_dq is not None:
-            node.input[2] = padded(bias_dq, rows, 1.0)
+        if bias_dq is not None:  # ONNX Runtime fuses only a bias scaled input x weight scale
+            node.input[2] = padded(bias_dq, rows, input_scale)
         base = node.name or node.output[0]
         cout = constants[weight_dq.input[0]].dims[0]
         node.output[0] = quantize_node.input[0] = fresh(f"{node.output[0]}_filters")
@@ -197,9 +197,9 @@ def pad_conv_output_channels(model: Any) -> int:
 
 
 def _output_padding_plan(node, constants, producers, consumers, outputs):
-    """(weight DQ, bias DQ or None, output QuantizeLinear, zero filters to add) for a
-    quantized conv worth padding, else None."""
-    from onnx import helper
+    """(weight DQ, bias DQ or None, output QuantizeLinear, zero filters to add, input scale)
+    for a quantized conv worth padding, else None."""
+    from onnx import helper, numpy_helper
 
     if node.op_type != "Conv" or node.domain not in ("", "ai.onnx") or len(node.input) < 2:
         return None
@@ -217,7 +217,13 @@ def _output_padding_plan(node, constants, producers, consumers, outputs):
     readers = consumers.get(node.output[0], [])
     if len(readers) != 1 or readers[0].op_type != "QuantizeLinear" or node.output[0] in outputs:
         return None
-    return weight_dq, bias_dq, readers[0], rows
+    input_dq = producers.get(node.input[0])
+    if input_dq is None or input_dq.op_type != "DequantizeLinear":
+        return None
+    scale = constants.get(input_dq.input[1])
+    if scale is None or np.size(numpy_helper.to_array(scale)) != 1:
+        return None
+    return weight_dq, bias_dq, readers[0], rows, float(numpy_helper.to_array(scale))
 
 
 def _constant_per_channel_dq(dq: Any, constants: dict[str, Any]) -> bool:

@@ -163,6 +163,12 @@ def test_quantized_convs_get_zero_filters_to_a_multiple_of_16_and_the_same_outpu
     slices = [n for n in model.graph.node if n.op_type == "Slice"]
     assert len(slices) == 2
     assert all(producers[n.input[0]].op_type == "QuantizeLinear" for n in slices)  # on uint8
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    options.log_severity_level = 3
+    ort.InferenceSession(str(padded.path), options, providers=["CPUExecutionProvider"])
+    kinds = [n.op_type for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node]
+    assert kinds.count("QLinearConv") == 3 and "Conv" not in kinds, kinds  # still fused
 
     monkeypatch.setattr(quantize, "pad_conv_output_channels", lambda model: 0)
     plain = _int8(tmp_path / "head.onnx", tmp_path / "plain.onnx")
