@@ -254,7 +254,12 @@ def slow_int8_convs(source: Any) -> dict[str, str]:
     * other nodes (``Relu``, ``Pad``, ``Concat``, ``InstanceNormalization``...) whose output
       only float32 nodes read: as int8 they only add a quantize step (the inpainter's
       ``Concat`` in front of its box filters made ONNX Runtime dequantize and reorder it once
-      per filter).
+      per filter);
+    * such nodes, comparisons and casts that read only float32 results (the inpainter's
+      fill arithmetic on its box sums: as int8 it quantized the sums it divides and
+      compares, and cost 5.5 ms more at two threads), except a chain of one-input ops that
+      ends in quantized nodes (an instance norm's ``Relu`` and ``Pad`` before a quantized
+      conv are better quantized early).
 
     Depthwise 1x1 convs (the CPU graph's PReLU rewrite) stay int8: they fuse into the
     surrounding quantized ops. Measured on the zoo (``benchmarks/precision.py``, RESULTS.md):
@@ -329,9 +334,13 @@ CHEAP_OPS = frozenset(
         "BatchNormalization",
     ]
 )
-"""Ops a float32 island may take in from the nodes before it (see :func:`slow_int8_convs`):
+"""Ops a float32 island may take in from the nodes around it (see :func:`slow_int8_convs`):
 memory-bound, so int8 gains nothing on them but the quantize steps around. Convs, matrix
 products and the rest stop it."""
+
+LOGIC_OPS = frozenset(["Equal", "Greater", "GreaterOrEqual", "Less", "LessOrEqual", "Not"])
+LOGIC_OPS |= {"And", "Or", "Cast"}
+"""Comparisons and casts: never quantized, but the float32 islands grow through them."""
 
 
 def _add_float_neighbours(model: Any, weights: dict[str, Any], slow: dict[str, str]) -> None:
@@ -364,15 +373,57 @@ def _add_float_neighbours(model: Any, weights: dict[str, Any], slow: dict[str, s
         from_float = source is not None and source.name in float_convs
         if node.name not in slow and from_float and node.output[0] in outputs:
             slow[node.name] = "between a float32 conv and the output (int8 adds quantize steps)"
+    _spread_through_cheap_ops(model, slow, consumers, producers, outputs)
+
+
+def _spread_through_cheap_ops(model, slow, consumers, producers, outputs) -> None:
+    """Grow the float32 islands in ``slow`` through :data:`CHEAP_OPS` (to a fixed point):
+    backwards over the nodes that only float32 nodes read, forwards over the nodes that read
+    only float32 nodes' results (the inpainter's fill arithmetic after its box filters: int8
+    would quantize the box sums it divides and compares). A forward chain of one-input ops
+    that ends in quantized nodes is given back (an instance norm's ``Relu`` and ``Pad`` before
+    a quantized conv: quantized early, they fuse into the quantize step or run on uint8)."""
+    active = activation_tensors(model)
+    forward: set[str] = set()
     changed = True
-    while changed:  # elementwise and data-movement ops that only float32 nodes read
+    while changed:
         changed = False
         for node in model.graph.node:
-            if node.name in slow or node.op_type not in CHEAP_OPS:
+            if node.name in slow or node.op_type not in CHEAP_OPS | LOGIC_OPS:
                 continue
-            if read_only_by(node, set(slow)) and not set(node.output) & outputs:
+            readers = [r for out in node.output for r in consumers.get(out, [])]
+            only_floats_read = bool(readers) and all(r in slow for r in readers)
+            if node.op_type in CHEAP_OPS and only_floats_read and not set(node.output) & outputs:
                 slow[node.name] = "read only by float32 nodes (int8 would add a quantize step)"
                 changed = True
+            elif _reads_only_islands(node, slow, producers, active):
+                slow[node.name] = "reads only float32 results (int8 would quantize them)"
+                forward.add(node.name)
+                changed = True
+    changed = True
+    while changed:
+        changed = False
+        for node in model.graph.node:
+            if node.name not in forward or sum(name in active for name in node.input) != 1:
+                continue
+            readers = [r for out in node.output for r in consumers.get(out, [])]
+            if all(r not in slow for r in readers):
+                del slow[node.name]
+                forward.discard(node.name)
+                changed = True
+
+
+def _reads_only_islands(node, slow, producers, active) -> bool:
+    """Whether ``node`` reads a float32 island's result and no other activation."""
+    names = [name for name in node.input if name]
+    sources = [producers.get(name) for name in names]
+    if not any(p is not None and p.name in slow for p in sources):
+        return False
+    return all(
+        p is not None and p.name in slow
+        for name, p in zip(names, sources, strict=True)
+        if name in active
+    )
 
 
 def quantizable_nodes(source: Any, target: str = "cpu") -> list[str]:

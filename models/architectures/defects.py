@@ -159,35 +159,62 @@ class DefectDetector(nn.Module):
         return torch.sigmoid(self.head(self.body(image - 0.5)))
 
 
-def _box(x: torch.Tensor, size: int) -> torch.Tensor:
-    """Mean over a ``size`` x ``size`` window (separable; zeros beyond the border).
+def _boxes(x: torch.Tensor, sizes: tuple[int, ...]) -> list[torch.Tensor]:
+    """Means over ``size`` x ``size`` windows of ``x``, one per size (zeros beyond the border).
 
-    Written as two depthwise convolutions with constant weights rather than ``avg_pool2d``:
+    Each pass is a depthwise convolution with constant weights rather than ``avg_pool2d``:
     the same numbers (to float rounding), but ONNX Runtime's stride-1 ``AveragePool`` on a
     dynamic-size graph costs O(size) per pixel without vectorising (95 of the inpainter's
     150 ms at 256x256), while its depthwise conv runs the whole fill in under 10 ms; PyTorch
-    is faster this way too."""
-    channels = x.shape[1]
-    weight = torch.full((channels, 1, 1, size), 1.0 / size, dtype=x.dtype, device=x.device)
-    x = F.conv2d(x, weight, padding=(0, size // 2), groups=channels)
-    return F.conv2d(x, weight.transpose(2, 3), padding=(size // 2, 0), groups=channels)
+    is faster this way too. Sizes go in pairs: one conv filters ``x`` twice over, the second
+    copy with the smaller window zero-padded to the larger one's width. ONNX Runtime pads a
+    depthwise conv's channels to a block of 8 anyway, so for 4 channels the pair costs what
+    the larger size alone does (the zero taps add exact zeros)."""
+    boxes = []
+    for first in range(0, len(sizes), 2):
+        pair = sizes[first : first + 2]
+        width = max(pair)
+        channels = x.shape[1]
+        row = torch.zeros((channels * len(pair), 1, 1, width), dtype=x.dtype, device=x.device)
+        for k, size in enumerate(pair):
+            start = (width - size) // 2
+            row[k * channels : (k + 1) * channels, :, :, start : start + size] = 1.0 / size
+        copies = x if len(pair) == 1 else torch.cat([x] * len(pair), 1)
+        y = F.conv2d(copies, row, padding=(0, width // 2), groups=row.shape[0])
+        y = F.conv2d(y, row.transpose(2, 3), padding=(width // 2, 0), groups=row.shape[0])
+        # slices, not torch.split: an ONNX Split is quantizable, and int8 would then quantize
+        # the float box means between the float convs and the float fill arithmetic
+        boxes += [y[:, k * channels : (k + 1) * channels] for k in range(len(pair))]
+    return boxes
 
 
 def masked_fill(image: torch.Tensor, mask: torch.Tensor, sizes=(3, 7, 15, 31)) -> torch.Tensor:
     """Each masked pixel takes the mean of the unmasked pixels of the smallest window (of
-    ``sizes``) in which they weigh at least 10%: a cheap, exportable diffusion fill."""
+    ``sizes``) in which they weigh at least 10%, else keeps its value: a cheap, exportable
+    diffusion fill.
+
+    Written as sums of 0/1-weighted box filters and one ``where`` rather than a chain of four:
+    exactly one term per pixel is not zero, so the sums are exact and the result is bit for
+    bit the chain's, while ONNX Runtime runs the multiplies and adds vectorised and its
+    ``Where`` is not (0.45-0.5 ms each on 3 x 256 x 256, single-threaded)."""
     keep = 1.0 - mask
     colours = image.shape[1]
-    # One box filter over (image * keep, keep) per size: ONNX Runtime pads a depthwise conv's
-    # channels to a block of 8 anyway, so 4 channels cost what 1 does (16 convs -> 8).
+    # One box filter over (image * keep, keep) per size: 4 channels cost what 1 does in ONNX
+    # Runtime's blocked layout (16 convs -> 8), and sizes go in pairs (8 convs -> 4).
     stack = torch.cat([image * keep, keep], 1)
-    fill = image
-    for size in reversed(sizes):
-        box = _box(stack, size)
-        weight = box[:, colours:]
-        mean = box[:, :colours] / weight.clamp(min=1e-4)
-        fill = torch.where(weight >= 0.1, mean, fill)
-    return fill
+    ordered = tuple(sorted(sizes, reverse=True))
+    boxes = dict(zip(ordered, _boxes(stack, ordered), strict=True))
+    chosen, open_ = None, None  # (sum, weight) of the window each pixel took; 1: none yet
+    for size in sorted(sizes):
+        box = boxes[size]
+        take = (box[:, colours:] >= 0.1).to(image.dtype)
+        if chosen is None:
+            chosen, open_ = take * box, 1.0 - take
+        else:
+            take = take * open_
+            chosen, open_ = chosen + take * box, open_ - take
+    # a taken window weighs >= 0.1: the open pixels' zero weight is the only one to guard
+    return torch.where(open_ > 0.5, image, chosen[:, :colours] / (chosen[:, colours:] + open_))
 
 
 class Inpainter(nn.Module):

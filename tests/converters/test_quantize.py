@@ -410,6 +410,7 @@ def _style_like_graph(path: Path, norm: bool = True) -> None:
         weight("sum.w", 3, 32, 1, 1),
         numpy_helper.from_array(np.ones(8, np.float32), "in.scale"),
         numpy_helper.from_array(np.zeros(8, np.float32), "in.bias"),
+        numpy_helper.from_array(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64), "pads"),
     ]
     first = (
         helper.make_node("InstanceNormalization", ["wide", "in.scale", "in.bias"], ["n"], name="in")
@@ -419,7 +420,9 @@ def _style_like_graph(path: Path, norm: bool = True) -> None:
     nodes = [
         helper.make_node("Conv", ["image", "wide.w"], ["wide"], name="wide", pads=[4] * 4),
         first,
-        helper.make_node("Conv", ["n", "mid.w"], ["mid"], name="mid", pads=[1] * 4),
+        helper.make_node("Relu", ["n"], ["nr"], name="relu_in"),
+        helper.make_node("Pad", ["nr", "pads"], ["np"], name="pad_in", mode="reflect"),
+        helper.make_node("Conv", ["np", "mid.w"], ["mid"], name="mid"),
         helper.make_node("Relu", ["mid"], ["r"], name="relu"),
         helper.make_node("Conv", ["r", "partial.w"], ["p"], name="partial", pads=[4, 0, 4, 0]),
         helper.make_node(
@@ -441,6 +444,8 @@ def test_speed_islands_of_style_nets_are_really_fp32_in_onnx_runtime(tmp_path):
     assert "9x9 conv from 3" in slow["wide"] and "32 output channels" in slow["partial"]
     assert "grouped 1x9" in slow["shift"] and "float32 conv and the output" in slow["sum"]
     assert "read only by float32 nodes" in slow["relu"]
+    # the norm's Relu and Pad read float32 results but feed a quantized conv: quantized early
+    assert "relu_in" not in slow and "pad_in" not in slow
     _style_like_graph(tmp_path / "relu.onnx", norm=False)  # a Relu would requantize it
     assert set(slow_int8_convs(tmp_path / "relu.onnx")) == {"partial", "shift", "sum", "relu"}
 
@@ -454,3 +459,45 @@ def test_speed_islands_of_style_nets_are_really_fp32_in_onnx_runtime(tmp_path):
     kinds = sorted(n.op_type for n in optimized)
     # the four island convs run as float convs, the one conv between them as int8
     assert kinds.count("Conv") == 4 and kinds.count("QLinearConv") == 1, kinds
+
+
+def test_float_islands_take_in_the_arithmetic_on_their_results(tmp_path):
+    """A depthwise box filter (fp32) whose sums a fill-like chain compares, weighs and
+    divides (Slice, GreaterOrEqual, Cast, Mul, Add, Div) before a Where with the image and a
+    conv: the chain stays fp32 (int8 would quantize the sums it compares and divides), the
+    conv is int8."""
+    import onnxruntime as ort
+    from onnx import helper
+
+    from vetrina.converters.quantize import slow_int8_convs
+
+    rng = np.random.default_rng(8)
+    inits = [
+        numpy_helper.from_array(np.full((3, 1, 3, 3), 1 / 9, np.float32), "box.w"),
+        numpy_helper.from_array((rng.standard_normal((16, 3, 3, 3)) / 5).astype(np.float32), "w"),
+        numpy_helper.from_array(np.array([0], np.int64), "zero"),
+        numpy_helper.from_array(np.array([1], np.int64), "one"),
+        numpy_helper.from_array(np.array(0.4, np.float32), "level"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["image", "box.w"], ["box"], name="box", pads=[1] * 4, group=3),
+        helper.make_node("Slice", ["box", "zero", "one", "one"], ["first"], name="first"),
+        helper.make_node("GreaterOrEqual", ["first", "level"], ["bright"], name="ge"),
+        helper.make_node("Cast", ["bright"], ["take"], name="cast", to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["take", "box"], ["chosen"], name="weigh"),
+        helper.make_node("Add", ["first", "level"], ["weight"], name="guard"),
+        helper.make_node("Div", ["chosen", "weight"], ["mean"], name="mean"),
+        helper.make_node("Where", ["bright", "mean", "image"], ["fill"], name="where"),
+        helper.make_node("Conv", ["fill", "w"], ["out"], name="net", pads=[1] * 4),
+    ]
+    _save_image_graph(tmp_path / "fill.onnx", nodes, inits, "out", ["n", 16, "h", "w"])
+    slow = slow_int8_convs(tmp_path / "fill.onnx")
+    assert set(slow) == {"box", "first", "ge", "cast", "weigh", "guard", "mean"}
+    assert "reads only float32 results" in slow["weigh"]
+    result = _quantize_image_graph(tmp_path / "fill.onnx", tmp_path / "int8.onnx", "cpu")
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    options.log_severity_level = 3
+    ort.InferenceSession(str(result.path), options, providers=["CPUExecutionProvider"])
+    kinds = [n.op_type for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node]
+    assert "Mul" in kinds and "QLinearMul" not in kinds and "QLinearConv" in kinds, kinds

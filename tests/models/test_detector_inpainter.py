@@ -51,6 +51,57 @@ def test_inpainter_changes_only_masked_pixels():
     assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
 
 
+def _fill_reference(image: np.ndarray, mask: np.ndarray, sizes=(3, 7, 15, 31)) -> np.ndarray:
+    """masked_fill by definition, in float64 from integral images: per pixel the mean of the
+    unmasked pixels of the smallest window with at least 10% of its area unmasked."""
+    keep = 1.0 - mask[:, 0]
+    n, _, h, w = image.shape
+    out = image.astype(np.float64).copy()
+    done = np.zeros((n, h, w), bool)
+
+    def window_sums(x, r):  # x (..., h, w) -> sums over (2r+1)^2 windows, zeros outside
+        pad = np.pad(x, [(0, 0)] * (x.ndim - 2) + [(1, 0), (1, 0)]).cumsum(-1).cumsum(-2)
+        ys, xs = np.arange(h), np.arange(w)
+        top, bottom = np.clip(ys - r, 0, h), np.clip(ys + r + 1, 0, h)
+        left, right = np.clip(xs - r, 0, w), np.clip(xs + r + 1, 0, w)
+        return (
+            pad[..., bottom[:, None], right]
+            - pad[..., top[:, None], right]
+            - pad[..., bottom[:, None], left]
+            + pad[..., top[:, None], left]
+        )
+
+    for size in sorted(sizes):
+        r = size // 2
+        weight = window_sums(keep, r) / size**2
+        sums = window_sums(image * keep[:, None], r) / size**2
+        take = (weight >= 0.1) & ~done
+        out = np.where(take[:, None], sums / np.maximum(weight, 1e-12)[:, None], out)
+        done |= take
+    return out
+
+
+def test_masked_fill_takes_the_mean_of_the_smallest_window_with_enough_unmasked_pixels():
+    from vetrina.models.architectures.defects import _boxes, masked_fill
+
+    rng = np.random.default_rng(3)
+    image = rng.random((2, 3, 40, 56), dtype=np.float32)
+    mask = (rng.random((2, 1, 40, 56)) > 0.6).astype(np.float32)
+    mask[0, :, 5:35, 8:50] = 1.0  # a hole the small windows cannot see across
+    mask[1] = 1.0  # nothing to fill from: the pixels keep their values
+    got = masked_fill(torch.from_numpy(image), torch.from_numpy(mask)).numpy()
+    np.testing.assert_allclose(got, _fill_reference(image, mask), rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(got[1], image[1])
+
+    # and bit for bit the chain of where()s over the same box filters
+    stack = torch.from_numpy(np.concatenate([image * (1 - mask), 1 - mask], 1))
+    fill = torch.from_numpy(image)
+    for box in _boxes(stack, (31, 15, 7, 3)):
+        weight = box[:, 3:]
+        fill = torch.where(weight >= 0.1, box[:, :3] / weight.clamp(min=1e-4), fill)
+    assert torch.equal(torch.from_numpy(got), fill)
+
+
 def _tiny(recipe_module, **changes):
     small = dict(
         steps=2, batch=4, crop=32, size=64, pool=4, channels=4, eval_images=2, eval_size=64
