@@ -94,8 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
         dest="speed_islands",
         action="store_false",
         help="int8 --target cpu: quantize the convs ONNX Runtime runs slower in int8 too "
-        "(grouped spatial, tiny, wide-from-RGB and narrow ones; kept fp32 by default); for a "
-        "CPU whose int8 kernels "
+        "(grouped spatial, tiny and wide-from-RGB ones, and the convs and cheap ops that only "
+        "feed them or only read them; kept fp32 by default); for a CPU whose int8 kernels "
         "differ (VNNI) or to measure them",
     )
     p.add_argument(

@@ -12,35 +12,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
+from test_quantize import _quantize_image_graph, _save_image_graph, _weight
 
-from vetrina.contract import TensorSpec
 from vetrina.converters import quantize
-from vetrina.converters.calibration import catalog_images
 from vetrina.converters.int8_graph import pad_conv_input_channels, pad_in_uint8
 
 
 def _run(model: onnx.ModelProto | bytes, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
     data = model if isinstance(model, bytes) else model.SerializeToString()
     return ort.InferenceSession(data, providers=["CPUExecutionProvider"]).run(None, feeds)
-
-
-def _image_graph(path: Path, nodes, inits, output: str, channels: int) -> None:
-    graph = helper.make_graph(
-        nodes,
-        path.stem,
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", 3, "h", "w"])],
-        [helper.make_tensor_value_info(output, TensorProto.FLOAT, ["n", channels, "h", "w"])],
-        inits,
-    )
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
-
-
-def _int8(source: Path, output: Path) -> quantize.PrecisionResult:
-    inputs = [TensorSpec(name="image", semantic="image", layout="NCHW", range=(0.0, 1.0))]
-    images = catalog_images(4, (64, 64))
-    return quantize.quantize_int8(
-        source, output, images, target="cpu", inputs=inputs, size=(32, 32)
-    )
 
 
 def test_convs_with_few_input_channels_get_zero_channels_up_to_a_multiple_of_4():
@@ -118,16 +98,11 @@ def test_convs_with_few_input_channels_get_zero_channels_up_to_a_multiple_of_4()
 def _head_graph(path: Path) -> None:
     """conv 3 -> 16, a 4-channel 3x3 head (the inpainter's), a conv 4 -> 12 after it."""
     rng = np.random.default_rng(6)
-
-    def weight(name, *shape):
-        w = rng.standard_normal(shape) / np.sqrt(np.prod(shape[1:]))
-        return numpy_helper.from_array(w.astype(np.float32), name)
-
     inits = [
-        weight("w1", 16, 3, 3, 3),
-        weight("w2", 4, 16, 3, 3),
+        _weight(rng, "w1", 16, 3, 3, 3),
+        _weight(rng, "w2", 4, 16, 3, 3),
         numpy_helper.from_array(rng.uniform(-0.2, 0.2, 4).astype(np.float32), "b2"),
-        weight("w3", 12, 4, 3, 3),
+        _weight(rng, "w3", 12, 4, 3, 3),
     ]
     nodes = [
         helper.make_node("Conv", ["image", "w1"], ["a"], name="c1", pads=[1] * 4),
@@ -136,7 +111,7 @@ def _head_graph(path: Path) -> None:
         helper.make_node("Relu", ["head"], ["h"], name="relu_head"),
         helper.make_node("Conv", ["h", "w3"], ["out"], name="twelve", pads=[1] * 4),
     ]
-    _image_graph(path, nodes, inits, "out", 12)
+    _save_image_graph(path, nodes, inits, "out", ["n", 12, "h", "w"])
 
 
 def test_quantized_convs_get_zero_filters_to_a_multiple_of_16_and_the_same_output(
@@ -145,7 +120,7 @@ def test_quantized_convs_get_zero_filters_to_a_multiple_of_16_and_the_same_outpu
     from vetrina.converters.graph_edit import live_nodes
 
     _head_graph(tmp_path / "head.onnx")
-    padded = _int8(tmp_path / "head.onnx", tmp_path / "padded.onnx")
+    padded = _quantize_image_graph(tmp_path / "head.onnx", tmp_path / "padded.onnx", "cpu")
     assert padded.rewrites["conv_output_channels_to_16"] == 2
     model = onnx.load(str(padded.path))
     onnx.checker.check_model(model, full_check=True)
@@ -171,7 +146,7 @@ def test_quantized_convs_get_zero_filters_to_a_multiple_of_16_and_the_same_outpu
     assert kinds.count("QLinearConv") == 3 and "Conv" not in kinds, kinds  # still fused
 
     monkeypatch.setattr(quantize, "pad_conv_output_channels", lambda model: 0)
-    plain = _int8(tmp_path / "head.onnx", tmp_path / "plain.onnx")
+    plain = _quantize_image_graph(tmp_path / "head.onnx", tmp_path / "plain.onnx", "cpu")
     assert "conv_output_channels_to_16" not in (plain.rewrites or {})
     feeds = {"image": np.random.default_rng(7).random((2, 3, 24, 40), dtype=np.float32)}
     got = _run(model, feeds)[0]

@@ -203,6 +203,12 @@ def test_int8_island_search_finds_the_node_the_gate_needs(small_model, tmp_path)
     assert passes(result.path) and 3 <= result.search_trials <= 24  # the plain result failed
 
 
+def _weight(rng: np.random.Generator, name: str, *shape: int) -> onnx.TensorProto:
+    """A random float32 conv weight initializer, scaled by its fan-in."""
+    w = rng.standard_normal(shape) / np.sqrt(np.prod(shape[1:]))
+    return numpy_helper.from_array(w.astype(np.float32), name)
+
+
 def _save_image_graph(path, nodes, inits, output, output_shape, opset=17) -> None:
     """Save a graph of ``nodes`` from an ``image`` (n, 3, h, w) input to ``output``."""
     from onnx import helper
@@ -397,17 +403,12 @@ def _style_like_graph(path: Path, norm: bool = True) -> None:
     from onnx import helper
 
     rng = np.random.default_rng(4)
-
-    def weight(name, *shape):
-        w = rng.standard_normal(shape) / np.sqrt(np.prod(shape[1:]))
-        return numpy_helper.from_array(w.astype(np.float32), name)
-
     inits = [
-        weight("wide.w", 8, 3, 9, 9),
-        weight("mid.w", 8, 8, 3, 3),
-        weight("partial.w", 32, 8, 9, 1),
-        weight("shift.w", 32, 1, 1, 9),
-        weight("sum.w", 3, 32, 1, 1),
+        _weight(rng, "wide.w", 8, 3, 9, 9),
+        _weight(rng, "mid.w", 8, 8, 3, 3),
+        _weight(rng, "partial.w", 32, 8, 9, 1),
+        _weight(rng, "shift.w", 32, 1, 1, 9),
+        _weight(rng, "sum.w", 3, 32, 1, 1),
         numpy_helper.from_array(np.ones(8, np.float32), "in.scale"),
         numpy_helper.from_array(np.zeros(8, np.float32), "in.bias"),
         numpy_helper.from_array(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64), "pads"),
