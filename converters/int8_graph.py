@@ -5,30 +5,28 @@ cost it dearly on an x86 CPU without VNNI (AVX2), and each has an exact rewrite,
 :func:`~vetrina.converters.quantize.quantize_int8` for the ``cpu`` target only (TensorRT
 and float graphs do not care, or prefer the original):
 
-``nchw_nearest_upsample`` (int8 ``cpu`` flavour only, applied by
-:func:`~vetrina.converters.quantize.quantize_int8`): ONNX Runtime runs a quantized net in
-NHWC and moves every ``Resize`` between two NHWC convs into NHWC too, where a nearest 2x
-upsample takes its generic per-element path (2.3 ms on a 16 x 128 x 128 uint8 tensor); in NCHW
-it has a 2x fast path (0.05 ms), and the transposes around it cost less than the difference
-(0.1-0.3 ms). A ``Reshape`` of the input to its own ``Shape`` in front of the ``Resize``
-is an identity that ONNX Runtime's transpose optimizer does not push a layout transpose
-through, so the ``Resize`` stays in NCHW (:func:`pin_nearest_upsample_nchw`). In an fp32
-graph it would cost the blocked layout instead, so the fp32 tuning never applies it.
+``nchw_nearest_upsample`` (after quantization): ONNX Runtime moves every ``Resize``
+between two NHWC convs into NHWC too, where a nearest 2x upsample takes its generic
+per-element path (2.3 ms on a 16 x 128 x 128 uint8 tensor); in NCHW it has a 2x fast path
+(0.05 ms), and the transposes around it cost less than the difference (0.1-0.3 ms). A
+``Reshape`` of the input to its own ``Shape`` in front of the ``Resize`` is an identity that
+ONNX Runtime's transpose optimizer does not push a layout transpose through, so the
+``Resize`` stays in NCHW (:func:`pin_nearest_upsample_nchw`). In an fp32 graph it would cost
+the blocked layout instead, so the fp32 tuning never applies it.
 
-``conv_input_channels_to_4`` (int8 ``cpu`` flavour only, before quantization): a quantized
-conv with 3, 5, 6 or 7 input channels misses ONNX Runtime's fast int8 conv kernels, which
-want a multiple of 4 (a 3x3 conv from 3 to 16 channels at 256 x 256: 3.9 ms; from 4: 1.9 ms;
-from 7: 4.9 ms, from 8: 2.2 ms). A ``Pad`` of the input with zero channels and zero weights
-for them gives the same sums (:func:`pad_conv_input_channels`). Only kernels up to 5x5: a
-7x7 or 9x9 conv from 4 channels is slower than from 3. Float convs do not care.
+``conv_input_channels_to_4`` (before quantization): a quantized conv with 3, 5, 6 or 7 input
+channels misses ONNX Runtime's fast int8 conv kernels, which want a multiple of 4 (a 3x3 conv
+from 3 to 16 channels at 256 x 256: 3.9 ms; from 4: 1.9 ms; from 7: 4.9 ms, from 8: 2.2 ms).
+A ``Pad`` of the input with zero channels and zero weights for them gives the same sums
+(:func:`pad_conv_input_channels`). Only kernels up to 5x5: a 7x7 or 9x9 conv from 4 channels
+is slower than from 3. Float convs do not care.
 
-``conv_output_channels_to_16`` (before quantization): its int8 conv kernels compute output
+``conv_output_channels_to_16`` (after quantization): its int8 conv kernels compute output
 channels in blocks of 16 and take a slow path for the rest (a 3x3 conv from 16 channels at
 256 x 256: 2.3 ms to 16 channels, 3.1 ms to 4 or 8, 4.3 ms to 12, 5.8 ms to 24 and 4.6 ms to
-32). Zero filters up to the next multiple of 16 and a ``Slice`` of the real channels after
-the conv (:func:`pad_conv_output_channels`): the inpainter's 4-channel head 3.6 -> 2.3 ms.
-With min/max calibration the real channels keep their int8 scale (the range already
-includes zero), so the int8 output is the same bit for bit.
+32). Zero int8 filters up to the next multiple of 16 and a ``Slice`` of the real channels of
+the uint8 output (:func:`pad_conv_output_channels`): the inpainter's 4-channel head 3.6 ->
+2.3 ms. The output keeps its calibrated scale, so the real channels are the same bit for bit.
 
 ``pad_in_uint8`` (after quantization): a ``Pad`` has no quantized form in ONNX Runtime's
 QDQ fusions, so ``DequantizeLinear -> Pad -> QuantizeLinear`` runs in float32 with a
