@@ -33,6 +33,18 @@ class GatedResidualBlock(nn.Module):
         return x + y * gate[:, :, None, None]
 
 
+def _pixel_shuffle_2(z: torch.Tensor) -> torch.Tensor:
+    """``pixel_shuffle(z, 2)`` as two single-axis moves (a copy, so exactly the same values).
+
+    For export: ONNX Runtime runs the ``DepthToSpace`` that PyTorch exports for a pixel
+    shuffle through a generic 6-D shuffle, 5.2 ms for 64 -> 16 channels at 256 x 256 against
+    1.7 ms for these two 5-D transposes (one thread)."""
+    n, channels, h, w = z.shape
+    c = channels // 4
+    z = z.reshape(n, 2 * c, 2, h, w).permute(0, 1, 3, 4, 2).reshape(n, c, 2, h, 2 * w)
+    return z.permute(0, 1, 3, 2, 4).reshape(n, c, 2 * h, 2 * w)
+
+
 class Enhancer(nn.Module):
     """Input and output: RGB in [0, 1], NCHW, even height and width."""
 
@@ -57,8 +69,17 @@ class Enhancer(nn.Module):
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         head = F.relu(self.head(image))
         body = self.body(F.relu(self.down(head)))
-        up = self.shuffle(self.up(body))
-        residual = self.tail(F.relu(self.fuse(torch.cat([head, up], dim=1))))
+        if torch.compiler.is_exporting() and not self.training:
+            # the same function in ops ONNX Runtime runs faster: the shuffle as transposes,
+            # and the fuse conv split over its two inputs instead of a concatenation
+            up = _pixel_shuffle_2(self.up(body))
+            split = head.shape[1]
+            fused = F.conv2d(head, self.fuse.weight[:, :split], self.fuse.bias, padding=1)
+            fused = fused + F.conv2d(up, self.fuse.weight[:, split:], padding=1)
+        else:
+            up = self.shuffle(self.up(body))
+            fused = self.fuse(torch.cat([head, up], dim=1))
+        residual = self.tail(F.relu(fused))
         colour = self.colour(body.mean(dim=(2, 3)))
         matrix = colour[:, :9].reshape(-1, 3, 3) + self.eye
         corrected = torch.einsum("nij,njhw->nihw", matrix, image) + colour[:, 9:, None, None]

@@ -176,3 +176,20 @@ def test_demo_end_to_end(tmp_path, capsys):
     assert chains.generated_sheet.is_file() and chains.cleanup_sheet.is_file()
     assert len(list((tmp_path / "cleaned").glob("*.jpg"))) == 4
     assert chains.psnr_cleaned > chains.psnr_supplier
+
+
+def test_enhancer_exports_its_shuffle_as_transposes_and_its_fuse_without_a_concat(zoo_model):
+    """The export-only forms (``models/architectures/enhancer.py``): the pixel shuffle as two
+    5-D transposes, bit for bit PyTorch's, and the fuse conv split over its two inputs."""
+    import onnx
+
+    from vetrina.models.architectures.enhancer import _pixel_shuffle_2
+
+    z = torch.randn(2, 4 * 5, 6, 10)
+    assert torch.equal(_pixel_shuffle_2(z), torch.nn.functional.pixel_shuffle(z, 2))
+    nodes = onnx.load(str(zoo_model)).graph.node
+    kinds = {n.op_type for n in nodes}
+    assert "DepthToSpace" not in kinds and "Transpose" in kinds, kinds
+    producers = {out: n.op_type for n in nodes for out in n.output}
+    joined = [producers.get(i) for n in nodes if n.op_type == "Concat" for i in n.input]
+    assert not {"Relu", "Conv", "Reshape"} & set(joined), joined  # only shape arithmetic
