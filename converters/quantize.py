@@ -257,7 +257,7 @@ def slow_int8_convs(source: Any) -> dict[str, str]:
       per filter);
     * such nodes, comparisons and casts that read only float32 results (the inpainter's
       fill arithmetic on its box sums: as int8 it quantized the sums it divides and
-      compares, and cost 5.5 ms more at two threads), except a chain of one-input ops that
+      compares, with a quantize step around each op), except a chain of one-input ops that
       ends in quantized nodes (an instance norm's ``Relu`` and ``Pad`` before a quantized
       conv are better quantized early).
 
@@ -305,7 +305,7 @@ def slow_int8_convs(source: Any) -> dict[str, str]:
             why = f"slower in int8 on ONNX Runtime CPU ({dims[2]}x{dims[3]} conv from {dims[1]})"
             slow[node.name] = why
             slow[readers[0].name] = f"keeps {node.name} float32 (no int8 instance norm)"
-    _add_float_neighbours(model, weights, slow)
+    _add_float_neighbours(model, weights, slow, consumers)
     return slow
 
 
@@ -343,14 +343,13 @@ LOGIC_OPS |= {"And", "Or", "Cast"}
 """Comparisons and casts: never quantized, but the float32 islands grow through them."""
 
 
-def _add_float_neighbours(model: Any, weights: dict[str, Any], slow: dict[str, str]) -> None:
+def _add_float_neighbours(
+    model: Any, weights: dict[str, Any], slow: dict[str, str], consumers: dict[str, list[str]]
+) -> None:
     """Add to ``slow`` the nodes whose int8 form would only add quantize steps around the
-    float32 convs already in it (see :func:`slow_int8_convs`). One step out from those convs,
-    so a chain of convs before a float32 one does not turn float32 with it."""
-    consumers: dict[str, list[str]] = {}
-    for node in model.graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node.name)
+    float32 convs already in it (see :func:`slow_int8_convs`; ``consumers``: tensor name ->
+    names of the nodes that read it). One step out from those convs, so a chain of convs
+    before a float32 one does not turn float32 with it."""
     outputs = {o.name for o in model.graph.output}
     producers = {out: node for node in model.graph.node for out in node.output}
     convs = [n for n in model.graph.node if n.op_type == "Conv" and n.input[1] in weights]
