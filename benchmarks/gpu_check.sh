@@ -16,7 +16,8 @@
 # `import vetrina` work from this tree (symlinked package on PYTHONPATH, nothing installed),
 # 4 pytest: tests/kernels/test_cuda_gpu.py, test_cuda_alpha.py, test_cuda_clamp.py,
 # test_cuda_mask.py (GPU vs CPU), tests/engine/test_device_chain.py (the pipeline's GPU data
-# path) + test_cuda_compile.py (NVRTC; its host-emulation tests are left to CI), 5 benchmarks/kernels_gpu.py, 6 compute-sanitizer
+# path), test_gpu_memory.py (device memory readings) + test_cuda_compile.py (NVRTC; its
+# host-emulation tests are left to CI), 5 benchmarks/kernels_gpu.py, 6 compute-sanitizer
 # memcheck of the GPU comparison tests (only if under 150 s were used so far).
 set -u -o pipefail
 
@@ -141,10 +142,14 @@ note "import vetrina.kernels (CPU kernels usable): $cpu_ok"
 section "4. GPU tests (GPU vs CPU kernels) and NVRTC compile tests"
 if [ $cpu_ok = yes ] && have_mod pytest; then
     # the host-emulation tests (test_cuda_compile.py -k emulated) run in CI; skip them here
-    timeout 240 "$PY" -m pytest -p no:cacheprovider -q -rs -o addopts="" \
+    # pytest-xdist, where installed, spreads the tests over 8 processes (one CUDA context each)
+    PARALLEL=()
+    have_mod xdist && PARALLEL=(-n 8)
+    timeout 240 "$PY" -m pytest -p no:cacheprovider -q -rs -o addopts="" "${PARALLEL[@]}" \
         tests/kernels/test_cuda_gpu.py tests/kernels/test_cuda_compile.py \
         tests/kernels/test_cuda_alpha.py tests/kernels/test_cuda_clamp.py tests/kernels/test_cuda_mask.py \
-        tests/engine/test_device_chain.py -k "not emulated and not emulation and not shipped and not onnxruntime" \
+        tests/engine/test_device_chain.py tests/engine/test_gpu_memory.py \
+        -k "not emulated and not emulation and not shipped and not onnxruntime" \
         2>&1 | tee "$OUT/pytest_gpu.log"
     rc=${PIPESTATUS[0]}
     note "pytest test_cuda_gpu.py + test_cuda_compile.py: exit $rc ($(tail -n 1 "$OUT/pytest_gpu.log"))"
