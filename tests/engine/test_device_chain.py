@@ -204,10 +204,11 @@ class GpuAffineSession:
         x = feeds["image"]
         return [x * np.float32(self.affine[0]) + np.float32(self.affine[1])]
 
-    def run_device(self, inputs, outputs, stream):
+    def run_device(self, inputs, outputs, stream, shapes=None):
         (ptr, shape) = inputs["image"]
         out_ptr, capacity = outputs["out"]
         assert int(np.prod(shape)) * 4 <= capacity
+        assert shapes is None or tuple(shapes["out"]) == tuple(shape)
         handle = getattr(stream, "handle", stream)
         a, b = self.affine
         self._gpu.adapt_async(ptr, tuple(shape), out_ptr, scale=a, offset=b, stream=handle)
