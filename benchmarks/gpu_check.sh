@@ -10,6 +10,7 @@
 #   gpu_check.log  everything below        build.log      the Cython build
 #   pytest_gpu.log GPU + emulation tests   bench.txt      benchmark table (markdown)
 #   bench.json     benchmark numbers       sanitizer.log  compute-sanitizer memcheck
+#   ncu.txt        Nsight Compute sections per kernel (NCU_PROFILE=1)
 #
 # Steps: 1 environment (onnxruntime providers, tensorrt, nvidia-smi, packages), 2 build the
 # CPU kernels in place (setup.py build_ext --inplace, else cython + cc directly), 3 make
@@ -18,7 +19,10 @@
 # test_cuda_mask.py (GPU vs CPU), tests/engine/test_device_chain.py (the pipeline's GPU data
 # path), test_gpu_memory.py (device memory readings) + test_cuda_compile.py (NVRTC; its
 # host-emulation tests are left to CI), 5 benchmarks/kernels_gpu.py, 6 compute-sanitizer
-# memcheck of the GPU comparison tests (only if under 150 s were used so far).
+# memcheck of the GPU comparison tests (only if under 150 s were used so far), 7 with
+# NCU_PROFILE=1: Nsight Compute's profile of one launch of each benchmark case (ncu.txt).
+#
+# SKIP="tests bench sanitizer" leaves those steps out (a rerun after a kernel change, say).
 set -u -o pipefail
 
 ROOT="$(pwd)"
@@ -39,6 +43,8 @@ declare -a SUMMARY=()
 note() { SUMMARY+=("$1"); }
 section() { echo; echo "=== [$(( $(date +%s) - START ))s] $* ==="; }
 have_mod() { "$PY" -c "import $1" >/dev/null 2>&1; }
+SKIP=" ${SKIP:-} "
+skipped() { case "$SKIP" in *" $1 "*) note "$1: skipped (SKIP)"; return 0;; esac; return 1; }
 
 main() {
 # ---------------------------------------------------------------------------------------------
@@ -140,7 +146,8 @@ note "import vetrina.kernels (CPU kernels usable): $cpu_ok"
 
 # ---------------------------------------------------------------------------------------------
 section "4. GPU tests (GPU vs CPU kernels) and NVRTC compile tests"
-if [ $cpu_ok = yes ] && have_mod pytest; then
+if skipped tests; then :
+elif [ $cpu_ok = yes ] && have_mod pytest; then
     # the host-emulation tests (test_cuda_compile.py -k emulated) run in CI; skip them here
     # pytest-xdist, where installed, spreads the tests over 8 processes (one CUDA context each)
     PARALLEL=()
@@ -159,7 +166,8 @@ fi
 
 # ---------------------------------------------------------------------------------------------
 section "5. GPU kernel benchmark"
-if [ $cpu_ok = yes ]; then
+if skipped bench; then :
+elif [ $cpu_ok = yes ]; then
     timeout 150 "$PY" benchmarks/kernels_gpu.py --json "$OUT/bench.json" 2>&1 \
         | tee "$WORK/bench.out"
     rc=${PIPESTATUS[0]}
@@ -173,7 +181,8 @@ fi
 section "6. compute-sanitizer memcheck (GPU tests, out-of-bounds and API errors)"
 SAN="$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -n 1)"
 ELAPSED=$(( $(date +%s) - START ))
-if [ -z "$SAN" ]; then
+if skipped sanitizer; then :
+elif [ -z "$SAN" ]; then
     note "compute-sanitizer: NOT RUN (not found)"
 elif [ $cpu_ok != yes ]; then
     note "compute-sanitizer: NOT RUN (vetrina.kernels not importable)"
@@ -186,6 +195,25 @@ else
     rc=$?
     tail -n 25 "$OUT/sanitizer.log"
     note "compute-sanitizer memcheck of the GPU tests: exit $rc (99 = errors found, 124 = timeout)"
+fi
+
+# ---------------------------------------------------------------------------------------------
+section "7. Nsight Compute profile of each benchmark case (NCU_PROFILE=1)"
+NCU="$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu /usr/local/cuda*/bin/ncu 2>/dev/null | head -n 1)"
+if [ "${NCU_PROFILE:-0}" != 1 ]; then
+    note "ncu profile: not asked for (NCU_PROFILE=1)"
+elif [ -z "$NCU" ] || [ $cpu_ok != yes ]; then
+    note "ncu profile: NOT RUN (ncu: ${NCU:-not found}, CPU kernels: $cpu_ok)"
+else
+    # --clock-control none: the card's clocks as found (ncu would otherwise lock them)
+    timeout 150 "$NCU" --clock-control none -k regex:^vt_ \
+        --section SpeedOfLight --section LaunchStats --section Occupancy \
+        --section MemoryWorkloadAnalysis --section SchedulerStats --section WarpStateStats \
+        "$PY" benchmarks/kernels_gpu.py --once >"$OUT/ncu.txt" 2>&1
+    rc=$?
+    grep -E "^  vt_|Duration|DRAM Throughput|Memory Throughput|Achieved Occupancy|Registers Per" \
+        "$OUT/ncu.txt" | head -n 120
+    note "ncu profile: exit $rc (ncu.txt)"
 fi
 
 # ---------------------------------------------------------------------------------------------

@@ -1,17 +1,22 @@
 """GPU kernel benchmark: vetrina's CUDA kernels against the GPU's own copy bandwidth.
 
-    python benchmarks/kernels_gpu.py [--json PATH] [--iters 50] [--device 0] [--quick]
+    python benchmarks/kernels_gpu.py [--json PATH] [--iters 50] [--device 0] [--quick] [--once]
 
 For each kernel case the input already lies in device memory; the kernel time comes from CUDA
 events around ``iters`` back-to-back launches queued behind a short spin kernel (so Python's
 enqueue cost is not timed). Effective bandwidth = (bytes of every input image + bytes of the
 output) / kernel time, compared with a device-to-device ``cudaMemcpyAsync`` measured the same
-way (bytes read + written). The goal is at least 60 % of that copy bandwidth. The host-to-device
-upload of the uint8 batch from pinned memory is timed separately, and so is the host cost of
-one ``*_async`` call (validation + packing + launch). Each case's output is also compared
+way (bytes read + written). The goal is at least 60 % of that copy bandwidth. Beside it, each
+case is compared with a copy of its own byte count (half its bytes copied), timed the same two
+ways: a kernel of 10-50 us cannot reach the bandwidth of a 256 MiB copy, whose launch and ramp
+are spread over 0.13 ms, and neither can a copy of its size. The host-to-device upload of
+the uint8 batch from pinned memory is timed separately, and so is the host cost of one
+``*_async`` call (validation + packing + launch). Each case's output is also compared
 with the CPU kernels (max difference, bit-exact or not).
 
-Prints a table; ``--json PATH`` also writes every number. Exit status 2 without a GPU.
+Prints a table; ``--json PATH`` also writes every number. ``--once`` launches each case once,
+untimed (for a profiler: ``ncu -k regex:^vt_ python benchmarks/kernels_gpu.py --once``).
+Exit status 2 without a GPU.
 """
 
 from __future__ import annotations
@@ -52,7 +57,20 @@ class Result:
     ms_cold: float = 0.0
     gbps_cold: float = 0.0
     fraction_of_copy_cold: float = 0.0
+    # a device-to-device copy of the same bytes (nbytes / 2 copied), timed the same two ways
+    copy_ms: float = 0.0
+    copy_ms_cold: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def of_same_copy(self) -> float:
+        """Kernel bandwidth / the same-size copy's (= copy time / kernel time), back to back."""
+        return self.copy_ms / self.ms if self.ms else 0.0
+
+    @property
+    def of_same_copy_cold(self) -> float:
+        """The same with L2 flushed before each run (each run timed alone)."""
+        return self.copy_ms_cold / self.ms_cold if self.ms_cold else 0.0
 
 
 class Bench:
@@ -145,6 +163,32 @@ def _copy_bandwidth(bench: Bench, nbytes: int) -> tuple[float, float]:
     return 2 * nbytes / (ms * 1e-3) / 1e9, ms
 
 
+class SameBytesCopy:
+    """Device-to-device copies of a given byte count, between two buffers kept for the run."""
+
+    def __init__(self, bench: Bench, max_bytes: int) -> None:
+        gpu = bench.gpu
+        half = -(-max_bytes // 2)
+        self.bench = bench
+        self.a = gpu.DeviceBuffer(half, device=bench.gk.device)
+        self.b = gpu.DeviceBuffer(half, device=bench.gk.device)
+        self.a.fill_bytes(7, stream=bench.stream)
+
+    def times_ms(self, nbytes: int) -> tuple[float, float]:
+        """(back-to-back ms, L2-flushed ms) of one copy moving ``nbytes`` (read + write)."""
+        half = nbytes // 2
+        backend, stream = self.bench.gk._backend, self.bench.stream
+
+        def copy() -> None:
+            backend.d2d(self.b.ptr, self.a.ptr, half, stream.handle)
+
+        return self.bench.time_ms(copy), self.bench.time_cold_ms(copy)
+
+    def close(self) -> None:
+        self.a.close()
+        self.b.close()
+
+
 def _compare(got: np.ndarray, want: np.ndarray) -> str:
     if got.shape != want.shape:
         return f"SHAPE MISMATCH {got.shape} vs {want.shape}"
@@ -212,6 +256,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     info["d2d_copy_GBps"] = round(copy_gbps, 1)
     print(f"GPU: {gk.name} ({gk.arch}); NVRTC {info['nvrtc']}; driver API {info['driver_api']}")
     print(f"device-to-device copy: {copy_gbps:.0f} GB/s (read + write, 256 MiB, {copy_ms:.3f} ms)")
+    same_copy = SameBytesCopy(bench, 256 << 20)
 
     rng = np.random.default_rng(0)
     n = 4 if args.quick else 8
@@ -231,8 +276,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         check: Callable[[], str] | None = None,
         **extra: Any,
     ) -> None:
+        if args.once:  # a profiler's run: each case launched once, nothing timed
+            call()
+            stream.synchronize()
+            print(f"  {name:<28} launched once", flush=True)
+            return
         with gk.capture() as plan:
             call()
+        copy_ms, copy_ms_cold = same_copy.times_ms(nbytes)
         ms = bench.time_ms(lambda: plan.launch(stream))
         ms_cold = bench.time_cold_ms(lambda: plan.launch(stream))
         host = _host_us(call, stream)
@@ -250,6 +301,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             ms_cold=ms_cold,
             gbps_cold=gbps_cold,
             fraction_of_copy_cold=gbps_cold / copy_gbps,
+            copy_ms=copy_ms,
+            copy_ms_cold=copy_ms_cold,
         )
         if check is not None:
             stream.synchronize()
@@ -261,6 +314,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         print(
             f"  {name:<28} {ms * 1e3:9.1f} us  {gbps:8.1f} GB/s  {res.fraction_of_copy:6.1%}"
             f"  cold L2 {ms_cold * 1e3:7.1f} us {res.fraction_of_copy_cold:6.1%}"
+            f"  same-size copy {copy_ms * 1e3:.1f} / {copy_ms_cold * 1e3:.1f} us"
             f"  host {host:6.1f} us/call  {res.check}",
             flush=True,
         )
@@ -326,12 +380,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         add(*extra_case)
 
     stream.synchronize()
+    same_copy.close()
     dev_in.close()
     dev_batch.close()
     summary = {
         "info": info,
         "goal_fraction_of_copy": GOAL,
-        "results": [asdict(r) for r in results],
+        "results": [
+            {**asdict(r), "of_same_copy": r.of_same_copy, "of_same_copy_cold": r.of_same_copy_cold}
+            for r in results
+        ],
     }
     _print_table(info, results)
     return summary
@@ -421,20 +479,24 @@ def _print_table(info: dict[str, Any], results: list[Result]) -> None:
         f"H2D from pinned {info['h2d_pinned_GBps']} GB/s; goal >= {GOAL:.0%} of the copy"
     )
     print("warm: back-to-back launches (inputs stay in L2); cold: L2 flushed before each launch")
+    print("same-size copy: a device-to-device copy moving the case's bytes, timed the same ways")
     print()
     print(
-        "| case | shapes | warm us | warm GB/s | warm of copy | cold us | cold GB/s | "
-        "cold of copy | goal (warm / cold) | host us/call | vs CPU |"
+        "| case | shapes | us warm / cold | GB/s warm / cold | of 256 MiB copy warm / cold | "
+        "goal (warm / cold) | same-size copy us | of same-size copy | host us/call | vs CPU |"
     )
-    print("|---|---|---:|---:|---:|---:|---:|---:|---|---:|---|")
+    print("|---|---|---:|---:|---:|---|---:|---:|---:|---|")
     for r in results:
         ok = " / ".join(
             "met" if f >= GOAL else "MISSED" for f in (r.fraction_of_copy, r.fraction_of_copy_cold)
         )
         print(
-            f"| {r.name} | {r.what} | {r.ms * 1e3:.1f} | {r.gbps:.0f} | "
-            f"{r.fraction_of_copy:.0%} | {r.ms_cold * 1e3:.1f} | {r.gbps_cold:.0f} | "
-            f"{r.fraction_of_copy_cold:.0%} | {ok} | {r.host_us_per_call:.0f} | {r.check} |"
+            f"| {r.name} | {r.what} | {r.ms * 1e3:.1f} / {r.ms_cold * 1e3:.1f} | "
+            f"{r.gbps:.0f} / {r.gbps_cold:.0f} | "
+            f"{r.fraction_of_copy:.0%} / {r.fraction_of_copy_cold:.0%} | {ok} | "
+            f"{r.copy_ms * 1e3:.1f} / {r.copy_ms_cold * 1e3:.1f} | "
+            f"{r.of_same_copy:.0%} / {r.of_same_copy_cold:.0%} | "
+            f"{r.host_us_per_call:.0f} | {r.check} |"
         )
 
 
@@ -444,8 +506,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iters", type=int, default=50, help="timed launches per case")
     parser.add_argument("--device", type=int, default=0, help="CUDA device ordinal")
     parser.add_argument("--quick", action="store_true", help="batch of 4 instead of 8")
+    parser.add_argument(
+        "--once", action="store_true", help="launch each case once, untimed (for a profiler)"
+    )
     args = parser.parse_args(argv)
     summary = run(args)
+    if args.once:
+        return 0
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(summary, f, indent=2)
