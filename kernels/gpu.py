@@ -1904,7 +1904,8 @@ class GpuKernels:
             len(plan.ys), len(plan.xs), th, tw, oh, ow, c, kind, kind,
         )  # fmt: skip
         args = _Args(np.frombuffer(buf, dtype=np.uint8))
-        self._launch("vt_tile_blend", _grid(ow, oh, 1, _BLOCK), args, self._stream(stream))
+        name = "vt_tile_blend_" + ("f32", "f16", "u8")[kind]
+        self._launch(name, _grid(ow, oh, 1, _BLOCK), args, self._stream(stream))
 
     def blend_tiles(
         self, plan: TilePlan, tiles: Sequence[np.ndarray], scale: int = 1, *, stream: Any = None

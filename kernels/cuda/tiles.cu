@@ -66,9 +66,41 @@ VT_DEV void vt_cover(const int* o, int n, int len, int X, int* first, int* last)
     *last = vt_count_le(o, n, X) - 1;
 }
 
-// Thread: output column X, rows Ya .. Yb - 1. Only the (usually 1 to 4) tiles that cover a
-// pixel are visited, in row-major tile order as the CPU: the column's tile range is found
-// once, the row's is found for the first row and then walked along (warp-uniform).
+// One output pixel (Y, X), channels c0 .. c0 + 3 (those < C), over tile rows i0 .. i1 and
+// tile columns j0 .. j1: the general loop, for plans whose tiles overlap three deep.
+template <typename TI, typename TO>
+VT_DEV void vt_blend_any(const VtBlend& b, int X, int Y, int i0, int i1, int j0, int j1, int c0) {
+    const TI* tiles = (const TI*)b.tiles;
+    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    float wsum = 0.0f;
+    for (int i = i0; i <= i1; ++i) {
+        const int yy = Y - vt_ldg(b.ys + i);
+        const float wyv = vt_ldg(b.wy + (vt_i64)i * b.TH + yy);
+        for (int j = j0; j <= j1; ++j) {
+            const int xx = X - vt_ldg(b.xs + j);
+            const float wv = wyv * vt_ldg(b.wx + (vt_i64)j * b.TW + xx);
+            const TI* t = tiles + (vt_i64)(i * b.nx + j) * b.tk + (vt_i64)yy * b.ty +
+                          (vt_i64)xx * b.tx + (vt_i64)c0 * b.tc;
+            VT_UNROLL
+            for (int k = 0; k < 4; ++k) {
+                if (c0 + k < b.C) acc[k] = acc[k] + vt_load_px(t + k * b.tc) * wv;
+            }
+            wsum = wsum + wv;
+        }
+    }
+    TO* o = (TO*)b.out + (vt_i64)Y * b.oy + (vt_i64)X * b.ox + (vt_i64)c0 * b.oc;
+    VT_UNROLL
+    for (int k = 0; k < 4; ++k) {
+        if (c0 + k < b.C) vt_store_px(o + k * b.oc, acc[k] / wsum);
+    }
+}
+
+// Thread: output column X, rows Ya .. Yb - 1. Only the tiles that cover a pixel are visited,
+// in row-major tile order as the CPU. The column's tiles (at most two in a plan whose overlap
+// is under half a tile) and their x weights are found once; the row's tile range is found for
+// the first row and then walked along (warp-uniform), its origins kept in registers. Per row
+// and pass of up to 4 channels, the loads of all (up to 2 x 2) covering tiles are independent
+// and issue together; the sums keep the CPU's order: (i0, j0), (i0, j1), (i1, j0), (i1, j1).
 template <typename TI, typename TO>
 VT_DEV void vt_blend(const VtBlend& b, int X, int Ya, int Yb) {
     const TI* tiles = (const TI*)b.tiles;
@@ -76,59 +108,92 @@ VT_DEV void vt_blend(const VtBlend& b, int X, int Ya, int Yb) {
     int j0, j1, i0, i1;
     vt_cover(b.xs, b.nx, b.TW, X, &j0, &j1);
     vt_cover(b.ys, b.ny, b.TH, Ya, &i0, &i1);
+    const bool cols_ok = j0 <= j1 && j1 - j0 <= 1;  // else every row takes the general loop
+    const bool two_x = cols_ok && j1 > j0;
+    // per covering tile column: x weight and the element offset of column X in the tile
+    const int xxa = cols_ok ? X - vt_ldg(b.xs + j0) : 0;
+    const int xxb = two_x ? X - vt_ldg(b.xs + j0 + 1) : 0;
+    const float wxa = cols_ok ? vt_ldg(b.wx + (vt_i64)j0 * b.TW + xxa) : 0.0f;
+    const float wxb = two_x ? vt_ldg(b.wx + (vt_i64)(j0 + 1) * b.TW + xxb) : 0.0f;
+    const vt_i64 ca = (vt_i64)j0 * b.tk + (vt_i64)xxa * b.tx;
+    const vt_i64 cb = two_x ? (vt_i64)(j0 + 1) * b.tk + (vt_i64)xxb * b.tx : ca;
+    // rows where the range moves: tile i1 + 1 starts, tile i0 ends
+    int next_in = i1 + 1 < b.ny ? vt_ldg(b.ys + i1 + 1) : b.OH;
+    int ys0 = i0 < b.ny ? vt_ldg(b.ys + i0) : b.OH, ys1 = i1 >= 0 ? vt_ldg(b.ys + i1) : 0;
     for (int Y = Ya; Y < Yb; ++Y) {
         // the row range only moves forward with Y (the same counts as vt_cover)
-        while (i1 + 1 < b.ny && vt_ldg(b.ys + i1 + 1) <= Y) ++i1;
-        while (i0 < b.ny && vt_ldg(b.ys + i0) <= Y - b.TH) ++i0;
-        for (int c0 = 0; c0 < b.C; c0 += 4) {  // up to 4 channels per pass over the tiles
-            float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-            float wsum = 0.0f;
-            for (int i = i0; i <= i1; ++i) {
-                const int yy = Y - vt_ldg(b.ys + i);
-                const float wyv = vt_ldg(b.wy + (vt_i64)i * b.TH + yy);
-                for (int j = j0; j <= j1; ++j) {
-                    const int xx = X - vt_ldg(b.xs + j);
-                    const float wv = wyv * vt_ldg(b.wx + (vt_i64)j * b.TW + xx);
-                    const TI* t = tiles + (vt_i64)(i * b.nx + j) * b.tk + (vt_i64)yy * b.ty +
-                                  (vt_i64)xx * b.tx + (vt_i64)c0 * b.tc;
-                    VT_UNROLL
-                    for (int k = 0; k < 4; ++k) {
-                        if (c0 + k < b.C) acc[k] = acc[k] + vt_load_px(t + k * b.tc) * wv;
-                    }
-                    wsum = wsum + wv;
-                }
-            }
-            TO* o = out + (vt_i64)Y * b.oy + (vt_i64)X * b.ox + (vt_i64)c0 * b.oc;
+        if (Y >= next_in || Y - b.TH >= ys0) {
+            while (i1 + 1 < b.ny && vt_ldg(b.ys + i1 + 1) <= Y) ++i1;
+            while (i0 < b.ny && vt_ldg(b.ys + i0) <= Y - b.TH) ++i0;
+            next_in = i1 + 1 < b.ny ? vt_ldg(b.ys + i1 + 1) : b.OH;
+            ys0 = i0 < b.ny ? vt_ldg(b.ys + i0) : b.OH;
+            ys1 = i1 >= 0 ? vt_ldg(b.ys + i1) : 0;
+        }
+        if (!cols_ok || i1 < i0 || i1 - i0 > 1) {  // three tiles deep (or none): general loop
+            for (int c0 = 0; c0 < b.C; c0 += 4) vt_blend_any<TI, TO>(b, X, Y, i0, i1, j0, j1, c0);
+            continue;
+        }
+        const bool two_y = i1 > i0;
+        const int yya = Y - ys0, yyb = Y - ys1;
+        const float wya = vt_ldg(b.wy + (vt_i64)i0 * b.TH + yya);
+        const float wyb = two_y ? vt_ldg(b.wy + (vt_i64)i1 * b.TH + yyb) : 0.0f;
+        const vt_i64 ra = (vt_i64)i0 * b.nx * b.tk + (vt_i64)yya * b.ty;
+        const vt_i64 rb = (vt_i64)i1 * b.nx * b.tk + (vt_i64)yyb * b.ty;
+        // the products and their sum in the CPU's order (absent tiles add nothing)
+        const float w00 = wya * wxa, w01 = wya * wxb, w10 = wyb * wxa, w11 = wyb * wxb;
+        float wsum = 0.0f + w00;
+        if (two_x) wsum = wsum + w01;
+        if (two_y) {
+            wsum = wsum + w10;
+            if (two_x) wsum = wsum + w11;
+        }
+        const TI* t00 = tiles + ra + ca;
+        const TI* t01 = tiles + ra + cb;
+        const TI* t10 = tiles + rb + ca;
+        const TI* t11 = tiles + rb + cb;
+        TO* o = out + (vt_i64)Y * b.oy + (vt_i64)X * b.ox;
+        for (int c0 = 0; c0 < b.C; c0 += 4) {  // up to 4 channels per pass
+            float v[4][4];
             VT_UNROLL
             for (int k = 0; k < 4; ++k) {
-                if (c0 + k < b.C) vt_store_px(o + k * b.oc, acc[k] / wsum);
+                const vt_i64 e = (vt_i64)(c0 + k) * b.tc;
+                const bool ck = c0 + k < b.C;
+                v[0][k] = ck ? vt_load_px(t00 + e) : 0.0f;
+                v[1][k] = ck && two_x ? vt_load_px(t01 + e) : 0.0f;
+                v[2][k] = ck && two_y ? vt_load_px(t10 + e) : 0.0f;
+                v[3][k] = ck && two_x && two_y ? vt_load_px(t11 + e) : 0.0f;
+            }
+            VT_UNROLL
+            for (int k = 0; k < 4; ++k) {
+                if (c0 + k >= b.C) continue;
+                float acc = 0.0f + v[0][k] * w00;
+                if (two_x) acc = acc + v[1][k] * w01;
+                if (two_y) {
+                    acc = acc + v[2][k] * w10;
+                    if (two_x) acc = acc + v[3][k] * w11;
+                }
+                vt_store_px(o + (vt_i64)(c0 + k) * b.oc, acc / wsum);
             }
         }
     }
 }
 
-template <typename TI>
-VT_DEV void vt_blend_out(const VtBlend& b, int X, int Ya, int Yb) {
-    if (b.out_kind == VT_KIND_F32) {
-        vt_blend<TI, float>(b, X, Ya, Yb);
-    } else if (b.out_kind == VT_KIND_F16) {
-        vt_blend<TI, vt_u16>(b, X, Ya, Yb);
-    } else {
-        vt_blend<TI, vt_u8>(b, X, Ya, Yb);
-    }
-}
-
-extern "C" __global__ void vt_tile_blend(const VtBlend b) {
+// One kernel per storage type of the tiles and the output (the same type: kernels/gpu.py
+// picks by name; in_kind and out_kind say which). Capped at 64 registers: 4 blocks of 256
+// threads per SM.
+template <typename T>
+VT_DEV void vt_tile_blend(const VtBlend& b) {
     const int X = blockIdx.x * blockDim.x + threadIdx.x;
     const int rows = vt_rows_per_thread(b.OH);
     const int Ya = (int)(blockIdx.y * blockDim.y + threadIdx.y) * rows;
     if (X >= b.OW || Ya >= b.OH) return;
-    const int Yb = vt_imin(Ya + rows, b.OH);
-    if (b.in_kind == VT_KIND_F32) {
-        vt_blend_out<float>(b, X, Ya, Yb);
-    } else if (b.in_kind == VT_KIND_F16) {
-        vt_blend_out<vt_u16>(b, X, Ya, Yb);
-    } else {
-        vt_blend_out<vt_u8>(b, X, Ya, Yb);
-    }
+    vt_blend<T, T>(b, X, Ya, vt_imin(Ya + rows, b.OH));
 }
+
+extern "C" __launch_bounds__(256, 4) __global__ void vt_tile_blend_f32(const VtBlend b);
+extern "C" __launch_bounds__(256, 4) __global__ void vt_tile_blend_f16(const VtBlend b);
+extern "C" __launch_bounds__(256, 4) __global__ void vt_tile_blend_u8(const VtBlend b);
+
+extern "C" __global__ void vt_tile_blend_f32(const VtBlend b) { vt_tile_blend<float>(b); }
+extern "C" __global__ void vt_tile_blend_f16(const VtBlend b) { vt_tile_blend<vt_u16>(b); }
+extern "C" __global__ void vt_tile_blend_u8(const VtBlend b) { vt_tile_blend<vt_u8>(b); }

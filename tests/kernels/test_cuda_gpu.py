@@ -251,6 +251,7 @@ TILE_CASES = [
     for hw, tile, ov, mult, scale in [
         ((300, 400), 128, 16, 8, 1), ((97, 131), 32, 7, 1, 1), ((50, 50), 64, 8, 8, 1),
         ((75, 110), 32, 8, 1, 2), ((513, 1), 128, 32, 1, 1), ((200, 300), (64, 96), (10, 20), 2, 3),
+        ((90, 120), 32, (24, 20), 1, 1),  # overlap over half a tile: 3-4 tiles deep
     ]
     for dt, ch in [(np.uint8, 3), (np.float32, None), (np.float16, 4)]
 ]  # fmt: skip
