@@ -191,7 +191,7 @@ elif [ $ELAPSED -gt 150 ]; then
 else
     timeout 75 "$SAN" --tool memcheck --leak-check no --report-api-errors no --error-exitcode 99 \
         "$PY" -m pytest -p no:cacheprovider -q -x -o addopts="" \
-        tests/kernels/test_cuda_gpu.py -k "matches_cpu" >"$OUT/sanitizer.log" 2>&1
+        tests/kernels/test_cuda_gpu.py -k "matches_cpu or match_cpu or tile_blend" >"$OUT/sanitizer.log" 2>&1
     rc=$?
     tail -n 25 "$OUT/sanitizer.log"
     note "compute-sanitizer memcheck of the GPU tests: exit $rc (99 = errors found, 124 = timeout)"
