@@ -194,6 +194,8 @@ VT_DEV void vt_post_linear(const VtPostBatch& b, const VtPostImage& im, const T*
             vt_post_hrow(plane, b.sh, r1, xf, xw, two, hb);
             rb = r1;
         }
+        // every pixel converted without a branch; pixels outside the content box (rare: the
+        // threads at a letterbox bar's edge or the row's end) get their fill bytes after
         q[0] = q[1] = q[2] = 0u;
         VT_UNROLL
         for (int p = 0; p < 4; ++p) {
@@ -202,9 +204,19 @@ VT_DEV void vt_post_linear(const VtPostBatch& b, const VtPostImage& im, const T*
                 const int j = 3 * p + k;
                 float v = ha[j];
                 if (tworows) v = v * ty.g + hb[j] * ty.f;
-                const vt_u32 u = in >> p & 1 ? vt_to_u8_bits(v * b.scale[k] + b.offset[k])
-                                             : (vt_u32)im.fill[k];
+                const vt_u32 u = vt_to_u8_bits(v * b.scale[k] + b.offset[k]);
                 q[j >> 2] = vt_put_byte(q[j >> 2], j & 3, u);
+            }
+        }
+        if (in != 0xF) {
+            VT_UNROLL
+            for (int p = 0; p < 4; ++p) {
+                if (in >> p & 1) continue;
+                VT_UNROLL
+                for (int k = 0; k < 3; ++k) {
+                    const int j = 3 * p + k;
+                    q[j >> 2] = vt_put_byte(q[j >> 2], j & 3, (vt_u32)im.fill[k]);
+                }
             }
         }
         vt_post_write(w, y, q);
