@@ -98,13 +98,16 @@ VT_DEV void vt_blend_any(const VtBlend& b, int X, int Y, int i0, int i1, int j0,
 // Thread: output column X, rows Ya .. Yb - 1. Only the tiles that cover a pixel are visited,
 // in row-major tile order as the CPU. The column's tiles (at most two in a plan whose overlap
 // is under half a tile) and their x weights are found once; the row's tile range is found for
-// the first row and then walked along (warp-uniform), its origins kept in registers. Per row
-// and pass of up to 4 channels, the loads of all (up to 2 x 2) covering tiles are independent
-// and issue together; the sums keep the CPU's order: (i0, j0), (i0, j1), (i1, j0), (i1, j1).
-template <typename TI, typename TO>
+// the first row and then walked along (warp-uniform), and the two tile rows' element and
+// weight pointers step by one row per output row. Per row, the loads of all (up to 2 x 2)
+// covering tiles are unconditional (an absent second tile reads the first one's address) and
+// issue together; the sums keep the CPU's order, (i0, j0), (i0, j1), (i1, j0), (i1, j1), and
+// add absent tiles' terms not at all (selected away, not multiplied by 0, so that NaN and inf
+// stay where the CPU has them). NC: the channel count (3), or 0 for any (b.C).
+template <typename TI, typename TO, int NC>
 VT_DEV void vt_blend(const VtBlend& b, int X, int Ya, int Yb) {
     const TI* tiles = (const TI*)b.tiles;
-    TO* out = (TO*)b.out;
+    const int C = NC > 0 ? NC : b.C;
     int j0, j1, i0, i1;
     vt_cover(b.xs, b.nx, b.TW, X, &j0, &j1);
     vt_cover(b.ys, b.ny, b.TH, Ya, &i0, &i1);
@@ -115,64 +118,71 @@ VT_DEV void vt_blend(const VtBlend& b, int X, int Ya, int Yb) {
     const int xxb = two_x ? X - vt_ldg(b.xs + j0 + 1) : 0;
     const float wxa = cols_ok ? vt_ldg(b.wx + (vt_i64)j0 * b.TW + xxa) : 0.0f;
     const float wxb = two_x ? vt_ldg(b.wx + (vt_i64)(j0 + 1) * b.TW + xxb) : 0.0f;
-    const vt_i64 ca = (vt_i64)j0 * b.tk + (vt_i64)xxa * b.tx;
-    const vt_i64 cb = two_x ? (vt_i64)(j0 + 1) * b.tk + (vt_i64)xxb * b.tx : ca;
-    // rows where the range moves: tile i1 + 1 starts, tile i0 ends
-    int next_in = i1 + 1 < b.ny ? vt_ldg(b.ys + i1 + 1) : b.OH;
-    int ys0 = i0 < b.ny ? vt_ldg(b.ys + i0) : b.OH, ys1 = i1 >= 0 ? vt_ldg(b.ys + i1) : 0;
-    for (int Y = Ya; Y < Yb; ++Y) {
-        // the row range only moves forward with Y (the same counts as vt_cover)
-        if (Y >= next_in || Y - b.TH >= ys0) {
+    const vt_i64 cb = two_x ? b.tk + (vt_i64)(xxb - xxa) * b.tx : 0;  // tile (.., j0 + 1) - (.., j0)
+    TO* o = (TO*)b.out + (vt_i64)Ya * b.oy + (vt_i64)X * b.ox;
+    // the current tile rows: where the range moves next, and per tile row the element of
+    // (row Y, column X) and the y weight of row Y
+    int next_in = 0, ys0 = 0;
+    bool two_y = false;
+    const TI *ta = tiles, *tb = tiles;
+    const float *pya = b.wy, *pyb = b.wy;
+    bool moved = true;
+    // (the pointers step with every row, also one the general loop takes: a row range that
+    // becomes usable again has moved, and recomputes them)
+    for (int Y = Ya; Y < Yb; ++Y, o += b.oy, ta += b.ty, tb += b.ty, ++pya, ++pyb) {
+        if (!moved && (Y >= next_in || Y - b.TH >= ys0)) {
+            // the row range only moves forward with Y (the same counts as vt_cover)
             while (i1 + 1 < b.ny && vt_ldg(b.ys + i1 + 1) <= Y) ++i1;
             while (i0 < b.ny && vt_ldg(b.ys + i0) <= Y - b.TH) ++i0;
+            moved = true;
+        }
+        if (moved) {
+            moved = false;
             next_in = i1 + 1 < b.ny ? vt_ldg(b.ys + i1 + 1) : b.OH;
             ys0 = i0 < b.ny ? vt_ldg(b.ys + i0) : b.OH;
-            ys1 = i1 >= 0 ? vt_ldg(b.ys + i1) : 0;
+            const int ys1 = i1 >= 0 ? vt_ldg(b.ys + i1) : 0;
+            two_y = i1 > i0;
+            if (cols_ok && i0 <= i1 && i1 - i0 <= 1) {
+                const int ia = i0, ib = two_y ? i1 : i0, yya = Y - ys0, yyb = two_y ? Y - ys1 : yya;
+                ta = tiles + ((vt_i64)ia * b.nx + j0) * b.tk + (vt_i64)yya * b.ty + (vt_i64)xxa * b.tx;
+                tb = tiles + ((vt_i64)ib * b.nx + j0) * b.tk + (vt_i64)yyb * b.ty + (vt_i64)xxa * b.tx;
+                pya = b.wy + (vt_i64)ia * b.TH + yya;
+                pyb = b.wy + (vt_i64)ib * b.TH + yyb;
+            }
         }
         if (!cols_ok || i1 < i0 || i1 - i0 > 1) {  // three tiles deep (or none): general loop
             for (int c0 = 0; c0 < b.C; c0 += 4) vt_blend_any<TI, TO>(b, X, Y, i0, i1, j0, j1, c0);
             continue;
         }
-        const bool two_y = i1 > i0;
-        const int yya = Y - ys0, yyb = Y - ys1;
-        const float wya = vt_ldg(b.wy + (vt_i64)i0 * b.TH + yya);
-        const float wyb = two_y ? vt_ldg(b.wy + (vt_i64)i1 * b.TH + yyb) : 0.0f;
-        const vt_i64 ra = (vt_i64)i0 * b.nx * b.tk + (vt_i64)yya * b.ty;
-        const vt_i64 rb = (vt_i64)i1 * b.nx * b.tk + (vt_i64)yyb * b.ty;
+        const float wya = vt_ldg(pya), wyb = vt_ldg(pyb);
         // the products and their sum in the CPU's order (absent tiles add nothing)
         const float w00 = wya * wxa, w01 = wya * wxb, w10 = wyb * wxa, w11 = wyb * wxb;
         float wsum = 0.0f + w00;
-        if (two_x) wsum = wsum + w01;
-        if (two_y) {
-            wsum = wsum + w10;
-            if (two_x) wsum = wsum + w11;
-        }
-        const TI* t00 = tiles + ra + ca;
-        const TI* t01 = tiles + ra + cb;
-        const TI* t10 = tiles + rb + ca;
-        const TI* t11 = tiles + rb + cb;
-        TO* o = out + (vt_i64)Y * b.oy + (vt_i64)X * b.ox;
-        for (int c0 = 0; c0 < b.C; c0 += 4) {  // up to 4 channels per pass
-            float v[4][4];
+        wsum = two_x ? wsum + w01 : wsum;
+        wsum = two_y ? wsum + w10 : wsum;
+        wsum = two_x && two_y ? wsum + w11 : wsum;
+        if (NC > 0) {
             VT_UNROLL
-            for (int k = 0; k < 4; ++k) {
-                const vt_i64 e = (vt_i64)(c0 + k) * b.tc;
-                const bool ck = c0 + k < b.C;
-                v[0][k] = ck ? vt_load_px(t00 + e) : 0.0f;
-                v[1][k] = ck && two_x ? vt_load_px(t01 + e) : 0.0f;
-                v[2][k] = ck && two_y ? vt_load_px(t10 + e) : 0.0f;
-                v[3][k] = ck && two_x && two_y ? vt_load_px(t11 + e) : 0.0f;
+            for (int k = 0; k < (NC > 0 ? NC : 1); ++k) {
+                const vt_i64 e = (vt_i64)k * b.tc;
+                const float v00 = vt_load_px(ta + e), v01 = vt_load_px(ta + cb + e);
+                const float v10 = vt_load_px(tb + e), v11 = vt_load_px(tb + cb + e);
+                float acc = 0.0f + v00 * w00;
+                acc = two_x ? acc + v01 * w01 : acc;
+                acc = two_y ? acc + v10 * w10 : acc;
+                acc = two_x && two_y ? acc + v11 * w11 : acc;
+                vt_store_px(o + (vt_i64)k * b.oc, acc / wsum);
             }
-            VT_UNROLL
-            for (int k = 0; k < 4; ++k) {
-                if (c0 + k >= b.C) continue;
-                float acc = 0.0f + v[0][k] * w00;
-                if (two_x) acc = acc + v[1][k] * w01;
-                if (two_y) {
-                    acc = acc + v[2][k] * w10;
-                    if (two_x) acc = acc + v[3][k] * w11;
-                }
-                vt_store_px(o + (vt_i64)(c0 + k) * b.oc, acc / wsum);
+        } else {
+            for (int k = 0; k < C; ++k) {
+                const vt_i64 e = (vt_i64)k * b.tc;
+                const float v00 = vt_load_px(ta + e), v01 = vt_load_px(ta + cb + e);
+                const float v10 = vt_load_px(tb + e), v11 = vt_load_px(tb + cb + e);
+                float acc = 0.0f + v00 * w00;
+                acc = two_x ? acc + v01 * w01 : acc;
+                acc = two_y ? acc + v10 * w10 : acc;
+                acc = two_x && two_y ? acc + v11 * w11 : acc;
+                vt_store_px(o + (vt_i64)k * b.oc, acc / wsum);
             }
         }
     }
@@ -187,7 +197,12 @@ VT_DEV void vt_tile_blend(const VtBlend& b) {
     const int rows = vt_rows_per_thread(b.OH);
     const int Ya = (int)(blockIdx.y * blockDim.y + threadIdx.y) * rows;
     if (X >= b.OW || Ya >= b.OH) return;
-    vt_blend<T, T>(b, X, Ya, vt_imin(Ya + rows, b.OH));
+    const int Yb = vt_imin(Ya + rows, b.OH);
+    if (b.C == 3) {  // RGB: the channel loop unrolled
+        vt_blend<T, T, 3>(b, X, Ya, Yb);
+    } else {
+        vt_blend<T, T, 0>(b, X, Ya, Yb);
+    }
 }
 
 extern "C" __launch_bounds__(256, 4) __global__ void vt_tile_blend_f32(const VtBlend b);

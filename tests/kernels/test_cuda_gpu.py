@@ -252,6 +252,7 @@ TILE_CASES = [
         ((300, 400), 128, 16, 8, 1), ((97, 131), 32, 7, 1, 1), ((50, 50), 64, 8, 8, 1),
         ((75, 110), 32, 8, 1, 2), ((513, 1), 128, 32, 1, 1), ((200, 300), (64, 96), (10, 20), 2, 3),
         ((90, 120), 32, (24, 20), 1, 1),  # overlap over half a tile: 3-4 tiles deep
+        ((100, 90), 32, 17, 1, 1),  # 1, 2 and 3 tiles deep by turns, along both axes
     ]
     for dt, ch in [(np.uint8, 3), (np.float32, None), (np.float16, 4)]
 ]  # fmt: skip
