@@ -84,6 +84,53 @@ VT_DEV void vt_adapt_win(const VtAdapt& a, const TI* base, TO* o, vt_i64 plane, 
     }
 }
 
+// vt_adapt_win for three output channels (RGB <-> BGR, the common hand-off): the same sums in
+// the same order, with the channel loop unrolled inside each row's taps, so that the loads of
+// all three channels issue together (the general version waits for each channel in turn).
+template <int MODE, int MAXP, typename TI, typename TO>
+VT_DEV void vt_adapt_win3(const VtAdapt& a, const TI* base, TO* o, vt_i64 plane, int w,
+                          const VtAxisK& ky, const VtAxisK& kx, int x, int ya, int yb) {
+    VtTaps tx;
+    vt_taps(MODE, kx, x, &tx);
+    VtWin<MAXP> xw;
+    vt_win(tx, &xw);
+    base += kx.s0 + xw.first;
+    const TI* p[3];
+    VT_UNROLL
+    for (int k = 0; k < 3; ++k) p[k] = base + (vt_i64)a.ch[k] * a.sc;
+    for (int y = ya; y < yb; ++y, o += w) {
+        VtTaps ty;
+        vt_taps(MODE, ky, y, &ty);
+        float v[3];
+        if (ty.first < 0) {
+            const vt_i64 r0 = (vt_i64)(ky.s0 + ty.i0) * a.sh;
+            VT_UNROLL
+            for (int k = 0; k < 3; ++k) v[k] = vt_adapt_hrow(p[k] + r0, xw);
+            if (ty.f != 0.0f) {
+                const vt_i64 r1 = (vt_i64)(ky.s0 + ty.i1) * a.sh;
+                float h[3];
+                VT_UNROLL
+                for (int k = 0; k < 3; ++k) h[k] = vt_adapt_hrow(p[k] + r1, xw);
+                VT_UNROLL
+                for (int k = 0; k < 3; ++k) v[k] = v[k] * ty.g + h[k] * ty.f;
+            }
+        } else {
+            const vt_i64 r0 = (vt_i64)(ky.s0 + ty.first) * a.sh;
+            const float w0 = vt_area_weight(ty, ty.first);
+            VT_UNROLL
+            for (int k = 0; k < 3; ++k) v[k] = vt_adapt_hrow(p[k] + r0, xw) * w0;
+            for (int r = ty.first + 1; r < ty.last; ++r) {
+                const vt_i64 rr = (vt_i64)(ky.s0 + r) * a.sh;
+                const float wr = vt_area_weight(ty, r);
+                VT_UNROLL
+                for (int k = 0; k < 3; ++k) v[k] = v[k] + vt_adapt_hrow(p[k] + rr, xw) * wr;
+            }
+        }
+        VT_UNROLL
+        for (int k = 0; k < 3; ++k) vt_store(o + k * plane, v[k] * a.scale[k] + a.offset[k]);
+    }
+}
+
 // Area with x factors above VT_AREA_MAX8: one sample at a time.
 template <typename TI, typename TO>
 VT_DEV void vt_adapt_generic(const VtAdapt& a, const TI* base, TO* o, vt_i64 plane, int w,
@@ -116,16 +163,32 @@ VT_DEV void vt_adapt(const VtAdapt& a, const TI* in, TO* out) {
     TO* o = out + (vt_i64)i * a.cout * plane + (vt_i64)ya * w + x;
     const TI* base = in + (vt_i64)i * a.sn;
     if (MODE == VT_M_LINEAR || kx.S < kx.D) {  // two taps along x
-        vt_adapt_win<MODE, 2>(a, base, o, plane, w, ky, kx, x, ya, yb);
+        if (a.cout == 3) {
+            vt_adapt_win3<MODE, 2>(a, base, o, plane, w, ky, kx, x, ya, yb);
+        } else {
+            vt_adapt_win<MODE, 2>(a, base, o, plane, w, ky, kx, x, ya, yb);
+        }
     } else if (kx.S <= VT_AREA_MAX8 * kx.D) {
-        vt_adapt_win<MODE, 8>(a, base, o, plane, w, ky, kx, x, ya, yb);
+        if (a.cout == 3) {
+            vt_adapt_win3<MODE, 8>(a, base, o, plane, w, ky, kx, x, ya, yb);
+        } else {
+            vt_adapt_win<MODE, 8>(a, base, o, plane, w, ky, kx, x, ya, yb);
+        }
     } else {
         vt_adapt_generic(a, base, o, plane, w, ky, kx, x, ya, yb);
     }
 }
 
-// One kernel per mode and dtype pair (kernels/gpu.py picks by name). Area is capped at 64
-// registers (4 blocks of 256 threads per SM).
+// One kernel per mode and dtype pair (kernels/gpu.py picks by name). Bilinear is capped at 40
+// registers (6 blocks of 256 threads per SM), area at 64 (4 blocks).
+extern "C" __launch_bounds__(256, 6) __global__
+    void vt_adapt_f32_f32(const VtAdapt a, const float* in, float* out);
+extern "C" __launch_bounds__(256, 6) __global__
+    void vt_adapt_f32_f16(const VtAdapt a, const float* in, vt_u16* out);
+extern "C" __launch_bounds__(256, 6) __global__
+    void vt_adapt_f16_f32(const VtAdapt a, const vt_u16* in, float* out);
+extern "C" __launch_bounds__(256, 6) __global__
+    void vt_adapt_f16_f16(const VtAdapt a, const vt_u16* in, vt_u16* out);
 extern "C" __launch_bounds__(256, 4) __global__
     void vt_adapt_area_f32_f32(const VtAdapt a, const float* in, float* out);
 extern "C" __launch_bounds__(256, 4) __global__

@@ -214,6 +214,8 @@ ADAPT_CASES = [
     Case("area-down", shape=(2, 4, 36, 50), size=(12, 20), kw={"interpolation": "area"},
          specials=True),
     Case("area-mixed", shape=(1, 3, 20, 90), size=(41, 30), kw={"interpolation": "area"}),
+    Case("area-down-rgb", shape=(2, 3, 36, 50), size=(12, 20), kw={"interpolation": "area"},
+         specials=True),
     Case("f16-in-f32-out", shape=(2, 3, 16, 16), size=(8, 24), in_dtype=F16,
          kw={"dtype": F32}, specials=True),
     Case("f16-in-out-rgba-swap", shape=(1, 4, 12, 12), size=(5, 7), in_dtype=F16,
