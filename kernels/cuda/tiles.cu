@@ -101,7 +101,7 @@ VT_DEV void vt_blend_any(const VtBlend& b, int X, int Y, int i0, int i1, int j0,
 // the first row and then walked along (warp-uniform), and the two tile rows' element and
 // weight pointers step by one row per output row. Per row, the loads of all (up to 2 x 2)
 // covering tiles are unconditional (an absent second tile reads the first one's address) and
-// issue together; the sums keep the CPU's order, (i0, j0), (i0, j1), (i1, j0), (i1, j1), and
+// issue together, for RGB those of two rows at once where the next row has the same tiles; the sums keep the CPU's order, (i0, j0), (i0, j1), (i1, j0), (i1, j1), and
 // add absent tiles' terms not at all (selected away, not multiplied by 0, so that NaN and inf
 // stay where the CPU has them). NC: the channel count (3), or 0 for any (b.C).
 template <typename TI, typename TO, int NC>
@@ -154,6 +154,55 @@ VT_DEV void vt_blend(const VtBlend& b, int X, int Ya, int Yb) {
             for (int c0 = 0; c0 < b.C; c0 += 4) vt_blend_any<TI, TO>(b, X, Y, i0, i1, j0, j1, c0);
             continue;
         }
+        if (NC > 0) {
+            // two rows at once where the next row has the same tiles: all their loads first
+            const int R = Y + 1 < Yb && Y + 1 < next_in && Y + 1 - b.TH < ys0 ? 2 : 1;
+            float wgt[2][5], v[2][NC > 0 ? NC : 1][4];
+            VT_UNROLL
+            for (int r = 0; r < 2; ++r) {
+                if (r >= R) break;
+                const float wya = vt_ldg(pya + r), wyb = vt_ldg(pyb + r);
+                wgt[r][0] = wya * wxa;
+                wgt[r][1] = wya * wxb;
+                wgt[r][2] = wyb * wxa;
+                wgt[r][3] = wyb * wxb;
+                VT_UNROLL
+                for (int k = 0; k < NC; ++k) {
+                    const vt_i64 e = (vt_i64)k * b.tc + r * b.ty;
+                    v[r][k][0] = vt_load_px(ta + e);
+                    v[r][k][1] = vt_load_px(ta + cb + e);
+                    v[r][k][2] = vt_load_px(tb + e);
+                    v[r][k][3] = vt_load_px(tb + cb + e);
+                }
+            }
+            VT_UNROLL
+            for (int r = 0; r < 2; ++r) {
+                if (r >= R) break;
+                // the products and their sum in the CPU's order (absent tiles add nothing)
+                const float w00 = wgt[r][0], w01 = wgt[r][1], w10 = wgt[r][2], w11 = wgt[r][3];
+                float wsum = 0.0f + w00;
+                wsum = two_x ? wsum + w01 : wsum;
+                wsum = two_y ? wsum + w10 : wsum;
+                wsum = two_x && two_y ? wsum + w11 : wsum;
+                VT_UNROLL
+                for (int k = 0; k < NC; ++k) {
+                    float acc = 0.0f + v[r][k][0] * w00;
+                    acc = two_x ? acc + v[r][k][1] * w01 : acc;
+                    acc = two_y ? acc + v[r][k][2] * w10 : acc;
+                    acc = two_x && two_y ? acc + v[r][k][3] * w11 : acc;
+                    vt_store_px(o + r * b.oy + (vt_i64)k * b.oc, acc / wsum);
+                }
+            }
+            if (R == 2) {  // the second row is done too: step past it
+                ++Y;
+                o += b.oy;
+                ta += b.ty;
+                tb += b.ty;
+                ++pya;
+                ++pyb;
+            }
+            continue;
+        }
         const float wya = vt_ldg(pya), wyb = vt_ldg(pyb);
         // the products and their sum in the CPU's order (absent tiles add nothing)
         const float w00 = wya * wxa, w01 = wya * wxb, w10 = wyb * wxa, w11 = wyb * wxb;
@@ -161,36 +210,22 @@ VT_DEV void vt_blend(const VtBlend& b, int X, int Ya, int Yb) {
         wsum = two_x ? wsum + w01 : wsum;
         wsum = two_y ? wsum + w10 : wsum;
         wsum = two_x && two_y ? wsum + w11 : wsum;
-        if (NC > 0) {
-            VT_UNROLL
-            for (int k = 0; k < (NC > 0 ? NC : 1); ++k) {
-                const vt_i64 e = (vt_i64)k * b.tc;
-                const float v00 = vt_load_px(ta + e), v01 = vt_load_px(ta + cb + e);
-                const float v10 = vt_load_px(tb + e), v11 = vt_load_px(tb + cb + e);
-                float acc = 0.0f + v00 * w00;
-                acc = two_x ? acc + v01 * w01 : acc;
-                acc = two_y ? acc + v10 * w10 : acc;
-                acc = two_x && two_y ? acc + v11 * w11 : acc;
-                vt_store_px(o + (vt_i64)k * b.oc, acc / wsum);
-            }
-        } else {
-            for (int k = 0; k < C; ++k) {
-                const vt_i64 e = (vt_i64)k * b.tc;
-                const float v00 = vt_load_px(ta + e), v01 = vt_load_px(ta + cb + e);
-                const float v10 = vt_load_px(tb + e), v11 = vt_load_px(tb + cb + e);
-                float acc = 0.0f + v00 * w00;
-                acc = two_x ? acc + v01 * w01 : acc;
-                acc = two_y ? acc + v10 * w10 : acc;
-                acc = two_x && two_y ? acc + v11 * w11 : acc;
-                vt_store_px(o + (vt_i64)k * b.oc, acc / wsum);
-            }
+        for (int k = 0; k < C; ++k) {
+            const vt_i64 e = (vt_i64)k * b.tc;
+            const float v00 = vt_load_px(ta + e), v01 = vt_load_px(ta + cb + e);
+            const float v10 = vt_load_px(tb + e), v11 = vt_load_px(tb + cb + e);
+            float acc = 0.0f + v00 * w00;
+            acc = two_x ? acc + v01 * w01 : acc;
+            acc = two_y ? acc + v10 * w10 : acc;
+            acc = two_x && two_y ? acc + v11 * w11 : acc;
+            vt_store_px(o + (vt_i64)k * b.oc, acc / wsum);
         }
     }
 }
 
 // One kernel per storage type of the tiles and the output (the same type: kernels/gpu.py
-// picks by name; in_kind and out_kind say which). Capped at 64 registers: 4 blocks of 256
-// threads per SM.
+// picks by name; in_kind and out_kind say which). Capped at 80 registers (3 blocks of 256
+// threads per SM), which two RGB rows' loads in flight need without spilling.
 template <typename T>
 VT_DEV void vt_tile_blend(const VtBlend& b) {
     const int X = blockIdx.x * blockDim.x + threadIdx.x;
@@ -205,9 +240,9 @@ VT_DEV void vt_tile_blend(const VtBlend& b) {
     }
 }
 
-extern "C" __launch_bounds__(256, 4) __global__ void vt_tile_blend_f32(const VtBlend b);
-extern "C" __launch_bounds__(256, 4) __global__ void vt_tile_blend_f16(const VtBlend b);
-extern "C" __launch_bounds__(256, 4) __global__ void vt_tile_blend_u8(const VtBlend b);
+extern "C" __launch_bounds__(256, 3) __global__ void vt_tile_blend_f32(const VtBlend b);
+extern "C" __launch_bounds__(256, 3) __global__ void vt_tile_blend_f16(const VtBlend b);
+extern "C" __launch_bounds__(256, 3) __global__ void vt_tile_blend_u8(const VtBlend b);
 
 extern "C" __global__ void vt_tile_blend_f32(const VtBlend b) { vt_tile_blend<float>(b); }
 extern "C" __global__ void vt_tile_blend_f16(const VtBlend b) { vt_tile_blend<vt_u16>(b); }
