@@ -51,8 +51,44 @@ VT_DEV float vt_adapt_hrow(const TI* p, const VtWin<MAXP>& xw) {
     return s;
 }
 
-// x window of at most MAXP columns; y as vt_sample (one tap of weight 1: h0 alone).
-template <int MODE, int MAXP, typename TI, typename TO>
+// Three output channels (RGB <-> BGR, the common hand-off) of row y: vt_adapt_win's sums in
+// the same order, with the channel loop unrolled inside each row's taps, so that the loads of
+// all three channels issue together (the general loop waits for each channel in turn).
+template <int MAXP, typename TI, typename TO>
+VT_DEV void vt_adapt_row3(const VtAdapt& a, const TI* const* p, TO* o, vt_i64 plane,
+                          const VtAxisK& ky, const VtTaps& ty, const VtWin<MAXP>& xw) {
+    float v[3];
+    if (ty.first < 0) {
+        const vt_i64 r0 = (vt_i64)(ky.s0 + ty.i0) * a.sh;
+        VT_UNROLL
+        for (int k = 0; k < 3; ++k) v[k] = vt_adapt_hrow(p[k] + r0, xw);
+        if (ty.f != 0.0f) {
+            const vt_i64 r1 = (vt_i64)(ky.s0 + ty.i1) * a.sh;
+            float h[3];
+            VT_UNROLL
+            for (int k = 0; k < 3; ++k) h[k] = vt_adapt_hrow(p[k] + r1, xw);
+            VT_UNROLL
+            for (int k = 0; k < 3; ++k) v[k] = v[k] * ty.g + h[k] * ty.f;
+        }
+    } else {
+        const vt_i64 r0 = (vt_i64)(ky.s0 + ty.first) * a.sh;
+        const float w0 = vt_area_weight(ty, ty.first);
+        VT_UNROLL
+        for (int k = 0; k < 3; ++k) v[k] = vt_adapt_hrow(p[k] + r0, xw) * w0;
+        for (int r = ty.first + 1; r < ty.last; ++r) {
+            const vt_i64 rr = (vt_i64)(ky.s0 + r) * a.sh;
+            const float wr = vt_area_weight(ty, r);
+            VT_UNROLL
+            for (int k = 0; k < 3; ++k) v[k] = v[k] + vt_adapt_hrow(p[k] + rr, xw) * wr;
+        }
+    }
+    VT_UNROLL
+    for (int k = 0; k < 3; ++k) vt_store(o + k * plane, v[k] * a.scale[k] + a.offset[k]);
+}
+
+// x window of at most MAXP columns; y as vt_sample (one tap of weight 1: h0 alone). THREE:
+// a.cout == 3, taken by vt_adapt_row3.
+template <int MODE, int MAXP, bool THREE, typename TI, typename TO>
 VT_DEV void vt_adapt_win(const VtAdapt& a, const TI* base, TO* o, vt_i64 plane, int w,
                          const VtAxisK& ky, const VtAxisK& kx, int x, int ya, int yb) {
     VtTaps tx;
@@ -60,9 +96,16 @@ VT_DEV void vt_adapt_win(const VtAdapt& a, const TI* base, TO* o, vt_i64 plane, 
     VtWin<MAXP> xw;
     vt_win(tx, &xw);
     base += kx.s0 + xw.first;
+    const TI* p3[3];
+    VT_UNROLL
+    for (int k = 0; k < 3; ++k) p3[k] = THREE ? base + (vt_i64)a.ch[k] * a.sc : base;
     for (int y = ya; y < yb; ++y, o += w) {
         VtTaps ty;
         vt_taps(MODE, ky, y, &ty);
+        if (THREE) {
+            vt_adapt_row3(a, p3, o, plane, ky, ty, xw);
+            continue;
+        }
         for (int k = 0; k < a.cout; ++k) {
             const TI* p = base + (vt_i64)a.ch[k] * a.sc;
             float v;
@@ -81,53 +124,6 @@ VT_DEV void vt_adapt_win(const VtAdapt& a, const TI* base, TO* o, vt_i64 plane, 
             }
             vt_store(o + k * plane, v * a.scale[k] + a.offset[k]);
         }
-    }
-}
-
-// vt_adapt_win for three output channels (RGB <-> BGR, the common hand-off): the same sums in
-// the same order, with the channel loop unrolled inside each row's taps, so that the loads of
-// all three channels issue together (the general version waits for each channel in turn).
-template <int MODE, int MAXP, typename TI, typename TO>
-VT_DEV void vt_adapt_win3(const VtAdapt& a, const TI* base, TO* o, vt_i64 plane, int w,
-                          const VtAxisK& ky, const VtAxisK& kx, int x, int ya, int yb) {
-    VtTaps tx;
-    vt_taps(MODE, kx, x, &tx);
-    VtWin<MAXP> xw;
-    vt_win(tx, &xw);
-    base += kx.s0 + xw.first;
-    const TI* p[3];
-    VT_UNROLL
-    for (int k = 0; k < 3; ++k) p[k] = base + (vt_i64)a.ch[k] * a.sc;
-    for (int y = ya; y < yb; ++y, o += w) {
-        VtTaps ty;
-        vt_taps(MODE, ky, y, &ty);
-        float v[3];
-        if (ty.first < 0) {
-            const vt_i64 r0 = (vt_i64)(ky.s0 + ty.i0) * a.sh;
-            VT_UNROLL
-            for (int k = 0; k < 3; ++k) v[k] = vt_adapt_hrow(p[k] + r0, xw);
-            if (ty.f != 0.0f) {
-                const vt_i64 r1 = (vt_i64)(ky.s0 + ty.i1) * a.sh;
-                float h[3];
-                VT_UNROLL
-                for (int k = 0; k < 3; ++k) h[k] = vt_adapt_hrow(p[k] + r1, xw);
-                VT_UNROLL
-                for (int k = 0; k < 3; ++k) v[k] = v[k] * ty.g + h[k] * ty.f;
-            }
-        } else {
-            const vt_i64 r0 = (vt_i64)(ky.s0 + ty.first) * a.sh;
-            const float w0 = vt_area_weight(ty, ty.first);
-            VT_UNROLL
-            for (int k = 0; k < 3; ++k) v[k] = vt_adapt_hrow(p[k] + r0, xw) * w0;
-            for (int r = ty.first + 1; r < ty.last; ++r) {
-                const vt_i64 rr = (vt_i64)(ky.s0 + r) * a.sh;
-                const float wr = vt_area_weight(ty, r);
-                VT_UNROLL
-                for (int k = 0; k < 3; ++k) v[k] = v[k] + vt_adapt_hrow(p[k] + rr, xw) * wr;
-            }
-        }
-        VT_UNROLL
-        for (int k = 0; k < 3; ++k) vt_store(o + k * plane, v[k] * a.scale[k] + a.offset[k]);
     }
 }
 
@@ -164,15 +160,15 @@ VT_DEV void vt_adapt(const VtAdapt& a, const TI* in, TO* out) {
     const TI* base = in + (vt_i64)i * a.sn;
     if (MODE == VT_M_LINEAR || kx.S < kx.D) {  // two taps along x
         if (a.cout == 3) {
-            vt_adapt_win3<MODE, 2>(a, base, o, plane, w, ky, kx, x, ya, yb);
+            vt_adapt_win<MODE, 2, true>(a, base, o, plane, w, ky, kx, x, ya, yb);
         } else {
-            vt_adapt_win<MODE, 2>(a, base, o, plane, w, ky, kx, x, ya, yb);
+            vt_adapt_win<MODE, 2, false>(a, base, o, plane, w, ky, kx, x, ya, yb);
         }
     } else if (kx.S <= VT_AREA_MAX8 * kx.D) {
         if (a.cout == 3) {
-            vt_adapt_win3<MODE, 8>(a, base, o, plane, w, ky, kx, x, ya, yb);
+            vt_adapt_win<MODE, 8, true>(a, base, o, plane, w, ky, kx, x, ya, yb);
         } else {
-            vt_adapt_win<MODE, 8>(a, base, o, plane, w, ky, kx, x, ya, yb);
+            vt_adapt_win<MODE, 8, false>(a, base, o, plane, w, ky, kx, x, ya, yb);
         }
     } else {
         vt_adapt_generic(a, base, o, plane, w, ky, kx, x, ya, yb);
