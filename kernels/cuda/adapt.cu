@@ -104,25 +104,26 @@ VT_DEV void vt_adapt_win(const VtAdapt& a, const TI* base, TO* o, vt_i64 plane, 
         vt_taps(MODE, ky, y, &ty);
         if (THREE) {
             vt_adapt_row3(a, p3, o, plane, ky, ty, xw);
-            continue;
-        }
-        for (int k = 0; k < a.cout; ++k) {
-            const TI* p = base + (vt_i64)a.ch[k] * a.sc;
-            float v;
-            if (ty.first < 0) {
-                v = vt_adapt_hrow(p + (vt_i64)(ky.s0 + ty.i0) * a.sh, xw);
-                if (ty.f != 0.0f) {
-                    v = v * ty.g + vt_adapt_hrow(p + (vt_i64)(ky.s0 + ty.i1) * a.sh, xw) * ty.f;
+        } else {
+            for (int k = 0; k < a.cout; ++k) {
+                const TI* p = base + (vt_i64)a.ch[k] * a.sc;
+                float v;
+                if (ty.first < 0) {
+                    v = vt_adapt_hrow(p + (vt_i64)(ky.s0 + ty.i0) * a.sh, xw);
+                    if (ty.f != 0.0f) {
+                        v = v * ty.g +
+                            vt_adapt_hrow(p + (vt_i64)(ky.s0 + ty.i1) * a.sh, xw) * ty.f;
+                    }
+                } else {
+                    v = vt_adapt_hrow(p + (vt_i64)(ky.s0 + ty.first) * a.sh, xw) *
+                        vt_area_weight(ty, ty.first);
+                    for (int r = ty.first + 1; r < ty.last; ++r) {
+                        v = v + vt_adapt_hrow(p + (vt_i64)(ky.s0 + r) * a.sh, xw) *
+                                    vt_area_weight(ty, r);
+                    }
                 }
-            } else {
-                v = vt_adapt_hrow(p + (vt_i64)(ky.s0 + ty.first) * a.sh, xw) *
-                    vt_area_weight(ty, ty.first);
-                for (int r = ty.first + 1; r < ty.last; ++r) {
-                    v = v + vt_adapt_hrow(p + (vt_i64)(ky.s0 + r) * a.sh, xw) *
-                                vt_area_weight(ty, r);
-                }
+                vt_store(o + k * plane, v * a.scale[k] + a.offset[k]);
             }
-            vt_store(o + k * plane, v * a.scale[k] + a.offset[k]);
         }
     }
 }
