@@ -157,7 +157,7 @@ VT_DEV void vt_blend(const VtBlend& b, int X, int Ya, int Yb) {
         if (NC > 0) {
             // two rows at once where the next row has the same tiles: all their loads first
             const int R = Y + 1 < Yb && Y + 1 < next_in && Y + 1 - b.TH < ys0 ? 2 : 1;
-            float wgt[2][5], v[2][NC > 0 ? NC : 1][4];
+            float wgt[2][4], v[2][NC > 0 ? NC : 1][4];
             VT_UNROLL
             for (int r = 0; r < 2; ++r) {
                 if (r >= R) break;
