@@ -7,7 +7,10 @@ what is expected. Nothing here touches pixel data.
 
 from __future__ import annotations
 
+import functools
+import math
 import numbers
+import struct
 from collections.abc import Sequence
 
 import numpy as np
@@ -74,6 +77,13 @@ def check_threads(fn: str, value: object) -> int:
 
 def per_channel(fn: str, name: str, value: object, n: int = 3) -> np.ndarray:
     """A finite scalar or ``n`` finite values -> float32[n] (the precision the kernels use)."""
+    # Fast path for Python numbers and tuples/lists of them (what callers pass on every
+    # request): validated once per distinct value, without NumPy's per-call overhead.
+    key = _plain_numbers(value)
+    if key is not None:
+        values = _finite_float32(key, n)
+        if values is not None:
+            return np.array(values, dtype=np.float32)
     what = "3 finite numbers (one per channel)" if n == 3 else f"{n} finite numbers"
     expected = f"expected a finite number or {what}"
     if isinstance(value, (bool, np.bool_)):
@@ -81,11 +91,14 @@ def per_channel(fn: str, name: str, value: object, n: int = 3) -> np.ndarray:
     if isinstance(value, np.ndarray) and value.ndim == 0:
         value = value[()]
     if isinstance(value, numbers.Real):
-        arr = np.full(n, float(value), dtype=np.float64)
+        try:
+            arr = np.full(n, float(value), dtype=np.float64)
+        except OverflowError:  # an int beyond float64's range
+            raise ValueError(f"{fn}: {name} is {value!r}; {expected}") from None
     elif isinstance(value, (list, tuple, np.ndarray)):
         try:
             arr = np.asarray(value, dtype=np.float64)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise ValueError(f"{fn}: {name} is {value!r}; {expected}") from None
         if arr.shape != (n,):
             raise ValueError(f"{fn}: {name} has shape {arr.shape}; {expected}")
@@ -98,6 +111,42 @@ def per_channel(fn: str, name: str, value: object, n: int = 3) -> np.ndarray:
             f"{fn}: {name} is {value!r}; {expected} (finite also after conversion to float32)"
         )
     return arr32
+
+
+def _plain_numbers(value: object) -> tuple | None:
+    """``value`` as a hashable key when it is an int or float (not a bool) or a list or tuple
+    of them, else None (the general path decides). A float enters by its bits, so that -0.0
+    and 0.0 stay apart (they are equal, and would share a cache entry)."""
+    if type(value) in (int, float):
+        return (_number_key(value),)
+    if type(value) in (list, tuple) and all(type(v) in (int, float) for v in value):
+        return (tuple(_number_key(v) for v in value),)
+    return None
+
+
+def _number_key(v: int | float) -> int | bytes:
+    return struct.pack("<d", v) if type(v) is float else v
+
+
+@functools.lru_cache(maxsize=256)
+def _finite_float32(key: tuple, n: int) -> tuple[float, ...] | None:
+    """The float32 roundings of a scalar (repeated ``n`` times) or of ``n`` values, or None if
+    any is not finite as a float32 (or the count is wrong: the general path says why)."""
+    (inner,) = key
+    items = inner if isinstance(inner, tuple) else (inner,) * n
+    if len(items) != n:
+        return None
+    out = []
+    for item in items:
+        try:
+            v = struct.unpack("<d", item)[0] if isinstance(item, bytes) else float(item)
+            f = struct.unpack("f", struct.pack("f", v))[0]
+        except OverflowError:  # beyond float32's range (or an int beyond float64's)
+            return None
+        if not math.isfinite(f):
+            return None
+        out.append(f)
+    return tuple(out)
 
 
 def check_sequence(fn: str, name: str, value: object) -> list:
