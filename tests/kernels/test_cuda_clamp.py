@@ -66,9 +66,10 @@ def _numpy_quirk(batch: np.ndarray, lo, hi) -> bool:
     """Whether np.clip itself strays from the documented rule, and only in the sign of zeros.
 
     NumPy picks its clip loop by shape, dtype, bounds and the CPU's SIMD level, and its loops
-    disagree on a zero equal to a bound of the other sign (NumPy 2.4 on AVX2 keeps it for
-    float32 (1, 2, H, W) batches with per-channel bounds; NumPy 2.5 on an AVX-512 host for
-    other shapes too). There the GPU is held to the rule, and to np.clip up to zero signs."""
+    disagree on a zero equal to a bound of the other sign (NumPy 2.4 on an AVX2 EPYC keeps it
+    for float32 (1, 2, H, W) batches with per-channel bounds; NumPy 2.5.2 on the host of a lent
+    H200 kept it for other shapes too). There the GPU is held to the rule, and to np.clip up to
+    zero signs."""
     want, rule = _reference(batch, lo, hi), _model(batch, lo, hi)
     u = _UINT[want.dtype]
     differ = want.view(u) != rule.view(u)
