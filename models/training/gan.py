@@ -37,14 +37,12 @@ from typing import Any
 import numpy as np
 
 from vetrina.models.architectures import get_architecture
-from vetrina.models.checkpoint import save_checkpoint
 from vetrina.models.evaluation import Check
 from vetrina.models.training.classifier import labels_to_indices
 from vetrina.models.training.common import (
     Log,
     Progress,
     Stopwatch,
-    metadata,
     print_log,
     random_flips,
     render_pool,
@@ -54,9 +52,10 @@ from vetrina.models.training.common import (
 from vetrina.models.training.generative import (
     check_size,
     evaluate_generator,
+    finish_generator,
     generator_checks,
+    monitor_generator,
     random_labels,
-    standing_statistics,
 )
 
 ARCHITECTURE = "cgan-generator"
@@ -201,42 +200,17 @@ def train(
         if recipe.ms_weight:
             losses["spread"] = ratio.mean().item()
         bar.update(**losses)
-        if judge is not None and (step + 1) % recipe.monitor_every == 0 and step + 1 < recipe.steps:
-            snapshot = copy.deepcopy(average)
-            standing_statistics(snapshot, recipe.z_dim, 4, 64, recipe.seed + 1)
-            quick = evaluate_generator(snapshot, recipe.z_dim, 176, judge=judge, reproduce=0)
-            log(
-                f"step {step + 1}: judge category accuracy {quick['category_accuracy']:.3f}, "
-                f"colour {quick['colour_accuracy']:.3f}, diversity {quick['diversity']:.3f} "
-                f"(real {quick['diversity_real']:.3f})"
-            )
-    bar.close()
-    standing_statistics(
-        average, recipe.z_dim, recipe.standing_batches, 2 * recipe.batch, recipe.seed + 1
-    )
-    train_seconds, cpu_seconds = clock.wall, clock.cpu
-    metrics = evaluate(average, recipe)
-    log(
-        f"test: judge category accuracy {metrics['category_accuracy']:.3f}, colour accuracy "
-        f"{metrics['colour_accuracy']:.3f}, diversity {metrics['diversity']:.3f} (real renders "
-        f"{metrics['diversity_real']:.3f}), min distance {metrics['min_pairwise_distance']:.3f} "
-        f"in {train_seconds:.0f} s ({cpu_seconds:.0f} s CPU)"
-    )
-    return save_checkpoint(
+        monitor_generator(average, recipe, judge, step, log)
+    return finish_generator(
+        average,
+        recipe,
         out,
         architecture=ARCHITECTURE,
         config=config,
-        state_dict=average.state_dict(),
-        metadata=metadata(
-            recipe,
-            command=command,
-            metrics=metrics,
-            train_seconds=train_seconds,
-            train_cpu_seconds=round(cpu_seconds, 1),
-            saved_weights="EMA of the generator weights, standing batch-norm statistics; "
-            "the discriminator is training only and not saved",
-            output_range=[-1.0, 1.0],
-            latent="vetrina.models.latents.latent(seed, z_dim): standard normal, default_rng(seed)",
-            final_losses=dict(bar.values),
-        ),
+        command=command,
+        clock=clock,
+        bar=bar,
+        saved_weights="EMA of the generator weights, standing batch-norm statistics; "
+        "the discriminator is training only and not saved",
+        log=log,
     )

@@ -20,14 +20,20 @@ another order for another batch size; the rounding to uint8 can then flip).
 
 from __future__ import annotations
 
+import copy
+import os
+from collections.abc import Callable
 from itertools import product
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from vetrina.models import catalog
+from vetrina.models.checkpoint import save_checkpoint
 from vetrina.models.evaluation import Check
 from vetrina.models.latents import latents
+from vetrina.models.training.common import Progress, Stopwatch, metadata
 
 GENERATOR_SIZE = 64
 ACCURACY_GOAL = 0.8
@@ -224,6 +230,70 @@ def evaluate_generator(
         "images": len(samples),
         "size": GENERATOR_SIZE,
     }
+
+
+def monitor_generator(
+    generator: Any, recipe: Any, judge: Any, step: int, log: Callable[[str], None]
+) -> None:
+    """Every ``recipe.monitor_every`` steps but the last, log the judge's accuracies and the
+    diversity of a copy of ``generator`` with standing statistics (the training run's own
+    batch-norm state is left alone). ``judge``: the zoo classifier, or None (no monitoring)."""
+    if judge is None or (step + 1) % recipe.monitor_every or step + 1 >= recipe.steps:
+        return
+    snapshot = copy.deepcopy(generator)
+    standing_statistics(snapshot, recipe.z_dim, 4, 64, recipe.seed + 1)
+    quick = evaluate_generator(snapshot, recipe.z_dim, 176, judge=judge, reproduce=0)
+    log(
+        f"step {step + 1}: judge category accuracy {quick['category_accuracy']:.3f}, "
+        f"colour {quick['colour_accuracy']:.3f}, diversity {quick['diversity']:.3f} "
+        f"(real {quick['diversity_real']:.3f})"
+    )
+
+
+def finish_generator(
+    generator: Any,
+    recipe: Any,
+    out: str | os.PathLike[str],
+    *,
+    architecture: str,
+    config: dict[str, Any],
+    command: str,
+    clock: Stopwatch,
+    bar: Progress,
+    saved_weights: str,
+    log: Callable[[str], None],
+) -> Path:
+    """The end of a generator's training run: standing batch-norm statistics, the test
+    evaluation (logged) and the checkpoint of ``generator`` alone, written to ``out``."""
+    bar.close()
+    standing_statistics(
+        generator, recipe.z_dim, recipe.standing_batches, 2 * recipe.batch, recipe.seed + 1
+    )
+    train_seconds, cpu_seconds = clock.wall, clock.cpu
+    metrics = evaluate_generator(generator, generator.z_dim, recipe.eval_images)
+    log(
+        f"test: judge category accuracy {metrics['category_accuracy']:.3f}, colour accuracy "
+        f"{metrics['colour_accuracy']:.3f}, diversity {metrics['diversity']:.3f} (real renders "
+        f"{metrics['diversity_real']:.3f}), min distance {metrics['min_pairwise_distance']:.3f} "
+        f"in {train_seconds:.0f} s ({cpu_seconds:.0f} s CPU)"
+    )
+    return save_checkpoint(
+        out,
+        architecture=architecture,
+        config=config,
+        state_dict=generator.state_dict(),
+        metadata=metadata(
+            recipe,
+            command=command,
+            metrics=metrics,
+            train_seconds=train_seconds,
+            train_cpu_seconds=round(cpu_seconds, 1),
+            saved_weights=saved_weights,
+            output_range=[-1.0, 1.0],
+            latent="vetrina.models.latents.latent(seed, z_dim): standard normal, default_rng(seed)",
+            final_losses=dict(bar.values),
+        ),
+    )
 
 
 def _picture_checks(metrics: dict[str, Any], name: str) -> list[Check]:

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 from vetrina.models.architectures import get_architecture
-from vetrina.models.checkpoint import save_checkpoint
 from vetrina.models.evaluation import Check
 from vetrina.models.training.classifier import labels_to_indices
 from vetrina.models.training.common import (
@@ -32,7 +31,6 @@ from vetrina.models.training.common import (
     Progress,
     Stopwatch,
     cosine_lr,
-    metadata,
     optimise,
     print_log,
     random_flips,
@@ -43,8 +41,9 @@ from vetrina.models.training.common import (
 from vetrina.models.training.generative import (
     check_size,
     evaluate_generator,
+    finish_generator,
     generator_checks,
-    standing_statistics,
+    monitor_generator,
 )
 
 ARCHITECTURE = "cvae-decoder"
@@ -94,8 +93,6 @@ def train(
     log: Log = print_log,
 ) -> Path:
     """Train from scratch and write a vetrina checkpoint (the decoder only) to ``out``."""
-    import copy
-
     import torch
 
     from vetrina.models.architectures.vae import Encoder
@@ -138,42 +135,17 @@ def train(
         loss = recon + weight * kl / pixels
         optimise(loss, optimiser, schedule)
         bar.update(l1=recon.item(), kl=kl.item())
-        if judge is not None and (step + 1) % recipe.monitor_every == 0 and step + 1 < recipe.steps:
-            snapshot = copy.deepcopy(decoder)
-            standing_statistics(snapshot, recipe.z_dim, 4, 64, recipe.seed + 1)
-            quick = evaluate_generator(snapshot, recipe.z_dim, 176, judge=judge, reproduce=0)
-            log(
-                f"step {step + 1}: judge category accuracy {quick['category_accuracy']:.3f}, "
-                f"colour {quick['colour_accuracy']:.3f}, diversity {quick['diversity']:.3f} "
-                f"(real {quick['diversity_real']:.3f})"
-            )
-    bar.close()
-    standing_statistics(
-        decoder, recipe.z_dim, recipe.standing_batches, 2 * recipe.batch, recipe.seed + 1
-    )
-    train_seconds, cpu_seconds = clock.wall, clock.cpu
-    metrics = evaluate(decoder, recipe)
-    log(
-        f"test: judge category accuracy {metrics['category_accuracy']:.3f}, colour accuracy "
-        f"{metrics['colour_accuracy']:.3f}, diversity {metrics['diversity']:.3f} (real renders "
-        f"{metrics['diversity_real']:.3f}), min distance {metrics['min_pairwise_distance']:.3f} "
-        f"in {train_seconds:.0f} s ({cpu_seconds:.0f} s CPU)"
-    )
-    return save_checkpoint(
+        monitor_generator(decoder, recipe, judge, step, log)
+    return finish_generator(
+        decoder,
+        recipe,
         out,
         architecture=ARCHITECTURE,
         config=config,
-        state_dict=decoder.state_dict(),
-        metadata=metadata(
-            recipe,
-            command=command,
-            metrics=metrics,
-            train_seconds=train_seconds,
-            train_cpu_seconds=round(cpu_seconds, 1),
-            saved_weights="the decoder only (the deployable generator), batch-norm statistics "
-            "re-estimated from prior samples; the encoder is training only and not saved",
-            output_range=[-1.0, 1.0],
-            latent="vetrina.models.latents.latent(seed, z_dim): standard normal, default_rng(seed)",
-            final_losses=dict(bar.values),
-        ),
+        command=command,
+        clock=clock,
+        bar=bar,
+        saved_weights="the decoder only (the deployable generator), batch-norm statistics "
+        "re-estimated from prior samples; the encoder is training only and not saved",
+        log=log,
     )
