@@ -1338,6 +1338,9 @@ class GpuKernels:
                 family = "_box"  # integer area factors only: the lighter kernel
             else:
                 family = _PRE_FAMILIES[method]
+                channels = {im.channels for im in chunk}
+                if family == "_area" and len(channels) == 1:
+                    family += f"_c{channels.pop()}"  # one channel count: no spills (preprocess.cu)
             kernel = f"vt_preprocess{family}_{_short(dt)}"
             self._launch(kernel, _grid(w, h, len(chunk), _BLOCK), args, handle)
         return placements

@@ -527,7 +527,9 @@ VT_DEV void vt_pre_generic(const VtPreBatch& b, const VtPreImage& im, const VtPr
     }
 }
 
-template <int FAM, typename T>
+// CH: 0 takes each image's channel count from its pixel pitch; 1, 3 or 4 compiles that
+// count's fast path alone (the launcher sends a launch there only when every image has it).
+template <int FAM, typename T, int CH = 0>
 VT_DEV void vt_preprocess(const VtPreBatch& b, T* out, int H, int W) {
     const int x = blockIdx.x * blockDim.x + threadIdx.x;
     const int rows = vt_rows_per_thread(H);
@@ -560,6 +562,8 @@ VT_DEV void vt_preprocess(const VtPreBatch& b, T* out, int H, int W) {
         vt_pre_lanczos<false>(b, im, c, o, plane, W, ya, yb);
     } else if (FAM == VT_FAM_ANY) {
         vt_pre_generic(b, im, c, o, plane, W, ya, yb);
+    } else if (CH != 0) {  // (CH 0 never takes this branch; 3 only names a valid path)
+        vt_pre_fast<FAM, CH != 0 ? CH : 3>(b, im, c, o, plane, W, ya, yb);
     } else if (im.px_pitch == 1) {  // gray (0, 0, 0); else RGB(A) (0, 1, 2) or (2, 1, 0)
         vt_pre_fast<FAM, 1>(b, im, c, o, plane, W, ya, yb);
     } else if (im.px_pitch == 3) {
@@ -572,7 +576,10 @@ VT_DEV void vt_preprocess(const VtPreBatch& b, T* out, int H, int W) {
 // One kernel per family and output dtype (kernels/gpu.py picks by name). Register caps (no
 // spills, sm_80 and sm_90): bilinear and 8-bit bilinear 40 (6 blocks of 256 threads per SM),
 // box 48 (5 blocks), the area family's 8-column windows 80 (3 blocks), lanczos 80 (3 blocks;
-// its cached x weights live in the thread's local memory).
+// its cached x weights live in the thread's local memory). The area family also has one
+// kernel per channel count (vt_preprocess_area_c{1,3,4}_*), for launches whose images all
+// have it: NVRTC 13.0's ptxas spills the three paths together at 80 registers (464 bytes
+// stored, 1232 loaded, on sm_90), each alone not at all (13.5 spills neither).
 extern "C" __launch_bounds__(256, 6) __global__
     void vt_preprocess_f32(const VtPreBatch b, float* out, int H, int W);
 extern "C" __launch_bounds__(256, 6) __global__
@@ -589,6 +596,18 @@ extern "C" __launch_bounds__(256, 3) __global__
     void vt_preprocess_area_f32(const VtPreBatch b, float* out, int H, int W);
 extern "C" __launch_bounds__(256, 3) __global__
     void vt_preprocess_area_f16(const VtPreBatch b, vt_u16* out, int H, int W);
+extern "C" __launch_bounds__(256, 3) __global__
+    void vt_preprocess_area_c1_f32(const VtPreBatch b, float* out, int H, int W);
+extern "C" __launch_bounds__(256, 3) __global__
+    void vt_preprocess_area_c1_f16(const VtPreBatch b, vt_u16* out, int H, int W);
+extern "C" __launch_bounds__(256, 3) __global__
+    void vt_preprocess_area_c3_f32(const VtPreBatch b, float* out, int H, int W);
+extern "C" __launch_bounds__(256, 3) __global__
+    void vt_preprocess_area_c3_f16(const VtPreBatch b, vt_u16* out, int H, int W);
+extern "C" __launch_bounds__(256, 3) __global__
+    void vt_preprocess_area_c4_f32(const VtPreBatch b, float* out, int H, int W);
+extern "C" __launch_bounds__(256, 3) __global__
+    void vt_preprocess_area_c4_f16(const VtPreBatch b, vt_u16* out, int H, int W);
 extern "C" __launch_bounds__(256, 3) __global__
     void vt_preprocess_lanczos_f32(const VtPreBatch b, float* out, int H, int W);
 extern "C" __launch_bounds__(256, 3) __global__
@@ -608,6 +627,36 @@ extern "C" __global__ void vt_preprocess_area_f32(const VtPreBatch b, float* out
 
 extern "C" __global__ void vt_preprocess_area_f16(const VtPreBatch b, vt_u16* out, int H, int W) {
     vt_preprocess<VT_FAM_AREA>(b, out, H, W);
+}
+
+extern "C" __global__ void vt_preprocess_area_c1_f32(const VtPreBatch b, float* out, int H,
+                                                      int W) {
+    vt_preprocess<VT_FAM_AREA, float, 1>(b, out, H, W);
+}
+
+extern "C" __global__ void vt_preprocess_area_c1_f16(const VtPreBatch b, vt_u16* out, int H,
+                                                      int W) {
+    vt_preprocess<VT_FAM_AREA, vt_u16, 1>(b, out, H, W);
+}
+
+extern "C" __global__ void vt_preprocess_area_c3_f32(const VtPreBatch b, float* out, int H,
+                                                      int W) {
+    vt_preprocess<VT_FAM_AREA, float, 3>(b, out, H, W);
+}
+
+extern "C" __global__ void vt_preprocess_area_c3_f16(const VtPreBatch b, vt_u16* out, int H,
+                                                      int W) {
+    vt_preprocess<VT_FAM_AREA, vt_u16, 3>(b, out, H, W);
+}
+
+extern "C" __global__ void vt_preprocess_area_c4_f32(const VtPreBatch b, float* out, int H,
+                                                      int W) {
+    vt_preprocess<VT_FAM_AREA, float, 4>(b, out, H, W);
+}
+
+extern "C" __global__ void vt_preprocess_area_c4_f16(const VtPreBatch b, vt_u16* out, int H,
+                                                      int W) {
+    vt_preprocess<VT_FAM_AREA, vt_u16, 4>(b, out, H, W);
 }
 
 extern "C" __global__ void vt_preprocess_box_f32(const VtPreBatch b, float* out, int H, int W) {

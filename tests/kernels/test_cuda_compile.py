@@ -428,6 +428,29 @@ def test_emulated_lanczos_kernels(emu, monkeypatch):
         np.testing.assert_array_equal(got, preprocess(imgs, (11, 13), **kw))
 
 
+def test_emulated_area_kernel_per_channel_count(emu):
+    """Area launches whose images share one channel count take that count's kernel (the
+    combined one spills under NVRTC 13.0); a launch of mixed counts takes the combined one.
+    Both equal the CPU."""
+    from vetrina.kernels import preprocess
+
+    rng = np.random.default_rng(12)
+    backend = emu._backend
+    kw = {"interpolation": "area", "fit": "letterbox"}
+    batches = {
+        "vt_preprocess_area_c3_f32": [(37, 53, 3), (29, 41, 3)],
+        "vt_preprocess_area_c4_f32": [(37, 53, 4)],
+        "vt_preprocess_area_c1_f32": [(37, 53)],
+        "vt_preprocess_area_f32": [(37, 53, 3), (29, 41, 4), (30, 31)],
+    }
+    for kernel, shapes in batches.items():
+        imgs = [rng.integers(0, 256, s, dtype=np.uint8) for s in shapes]
+        backend.launches.clear()
+        got = emu.preprocess(imgs, (11, 13), **kw)
+        assert [k for k, _, _ in backend.launches] == [kernel]
+        np.testing.assert_array_equal(got, preprocess(imgs, (11, 13), **kw))
+
+
 def test_float16_conversion_matches_numpy(tmp_path):
     """The host path of vt_f2h/vt_h2f (the device uses PTX cvt.rn) against numpy, exhaustively
     for half -> float and on every float class for float -> half."""
