@@ -17,7 +17,9 @@ neighbour slows both alike); reported: throughput (requests/s), p50/p99 latency,
 size, and the throughput ratio. At concurrency 1 the batcher can only add latency (a lone
 request waits ``max_wait`` for company): the p50 of one client through the batcher minus the
 p50 of direct ``edit`` calls. Then a steady-state memory check: warm-up, RSS, 2,000 requests
-through the batcher from all clients, RSS again.
+through the batcher from all clients, RSS again, and the minor page faults per request (each
+4 KiB page of fresh memory from the kernel faults once; memory reused from earlier requests
+does not).
 
 Goals (checked and printed): batched throughput >= 1.1x serial at 8 clients; added latency at
 concurrency 1 <= max_wait + 1 ms; RSS growth over the 2,000 requests within 5%. Every batched
@@ -210,7 +212,9 @@ def run(args: argparse.Namespace, model_path: Path) -> dict:
     # Steady-state memory: warm-up, then --rss-requests through the batcher.
     drive(service.edit, images, duration=None, requests=max(50, args.rss_requests // 10))
     rss0, how = rss_bytes()
+    faults0 = minor_faults()
     drive(service.edit, images, duration=None, requests=args.rss_requests)
+    faults1 = minor_faults()
     rss1, _ = rss_bytes()
     res["memory"] = {
         "requests": args.rss_requests,
@@ -218,6 +222,7 @@ def run(args: argparse.Namespace, model_path: Path) -> dict:
         "rss_after_mib": rss1 / 2**20,
         "growth": (rss1 - rss0) / rss0,
         "measured_with": how,
+        "minor_faults_per_request": (faults1 - faults0) / args.rss_requests,
     }
     service.close()
     final = service.stats
@@ -230,6 +235,14 @@ def run(args: argparse.Namespace, model_path: Path) -> dict:
         "failed": final.failed,
     }
     return res
+
+
+def minor_faults() -> int:
+    """Minor page faults of the process so far: a request that gets fresh memory from the
+    kernel (rather than reusing freed memory) faults once per 4 KiB page it touches."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 def goals(res: dict) -> list[tuple[str, bool]]:
@@ -269,7 +282,8 @@ def table(res: dict) -> str:
         f"{c1['batched_p50_ms']:.2f} ms, added {c1['added_p50_ms']:.2f} ms (median of "
         f"{c1['pairs']} paired requests)",
         f"memory: RSS {mem['rss_before_mib']:.1f} -> {mem['rss_after_mib']:.1f} MiB over "
-        f"{mem['requests']} requests ({mem['growth']:+.2%}, {mem['measured_with']})",
+        f"{mem['requests']} requests ({mem['growth']:+.2%}, {mem['measured_with']}); "
+        f"{mem['minor_faults_per_request']:.1f} minor page faults per request",
     ]
     lines += [f"goal {'met ' if ok else 'MISSED'}: {text}" for text, ok in goals(res)]
     return "\n".join(lines)

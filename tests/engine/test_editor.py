@@ -109,3 +109,47 @@ def test_import_vetrina_is_light():
         "assert not heavy, heavy"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+_STEADY_STATE_PROBE = """
+import resource, sys
+import numpy as np
+from vetrina.editor import Editor
+from vetrina.model import Model
+
+editor = Editor(Model.open(sys.argv[1], threads=1), max_side=256)
+image = np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8)
+for _ in range(3):
+    editor.edit([image])
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(20):
+    editor.edit([image])
+print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 20)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc and getrusage faults")
+def test_steady_state_edits_take_no_fresh_memory(small_model):
+    """After warm-up a request reuses memory: ONNX Runtime's outputs come from its arena and
+    the kernels' batches from freed heap blocks, so no page of a 256x256 request is new. The
+    control forces glibc to map every large block afresh: the same probe then sees the
+    request's pages fault (about 240), so it can tell the two apart."""
+    import os
+
+    def faults_per_request(env_extra: dict[str, str]) -> float:
+        env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"} | env_extra
+        run = subprocess.run(
+            [sys.executable, "-c", _STEADY_STATE_PROBE, str(small_model)],
+            check=True,
+            capture_output=True,
+            text=True,
+            env=env,
+        )
+        return float(run.stdout.strip().splitlines()[-1])
+
+    steady = faults_per_request({})
+    fresh = faults_per_request({"GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=65536"})
+    print(f"page faults per request: steady {steady:.1f}, fresh memory {fresh:.1f}")
+    if fresh < 100:
+        pytest.skip(f"the C library ignored the mmap threshold ({fresh:.0f} faults/request)")
+    assert steady < 10, f"{steady:.1f} page faults per steady-state request (fresh: {fresh:.0f})"
