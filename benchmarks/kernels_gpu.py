@@ -79,11 +79,11 @@ class Bench:
     def __init__(self, gk: Any, iters: int) -> None:
         from cuda.bindings import driver
 
-        from vetrina.kernels import gpu
+        from vetrina.kernels import gpu, nvrtc
 
         self.gpu, self.gk, self.iters = gpu, gk, iters
         self.stream = gpu.Stream(gk.device)
-        cubin, _ = gpu._nvrtc_compile("bench_spin", _SPIN_SOURCE, {}, gk.arch)
+        cubin, _ = nvrtc._nvrtc_compile("bench_spin", _SPIN_SOURCE, {}, gk.arch)
         self._image = np.frombuffer(cubin, dtype=np.uint8)
         gk._backend.activate()
         self._mod = gpu._check(driver.cuModuleLoadData(self._image), "cuModuleLoadData(spin)")

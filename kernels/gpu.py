@@ -1,27 +1,26 @@
-"""vetrina CUDA kernels: NVRTC compilation with an on-disk cache, device memory, the launcher.
+"""vetrina CUDA kernels: the launcher (:class:`GpuKernels`) and its kernel parameters.
 
 The CUDA C sources in ``kernels/cuda/`` (preprocess, postprocess, adapt, tiles, clamp; alpha,
 driven by :mod:`vetrina.kernels.gpu_alpha`; mask, by :mod:`vetrina.kernels.gpu_mask`) implement
 the CPU kernels' semantics (``vetrina.kernels``, docs/kernels.md; clamp: ``np.clip``) operation
-for operation: same tap
-formulas, same per-image resampling mode (bilinear, area, OpenCV's integer box and 8-bit
-bilinear), float32 arithmetic in the same order, compiled by NVRTC through cuda-python
-(``cuda.bindings``) with ``--fmad=false``, so GPU results equal the CPU's bit for bit (the
-tests allow 1 LSB / a few ulps). Placements, validation and tile weights come from the CPU
-package itself, so both sides place and weigh pixels identically.
+for operation: same tap formulas, same per-image resampling mode (bilinear, area, OpenCV's
+integer box and 8-bit bilinear), float32 arithmetic in the same order, compiled by NVRTC
+through cuda-python (``cuda.bindings``) with ``--fmad=false``, so GPU results equal the CPU's
+bit for bit (the tests allow 1 LSB / a few ulps). Placements, validation and tile weights come
+from the CPU package itself, so both sides place and weigh pixels identically.
 
-* :func:`compile_kernels` (alias :func:`compile_all`) needs NVRTC only, no GPU or driver: CI
-  compiles every kernel for sm_80 and sm_90. Cubins are cached on disk, keyed by the sha256 of
-  the sources, options, NVRTC version and architecture (:func:`cache_dir`).
 * :class:`GpuKernels` loads the cubins for a device's compute capability into its primary
   context. ``*_async`` methods take device memory and queue on the caller's stream;
   :meth:`~GpuKernels.preprocess`, :meth:`~GpuKernels.postprocess`, :meth:`~GpuKernels.adapt`
   and :meth:`~GpuKernels.blend_tiles` take numpy arrays like their CPU namesakes (upload
   through pinned memory, run, download); :meth:`~GpuKernels.clamp` is ``np.clip`` with
-  per-channel bounds.
-* :class:`DeviceBuffer` (``cudaMalloc``, 256-byte aligned, ``__cuda_array_interface__``),
-  :class:`PinnedBuffer` (``cudaMallocHost``), :class:`Stream`, :class:`Event`,
-  :class:`DeviceImage` (a uint8 image in device memory).
+  per-channel bounds. :class:`DeviceImage` is a uint8 image in device memory.
+* Compilation lives in :mod:`vetrina.kernels.nvrtc` (:func:`compile_kernels`, alias
+  :func:`compile_all`: NVRTC only, no GPU or driver, cubins cached on disk), devices, streams,
+  events and memory in :mod:`vetrina.kernels.cuda_device` (:class:`DeviceBuffer`,
+  :class:`PinnedBuffer`, :class:`Stream`, :class:`Event`), the lazy ``cuda.bindings`` import
+  and the errors in :mod:`vetrina.kernels.cuda_api`. This module re-exports their public
+  names, so ``vetrina.kernels.gpu`` stays the one import for callers.
 
 Importing this module imports no CUDA library: ``cuda.bindings`` is imported inside the
 functions that need it, and a missing package raises :class:`CudaUnavailableError` naming
@@ -32,30 +31,62 @@ fallback.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import functools
-import hashlib
 import math
 import os
-import re
 import struct
-import tempfile
 import threading
-import warnings
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
+
+from .cuda_api import (
+    INSTALL_HINT,
+    CompileError,
+    CudaError,
+    CudaUnavailableError,
+    _bindings,
+    _check,
+)
+from .cuda_device import (
+    ALIGNMENT,
+    DeviceBuffer,
+    Event,
+    PinnedBuffer,
+    Stream,
+    _align,
+    _Context,
+    _stream_handle,
+    device_count,
+    gpu_unavailable_reason,
+    grown_capacity,
+)
+from .nvrtc import (
+    NVRTC_OPTIONS,
+    SOURCE_DIR,
+    SOURCES,
+    CompiledModule,
+    cache_dir,
+    compile_all,
+    compile_kernels,
+    compile_source,
+    kernel_names,
+    normalize_arch,
+    nvrtc_version,
+    supported_archs,
+)
 
 if TYPE_CHECKING:
     from .fit import Placement
     from .tiling import TilePlan
 
 __all__ = [
+    "ALIGNMENT",
+    "MAX_IMAGES_PER_LAUNCH",
     "NVRTC_OPTIONS",
     "SOURCES",
+    "SOURCE_DIR",
     "CompileError",
     "CompiledModule",
     "CudaError",
@@ -73,756 +104,15 @@ __all__ = [
     "compile_source",
     "device_count",
     "gpu_unavailable_reason",
+    "grown_capacity",
     "kernel_names",
     "normalize_arch",
     "nvrtc_version",
     "supported_archs",
 ]
 
-SOURCE_DIR = Path(__file__).resolve().with_name("cuda")
-"""Folder of the CUDA C sources (``*.cu``) and their headers (``*.cuh``)."""
-SOURCES = ("preprocess", "postprocess", "adapt", "tiles", "alpha", "clamp", "mask")
-"""The compiled units: ``kernels/cuda/<name>.cu``, one module each."""
-NVRTC_OPTIONS = (
-    "--std=c++17",
-    "-default-device",
-    "--fmad=false",
-    "--ftz=false",
-    "--prec-div=true",
-    "--prec-sqrt=true",
-)
-"""NVRTC options besides ``--gpu-architecture``: IEEE float32 without contraction (the CPU
-build's ``-ffp-contract=off``), so GPU and CPU round every operation the same way."""
-INSTALL_HINT = "pip install 'vetrina[gpu]'"
-ALIGNMENT = 256
-"""Alignment of device allocations and of every image in the staging buffers."""
 MAX_IMAGES_PER_LAUNCH = 32
 """Images described by one launch (VT_MAX_IMAGES in common.cuh); larger batches take several."""
-_CACHE_FORMAT = b"vetrina-cuda-cache-1"
-_GLOBAL_RE = re.compile(r'extern\s+"C"\s+__global__\s+void\s+(\w+)\s*\(')
-
-
-class CudaUnavailableError(RuntimeError):
-    """cuda-python, NVRTC, the NVIDIA driver or the requested GPU is not available."""
-
-
-class CudaError(RuntimeError):
-    """A CUDA runtime, driver or NVRTC call failed."""
-
-
-class CompileError(RuntimeError):
-    """NVRTC rejected a kernel source; ``log`` holds NVRTC's compile log."""
-
-    def __init__(self, message: str, log: str) -> None:
-        super().__init__(message)
-        self.log = log
-
-
-# ----------------------------------------------------------------------------------------------
-# cuda.bindings, imported lazily
-# ----------------------------------------------------------------------------------------------
-
-
-def _bindings() -> tuple[Any, Any, Any]:
-    """(driver, nvrtc, runtime) modules of cuda.bindings; a clear error when missing."""
-    try:
-        from cuda.bindings import driver, nvrtc, runtime
-    except ImportError as exc:
-        raise CudaUnavailableError(
-            f"vetrina's CUDA kernels need cuda-python (the cuda-bindings package, 12.6.1 or "
-            f"newer) and NVRTC (nvidia-cuda-nvrtc): {INSTALL_HINT} ({exc})"
-        ) from exc
-    return driver, nvrtc, runtime
-
-
-def _err_name(err: Any) -> str:
-    return getattr(err, "name", None) or str(err)
-
-
-def _check(result: Any, what: str) -> Any:
-    """Unpack a cuda.bindings ``(err, *values)`` result; raise :class:`CudaError` on failure."""
-    if isinstance(result, tuple):
-        err, values = result[0], result[1:]
-    else:
-        err, values = result, ()
-    if int(err) != 0:
-        raise CudaError(f"{what} failed: {_err_name(err)}{_err_detail(err)}")
-    if not values:
-        return None
-    return values[0] if len(values) == 1 else values
-
-
-def _err_detail(err: Any) -> str:
-    driver, _, runtime = _bindings()
-    try:
-        if isinstance(err, runtime.cudaError_t):
-            text = runtime.cudaGetErrorString(err)[1]
-        elif isinstance(err, driver.CUresult):
-            text = driver.cuGetErrorString(err)[1]
-        else:
-            return ""
-    except Exception:  # the driver library may be missing: the name is enough
-        return ""
-    if isinstance(text, bytes):
-        text = text.decode(errors="replace")
-    return f" ({text})" if text else ""
-
-
-def _handle(obj: Any) -> int:
-    """The integer value of a cuda.bindings handle (stream, event, pointer)."""
-    if isinstance(obj, int):
-        return obj
-    try:
-        from cuda.bindings.utils import get_cuda_native_handle
-    except ImportError:  # cuda-bindings < 13
-        return int(obj)
-    try:
-        return int(get_cuda_native_handle(obj))
-    except (TypeError, ValueError):
-        return int(obj)
-
-
-# ----------------------------------------------------------------------------------------------
-# NVRTC compilation and the cubin cache (no GPU needed)
-# ----------------------------------------------------------------------------------------------
-
-
-def _nvrtc_call(fn: Callable[..., Any], *args: Any) -> Any:
-    """Call an NVRTC function; a missing libnvrtc becomes a CudaUnavailableError."""
-    try:
-        return fn(*args)
-    except (RuntimeError, OSError) as exc:  # cuda.pathfinder: library not found
-        if isinstance(exc, CudaError):
-            raise
-        raise CudaUnavailableError(
-            f"cannot load NVRTC (libnvrtc): {exc}; install the nvidia-cuda-nvrtc wheel or a "
-            f"CUDA toolkit ({INSTALL_HINT})"
-        ) from exc
-
-
-def nvrtc_version() -> tuple[int, int]:
-    """(major, minor) of the NVRTC library that compiles the kernels."""
-    _, nvrtc, _ = _bindings()
-    major, minor = _check(_nvrtc_call(nvrtc.nvrtcVersion), "nvrtcVersion")
-    return int(major), int(minor)
-
-
-def supported_archs() -> list[str]:
-    """The ``sm_XY`` targets this NVRTC can compile for."""
-    _, nvrtc, _ = _bindings()
-    archs = _check(_nvrtc_call(nvrtc.nvrtcGetSupportedArchs), "nvrtcGetSupportedArchs")
-    return [f"sm_{int(a)}" for a in archs]
-
-
-def normalize_arch(arch: str | int | tuple[int, int]) -> str:
-    """``"sm_90"``, ``"90"``, ``90``, ``"9.0"`` or ``(9, 0)`` -> ``"sm_90"``."""
-    if isinstance(arch, tuple) and len(arch) == 2 and all(isinstance(v, int) for v in arch):
-        return f"sm_{arch[0]}{arch[1]}"
-    if isinstance(arch, int) and not isinstance(arch, bool) and 10 <= arch < 1000:
-        return f"sm_{arch}"
-    if isinstance(arch, str):
-        m = re.fullmatch(r"(?:sm_|compute_)?(\d)\.?(\d{1,2})", arch.strip())
-        if m:
-            return f"sm_{m.group(1)}{m.group(2)}"
-    raise ValueError(
-        f"arch is {arch!r}; expected a compute capability such as 'sm_90', 90, '9.0' or (9, 0)"
-    )
-
-
-def cache_dir() -> Path:
-    """Where compiled cubins are cached: ``$VETRINA_CACHE_DIR/cuda``, else
-    ``$XDG_CACHE_HOME/vetrina/cuda``, else ``~/.cache/vetrina/cuda``."""
-    root = os.environ.get("VETRINA_CACHE_DIR")
-    if root:
-        return Path(root).expanduser() / "cuda"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "vetrina" / "cuda"
-
-
-def _read_sources(name: str) -> tuple[str, dict[str, str]]:
-    if name not in SOURCES:
-        raise ValueError(f"kernel source is {name!r}; expected one of {', '.join(SOURCES)}")
-    source = (SOURCE_DIR / f"{name}.cu").read_text(encoding="utf-8")
-    headers = {p.name: p.read_text(encoding="utf-8") for p in sorted(SOURCE_DIR.glob("*.cuh"))}
-    return source, headers
-
-
-def kernel_names(name: str) -> list[str]:
-    """The ``extern "C" __global__`` kernels that ``kernels/cuda/<name>.cu`` defines."""
-    source, _ = _read_sources(name)
-    return _GLOBAL_RE.findall(source)
-
-
-@dataclass(frozen=True)
-class CompiledModule:
-    """One compiled source: its cubin and where it came from."""
-
-    name: str
-    arch: str
-    cubin: bytes
-    key: str
-    """sha256 of the sources, options, NVRTC version and architecture."""
-    from_cache: bool
-    path: Path | None
-    """The cache file, or None when caching was off or the cache was not writable."""
-    log: str
-    """NVRTC's compile log (warnings); empty for a cache hit."""
-
-
-def _cache_key(name: str, source: str, headers: dict[str, str], arch: str) -> str:
-    h = hashlib.sha256()
-    h.update(_CACHE_FORMAT + b"\0")
-    h.update(f"{name}\0{arch}\0nvrtc {nvrtc_version()}\0".encode())
-    for opt in NVRTC_OPTIONS:
-        h.update(opt.encode() + b"\0")
-    h.update(source.encode() + b"\0")
-    for hname in sorted(headers):
-        h.update(hname.encode() + b"\0" + headers[hname].encode() + b"\0")
-    return h.hexdigest()
-
-
-def _nvrtc_compile(
-    name: str, source: str, headers: dict[str, str], arch: str, *, target: str = "cubin"
-) -> tuple[bytes, str]:
-    """NVRTC: source -> (cubin for ``arch`` | PTX for its virtual architecture, log)."""
-    _, nvrtc, _ = _bindings()
-    ok = nvrtc.nvrtcResult.NVRTC_SUCCESS
-    hnames = sorted(headers)
-    prog = _check(
-        _nvrtc_call(
-            nvrtc.nvrtcCreateProgram,
-            source.encode(),
-            f"{name}.cu".encode(),
-            len(hnames),
-            [headers[h].encode() for h in hnames],
-            [h.encode() for h in hnames],
-        ),
-        "nvrtcCreateProgram",
-    )
-    try:
-        gpu_arch = arch if target == "cubin" else arch.replace("sm_", "compute_")
-        opts = [o.encode() for o in (*NVRTC_OPTIONS, f"--gpu-architecture={gpu_arch}")]
-        (err,) = nvrtc.nvrtcCompileProgram(prog, len(opts), opts)
-        size = _check(nvrtc.nvrtcGetProgramLogSize(prog), "nvrtcGetProgramLogSize")
-        buf = bytearray(max(size, 1))  # filled in place (never a shared bytes constant)
-        _check(nvrtc.nvrtcGetProgramLog(prog, buf), "nvrtcGetProgramLog")
-        log = bytes(buf).split(b"\0", 1)[0].decode(errors="replace").strip()
-        if err != ok:
-            raise CompileError(
-                f"NVRTC could not compile kernels/cuda/{name}.cu for {arch} "
-                f"({_err_name(err)}):\n{log}",
-                log,
-            )
-        if target == "ptx":
-            size = _check(nvrtc.nvrtcGetPTXSize(prog), "nvrtcGetPTXSize")
-            out = bytearray(size)
-            _check(nvrtc.nvrtcGetPTX(prog, out), "nvrtcGetPTX")
-            return bytes(out).split(b"\0", 1)[0], log
-        size = _check(nvrtc.nvrtcGetCUBINSize(prog), "nvrtcGetCUBINSize")
-        out = bytearray(size)
-        _check(nvrtc.nvrtcGetCUBIN(prog, out), "nvrtcGetCUBIN")
-        cubin = bytes(out)
-    finally:
-        nvrtc.nvrtcDestroyProgram(prog)
-    if not cubin.startswith(b"\x7fELF"):
-        raise CudaError(f"NVRTC returned no cubin for kernels/cuda/{name}.cu ({arch})")
-    return cubin, log
-
-
-def compile_source(
-    name: str,
-    arch: str | int | tuple[int, int] = "sm_90",
-    *,
-    cache: str | os.PathLike[str] | None = None,
-    use_cache: bool = True,
-) -> CompiledModule:
-    """Compile ``kernels/cuda/<name>.cu`` to a cubin for ``arch`` (no GPU needed).
-
-    ``cache``: the cache folder (default :func:`cache_dir`); ``use_cache=False`` always
-    compiles and writes nothing. A cache that cannot be written only loses the caching.
-    Raises :class:`CompileError` with NVRTC's log when the source does not compile.
-    """
-    arch = normalize_arch(arch)
-    archs = supported_archs()
-    if arch not in archs:
-        raise CudaUnavailableError(
-            f"this NVRTC {nvrtc_version()} cannot compile for {arch}; it supports "
-            f"{', '.join(archs)} (a newer nvidia-cuda-nvrtc may: {INSTALL_HINT})"
-        )
-    source, headers = _read_sources(name)
-    key = _cache_key(name, source, headers, arch)
-    path = Path(cache if cache is not None else cache_dir()) / f"{name}-{arch}-{key[:32]}.cubin"
-    if use_cache:
-        with contextlib.suppress(OSError):
-            data = path.read_bytes()
-            if data.startswith(b"\x7fELF"):
-                return CompiledModule(name, arch, data, key, True, path, "")
-    cubin, log = _nvrtc_compile(name, source, headers, arch)
-    stored: Path | None = None
-    if use_cache:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{name}-", suffix=".tmp")
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(cubin)
-                os.replace(tmp, path)
-            finally:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-            stored = path
-        except OSError as exc:
-            warnings.warn(
-                f"vetrina: cannot write the CUDA kernel cache {path.parent}: {exc}; "
-                f"set VETRINA_CACHE_DIR to a writable folder",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-    return CompiledModule(name, arch, cubin, key, False, stored, log)
-
-
-def compile_kernels(
-    arch: str | int | tuple[int, int] = "sm_90",
-    *,
-    cache: str | os.PathLike[str] | None = None,
-    use_cache: bool = True,
-) -> dict[str, bytes]:
-    """Compile every kernel source for ``arch``: ``{name: cubin}`` (no GPU needed)."""
-    return {
-        name: compile_source(name, arch, cache=cache, use_cache=use_cache).cubin for name in SOURCES
-    }
-
-
-compile_all = compile_kernels
-"""Alias of :func:`compile_kernels`."""
-
-
-# ----------------------------------------------------------------------------------------------
-# Devices, contexts, streams, events
-# ----------------------------------------------------------------------------------------------
-
-
-def gpu_unavailable_reason() -> str | None:
-    """None when at least one CUDA GPU is usable, else why not (for messages and test skips)."""
-    try:
-        _, _, runtime = _bindings()
-    except CudaUnavailableError as exc:
-        return str(exc)
-    try:
-        err, count = runtime.cudaGetDeviceCount()
-    except Exception as exc:  # the driver library cannot even be loaded
-        return f"no NVIDIA driver: {exc}"
-    if int(err) != 0:
-        return f"no usable CUDA GPU: cudaGetDeviceCount returned {_err_name(err)}"
-    if count < 1:
-        return "no CUDA GPU is visible (cudaGetDeviceCount returned 0)"
-    return None
-
-
-def device_count() -> int:
-    """Number of visible CUDA GPUs; 0 without a driver or GPU (never raises for that)."""
-    if gpu_unavailable_reason() is not None:
-        return 0
-    _, _, runtime = _bindings()
-    return int(runtime.cudaGetDeviceCount()[1])
-
-
-class _Context:
-    """The primary context of one device, retained for the life of the process."""
-
-    _lock: ClassVar[threading.Lock] = threading.Lock()
-    _all: ClassVar[dict[int, _Context]] = {}
-
-    def __init__(self, device: int) -> None:
-        driver, _, runtime = _bindings()
-        self.device = device
-        _check(driver.cuInit(0), "cuInit")
-        self.cu_device = _check(driver.cuDeviceGet(device), f"cuDeviceGet({device})")
-        self.ctx = _check(
-            driver.cuDevicePrimaryCtxRetain(self.cu_device), "cuDevicePrimaryCtxRetain"
-        )
-        self.activate()
-        attr = runtime.cudaDeviceAttr
-        major = _check(
-            runtime.cudaDeviceGetAttribute(attr.cudaDevAttrComputeCapabilityMajor, device),
-            "cudaDeviceGetAttribute",
-        )
-        minor = _check(
-            runtime.cudaDeviceGetAttribute(attr.cudaDevAttrComputeCapabilityMinor, device),
-            "cudaDeviceGetAttribute",
-        )
-        self.capability = (int(major), int(minor))
-        raw = _check(driver.cuDeviceGetName(256, self.cu_device), "cuDeviceGetName")
-        self.name = bytes(raw).split(b"\0", 1)[0].decode(errors="replace").strip()
-
-    def activate(self) -> None:
-        """Make this device's primary context current on the calling thread."""
-        driver, _, runtime = _bindings()
-        _check(driver.cuCtxSetCurrent(self.ctx), "cuCtxSetCurrent")
-        _check(runtime.cudaSetDevice(self.device), "cudaSetDevice")
-
-    @classmethod
-    def get(cls, device: int) -> _Context:
-        if not isinstance(device, int) or isinstance(device, bool) or device < 0:
-            raise ValueError(f"device is {device!r}; expected a CUDA device ordinal (int >= 0)")
-        with cls._lock:
-            ctx = cls._all.get(device)
-            if ctx is None:
-                reason = gpu_unavailable_reason()
-                if reason is not None:
-                    raise CudaUnavailableError(
-                        f"a CUDA GPU was asked for (device {device}) but {reason}; vetrina "
-                        f"never falls back to the CPU silently: use the CPU kernels "
-                        f"(vetrina.kernels) instead"
-                    )
-                count = device_count()
-                if device >= count:
-                    raise CudaUnavailableError(
-                        f"CUDA device {device} was asked for but only {count} GPU(s) are "
-                        f"visible (ordinals 0..{count - 1})"
-                    )
-                ctx = cls._all[device] = _Context(device)
-            else:
-                ctx.activate()
-            return ctx
-
-
-def _stream_handle(stream: Any) -> int:
-    """int handle of a stream given as None/int (0 = legacy default stream), a :class:`Stream`,
-    an object with ``__cuda_stream__()`` (cuda.core), ``cuda_stream`` (PyTorch) or ``ptr``
-    (CuPy), or a cuda.bindings stream."""
-    if stream is None:
-        return 0
-    if isinstance(stream, Stream):
-        return stream.handle
-    if isinstance(stream, (int, np.integer)) and not isinstance(stream, bool):
-        if int(stream) < 0:
-            raise ValueError(f"stream is {stream!r}; expected a CUDA stream handle")
-        return int(stream)
-    protocol = getattr(stream, "__cuda_stream__", None)
-    if callable(protocol):
-        return int(protocol()[1])
-    for attr in ("cuda_stream", "ptr"):  # PyTorch, CuPy
-        handle = getattr(stream, attr, None)
-        if isinstance(handle, int) and not isinstance(handle, bool):
-            return handle
-    if type(stream).__module__.startswith("cuda."):  # a cuda.bindings stream object
-        with contextlib.suppress(TypeError, ValueError):
-            return _handle(stream)
-    raise TypeError(
-        f"stream has type {type(stream).__name__}; expected None, an int handle, a "
-        f"vetrina Stream or an object with __cuda_stream__"
-    )
-
-
-class Stream:
-    """A CUDA stream (non-blocking with respect to the legacy default stream by default)."""
-
-    def __init__(self, device: int = 0, *, non_blocking: bool = True) -> None:
-        _, _, runtime = _bindings()
-        self._ctx = _Context.get(device)
-        flags = runtime.cudaStreamNonBlocking if non_blocking else runtime.cudaStreamDefault
-        self._obj = _check(runtime.cudaStreamCreateWithFlags(flags), "cudaStreamCreateWithFlags")
-        self.handle: int = _handle(self._obj)
-        self.device = device
-
-    def synchronize(self) -> None:
-        """Wait until everything queued on the stream has run."""
-        _, _, runtime = _bindings()
-        _check(runtime.cudaStreamSynchronize(self.handle), "cudaStreamSynchronize")
-
-    def close(self) -> None:
-        """Destroy the stream (work already queued still runs)."""
-        if self._obj is not None:
-            _, _, runtime = _bindings()
-            obj, self._obj = self._obj, None
-            self._ctx.activate()
-            _check(runtime.cudaStreamDestroy(obj), "cudaStreamDestroy")
-
-    def __cuda_stream__(self) -> tuple[int, int]:
-        return (0, self.handle)
-
-    def __int__(self) -> int:
-        return self.handle
-
-    def __enter__(self) -> Stream:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        with contextlib.suppress(Exception):
-            self.close()
-
-    def __repr__(self) -> str:
-        return f"Stream(device={self.device}, handle=0x{self.handle:x})"
-
-
-class Event:
-    """A CUDA event for timing: ``record(stream)``, then ``end.elapsed_ms(start)``."""
-
-    def __init__(self, device: int = 0) -> None:
-        _, _, runtime = _bindings()
-        self._ctx = _Context.get(device)
-        self._obj = _check(runtime.cudaEventCreate(), "cudaEventCreate")
-
-    def record(self, stream: Any = None) -> None:
-        _, _, runtime = _bindings()
-        _check(runtime.cudaEventRecord(self._obj, _stream_handle(stream)), "cudaEventRecord")
-
-    def synchronize(self) -> None:
-        _, _, runtime = _bindings()
-        _check(runtime.cudaEventSynchronize(self._obj), "cudaEventSynchronize")
-
-    def elapsed_ms(self, start: Event) -> float:
-        """Milliseconds from ``start`` to this event (both recorded and complete)."""
-        _, _, runtime = _bindings()
-        self.synchronize()
-        return float(
-            _check(runtime.cudaEventElapsedTime(start._obj, self._obj), "cudaEventElapsedTime")
-        )
-
-    def close(self) -> None:
-        if self._obj is not None:
-            _, _, runtime = _bindings()
-            obj, self._obj = self._obj, None
-            _check(runtime.cudaEventDestroy(obj), "cudaEventDestroy")
-
-    def __del__(self) -> None:
-        with contextlib.suppress(Exception):
-            self.close()
-
-
-# ----------------------------------------------------------------------------------------------
-# Memory
-# ----------------------------------------------------------------------------------------------
-
-
-def _as_dtype(dtype: Any) -> np.dtype:
-    return np.dtype(dtype)
-
-
-class DeviceBuffer:
-    """Device memory from ``cudaMalloc`` (256-byte aligned), with an optional array view.
-
-    ``ptr`` and ``nbytes`` describe the allocation; ``shape``/``dtype`` (default: ``nbytes``
-    uint8 values) describe it through ``__cuda_array_interface__`` for CuPy, PyTorch or
-    Numba. Freed by :meth:`close`, by ``with``, or when garbage collected.
-    """
-
-    def __init__(
-        self,
-        nbytes: int,
-        *,
-        device: int = 0,
-        shape: Sequence[int] | None = None,
-        dtype: Any = np.uint8,
-    ) -> None:
-        if not isinstance(nbytes, (int, np.integer)) or isinstance(nbytes, bool) or nbytes < 1:
-            raise ValueError(f"DeviceBuffer: nbytes is {nbytes!r}; expected an int >= 1")
-        _, _, runtime = _bindings()
-        self._ctx = _Context.get(device)
-        self.device = device
-        self.nbytes = int(nbytes)
-        self._owner: DeviceBuffer | None = None
-        self.ptr: int = _handle(_check(runtime.cudaMalloc(self.nbytes), f"cudaMalloc({nbytes})"))
-        self._set_view(shape, dtype)
-
-    def _set_view(self, shape: Sequence[int] | None, dtype: Any) -> None:
-        dt = _as_dtype(dtype)
-        shp = (self.nbytes // dt.itemsize,) if shape is None else tuple(int(s) for s in shape)
-        need = math.prod(shp) * dt.itemsize
-        if need > self.nbytes or any(s < 0 for s in shp):
-            raise ValueError(
-                f"DeviceBuffer: shape {shp} of {dt} needs {need} bytes; the buffer has "
-                f"{self.nbytes}"
-            )
-        self.shape, self.dtype = shp, dt
-
-    @classmethod
-    def empty(
-        cls, shape: Sequence[int], dtype: Any = np.float32, *, device: int = 0
-    ) -> DeviceBuffer:
-        """An uninitialised device array of ``shape`` and ``dtype``."""
-        dt = _as_dtype(dtype)
-        shp = tuple(int(s) for s in shape)
-        return cls(max(1, math.prod(shp) * dt.itemsize), device=device, shape=shp, dtype=dt)
-
-    def view(self, shape: Sequence[int], dtype: Any = np.uint8, offset: int = 0) -> DeviceBuffer:
-        """A non-owning view of ``shape``/``dtype`` at byte ``offset`` (keeps this alive)."""
-        dt = _as_dtype(dtype)
-        if offset < 0 or offset % dt.itemsize:
-            raise ValueError(f"DeviceBuffer.view: offset {offset} is not a multiple of {dt}")
-        v = object.__new__(DeviceBuffer)
-        v._ctx, v.device, v._owner = self._ctx, self.device, self
-        v.ptr, v.nbytes = self.ptr + offset, self.nbytes - offset
-        v._set_view(shape, dt)
-        return v
-
-    @property
-    def __cuda_array_interface__(self) -> dict[str, Any]:
-        return {
-            "shape": self.shape,
-            "typestr": self.dtype.str,
-            "data": (self.ptr, False),
-            "strides": None,
-            "version": 3,
-        }
-
-    def copy_from_host(self, src: np.ndarray, *, stream: Any = None, offset: int = 0) -> None:
-        """Queue a copy of ``src`` (any layout; made C-contiguous) to byte ``offset``.
-
-        Asynchronous on ``stream``. From pinned memory (:class:`PinnedBuffer`) keep ``src``
-        unchanged until the stream reaches this point; from pageable memory CUDA stages the
-        data before returning.
-        """
-        _, _, runtime = _bindings()
-        src = np.ascontiguousarray(src)
-        if offset < 0 or offset + src.nbytes > self.nbytes:
-            raise ValueError(
-                f"DeviceBuffer.copy_from_host: {src.nbytes} bytes at offset {offset} do not "
-                f"fit {self.nbytes} bytes"
-            )
-        if src.nbytes == 0:
-            return
-        self._ctx.activate()
-        _check(
-            runtime.cudaMemcpyAsync(
-                self.ptr + offset,
-                src.ctypes.data,
-                src.nbytes,
-                runtime.cudaMemcpyKind.cudaMemcpyHostToDevice,
-                _stream_handle(stream),
-            ),
-            "cudaMemcpyAsync (host to device)",
-        )
-
-    def copy_to_host(
-        self, out: np.ndarray | None = None, *, stream: Any = None, offset: int = 0
-    ) -> np.ndarray:
-        """Copy to the host. Without ``out``: a new array of this buffer's shape/dtype, the
-        stream synchronised. With ``out`` (C-contiguous, e.g. a pinned view): queued on
-        ``stream`` and returned at once (synchronise before reading it)."""
-        _, _, runtime = _bindings()
-        sync = out is None
-        if out is None:
-            out = np.empty(self.shape, dtype=self.dtype)
-        if not (isinstance(out, np.ndarray) and out.flags.c_contiguous and out.flags.writeable):
-            raise ValueError(
-                "DeviceBuffer.copy_to_host: out must be a writeable C-contiguous array"
-            )
-        if offset < 0 or offset + out.nbytes > self.nbytes:
-            raise ValueError(
-                f"DeviceBuffer.copy_to_host: {out.nbytes} bytes at offset {offset} exceed "
-                f"{self.nbytes} bytes"
-            )
-        if out.nbytes:
-            self._ctx.activate()
-            handle = _stream_handle(stream)
-            _check(
-                runtime.cudaMemcpyAsync(
-                    out.ctypes.data,
-                    self.ptr + offset,
-                    out.nbytes,
-                    runtime.cudaMemcpyKind.cudaMemcpyDeviceToHost,
-                    handle,
-                ),
-                "cudaMemcpyAsync (device to host)",
-            )
-            if sync:
-                _check(runtime.cudaStreamSynchronize(handle), "cudaStreamSynchronize")
-        return out
-
-    def fill_bytes(self, value: int = 0, *, stream: Any = None) -> None:
-        """Queue a memset of every byte to ``value``."""
-        _, _, runtime = _bindings()
-        self._ctx.activate()
-        _check(
-            runtime.cudaMemsetAsync(self.ptr, int(value), self.nbytes, _stream_handle(stream)),
-            "cudaMemsetAsync",
-        )
-
-    def close(self) -> None:
-        """Free the memory (waits for the device, like cudaFree). Views only drop their
-        reference."""
-        if self._owner is not None:
-            self._owner = None
-            self.ptr = 0
-            return
-        if self.ptr:
-            _, _, runtime = _bindings()
-            ptr, self.ptr = self.ptr, 0
-            self._ctx.activate()
-            _check(runtime.cudaFree(ptr), "cudaFree")
-
-    @property
-    def closed(self) -> bool:
-        return self.ptr == 0
-
-    def __enter__(self) -> DeviceBuffer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        with contextlib.suppress(Exception):
-            self.close()
-
-    def __repr__(self) -> str:
-        return (
-            f"DeviceBuffer(ptr=0x{self.ptr:x}, nbytes={self.nbytes}, shape={self.shape}, "
-            f"dtype={self.dtype}, device={self.device})"
-        )
-
-
-class PinnedBuffer:
-    """Page-locked host memory from ``cudaMallocHost``; ``array`` is a uint8 numpy view and
-    :meth:`view` gives typed views. Views must not be used after :meth:`close`."""
-
-    def __init__(self, nbytes: int, *, device: int = 0) -> None:
-        if not isinstance(nbytes, (int, np.integer)) or isinstance(nbytes, bool) or nbytes < 1:
-            raise ValueError(f"PinnedBuffer: nbytes is {nbytes!r}; expected an int >= 1")
-        _, _, runtime = _bindings()
-        self._ctx = _Context.get(device)
-        self.nbytes = int(nbytes)
-        self.ptr: int = _handle(
-            _check(runtime.cudaMallocHost(self.nbytes), f"cudaMallocHost({nbytes})")
-        )
-        self.array: np.ndarray = np.ctypeslib.as_array(
-            (ctypes.c_uint8 * self.nbytes).from_address(self.ptr)
-        )
-
-    def view(self, shape: Sequence[int], dtype: Any = np.uint8, offset: int = 0) -> np.ndarray:
-        """A C-contiguous numpy view of ``shape``/``dtype`` starting at byte ``offset``."""
-        dt = _as_dtype(dtype)
-        shp = tuple(int(s) for s in shape)
-        n = math.prod(shp) * dt.itemsize
-        if offset < 0 or offset + n > self.nbytes or offset % dt.itemsize:
-            raise ValueError(
-                f"PinnedBuffer.view: {shp} of {dt} at offset {offset} does not fit "
-                f"{self.nbytes} bytes"
-            )
-        return self.array[offset : offset + n].view(dt).reshape(shp)
-
-    def close(self) -> None:
-        if self.ptr:
-            _, _, runtime = _bindings()
-            ptr, self.ptr = self.ptr, 0
-            self.array = np.empty(0, dtype=np.uint8)
-            _check(runtime.cudaFreeHost(ptr), "cudaFreeHost")
-
-    def __enter__(self) -> PinnedBuffer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        with contextlib.suppress(Exception):
-            self.close()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1097,16 +387,6 @@ class _Scratch:
             with contextlib.suppress(Exception):
                 buf.close()
         self.buffers.clear()
-
-
-def grown_capacity(nbytes: int) -> int:
-    """The size a reused buffer grows to for ``nbytes``: the next power of two, at least
-    :data:`ALIGNMENT` (few regrowths while sizes vary, at most 2x the memory)."""
-    return max(ALIGNMENT, 1 << max(0, int(nbytes - 1).bit_length()))
-
-
-def _align(n: int) -> int:
-    return -(-n // ALIGNMENT) * ALIGNMENT
 
 
 # ----------------------------------------------------------------------------------------------

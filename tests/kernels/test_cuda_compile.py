@@ -113,9 +113,11 @@ def test_cache_dir_from_environment(gpu, tmp_path, monkeypatch):
 
 def test_no_fused_multiply_add_in_the_code(gpu):
     """--fmad=false: every float multiply and add rounds on its own, like the CPU build."""
+    from vetrina.kernels import nvrtc
+
     for name in gpu.SOURCES:
-        source, headers = gpu._read_sources(name)
-        ptx = gpu._nvrtc_compile(name, source, headers, "sm_90", target="ptx")[0].decode()
+        source, headers = nvrtc._read_sources(name)
+        ptx = nvrtc._nvrtc_compile(name, source, headers, "sm_90", target="ptx")[0].decode()
         assert ".entry" in ptx
         fused = re.findall(r"\b(?:fma|mad)(?:\.r[nzmp])?(?:\.ftz)?(?:\.sat)?\.f(?:16|32|64)\b", ptx)
         assert not fused, (name, fused[:3])
@@ -124,13 +126,15 @@ def test_no_fused_multiply_add_in_the_code(gpu):
 
 
 def test_compile_errors_carry_the_log(gpu, monkeypatch, tmp_path):
-    real = gpu._read_sources
+    from vetrina.kernels import nvrtc
+
+    real = nvrtc._read_sources
 
     def broken(name):
         source, headers = real(name)
         return source + "\nthis is not C++;\n", headers
 
-    monkeypatch.setattr(gpu, "_read_sources", broken)
+    monkeypatch.setattr(nvrtc, "_read_sources", broken)
     with pytest.raises(gpu.CompileError, match=r"preprocess\.cu.*sm_90") as info:
         gpu.compile_source("preprocess", "sm_90", cache=tmp_path)
     assert "this is not C++" in info.value.log or "error" in info.value.log
