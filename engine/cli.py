@@ -749,17 +749,25 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     )
     if contract.verification:
         v = contract.verification
-        verdict = "passed" if v.get("passed") else "FAILED"
+        verdict = "passed" if v.get("passed") is True else "FAILED"
+        cases = v.get("cases")
         print(
-            f"verified   {verdict}: max abs {v.get('max_abs'):.2e}, "
-            f"min PSNR {float(v.get('min_psnr_db', 'nan')):.1f} dB on "
-            f"{len(v.get('cases', []))} cases"
+            f"verified   {verdict}: max abs {_number(v.get('max_abs'), '.2e')}, "
+            f"min PSNR {_number(v.get('min_psnr_db'), '.1f')} dB on "
+            f"{len(cases) if isinstance(cases, list) else '?'} cases"
         )
     print(
         f"checkpoint {prov.get('checkpoint')} sha256 {str(prov.get('checkpoint_sha256'))[:16]}..."
     )
     print(f"backend    onnxruntime {', '.join(model.session.providers)}")
     return EXIT_OK
+
+
+def _number(value: object, spec: str) -> str:
+    """A contract's number formatted, or '?' where a hand-written sidecar has none."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return format(value, spec)
+    return value if value in ("inf", "-inf", "nan") else "?"  # type: ignore[return-value]
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ the engine reads it back, so a user never repeats layout, ranges or size rules b
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -49,15 +50,20 @@ class TensorSpec:
     std: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ModelError(f"contract: a tensor's name is {self.name!r}; expected a string")
         _check_choice("semantic", self.semantic, SEMANTICS)
         _check_choice("layout", self.layout, LAYOUTS)
         _check_choice("channels", self.channels, CHANNEL_ORDERS)
         _check_choice("dtype", self.dtype, DTYPES)
         if self.range is not None:
-            lo, hi = (float(v) for v in self.range)
-            if not lo < hi:
-                raise ModelError(f"contract: tensor {self.name!r} has an empty range {self.range}")
-            object.__setattr__(self, "range", (lo, hi))
+            values = _finite(self.range)
+            if values is None or len(values) != 2 or not values[0] < values[1]:
+                raise ModelError(
+                    f"contract: tensor {self.name!r} has range {self.range!r}; expected "
+                    "[low, high], finite numbers with low < high"
+                )
+            object.__setattr__(self, "range", values)
         if self.labels is not None:
             labels = tuple(self.labels)
             if not labels or not all(isinstance(x, str) and x for x in labels):
@@ -75,13 +81,11 @@ class TensorSpec:
                 f"contract: tensor {self.name!r} needs mean and std together, and a range"
             )
         count = 1 if self.channels == "L" else 3
-        try:
-            mean = tuple(float(v) for v in self.mean)
-            std = tuple(float(v) for v in self.std)
-        except (TypeError, ValueError):
+        mean, std = _finite(self.mean), _finite(self.std)
+        if mean is None or std is None:
             raise ModelError(
-                f"contract: tensor {self.name!r} mean/std must be lists of numbers"
-            ) from None
+                f"contract: tensor {self.name!r} mean/std must be lists of finite numbers"
+            )
         if len(mean) != count or len(std) != count or not all(v > 0 for v in std):
             raise ModelError(
                 f"contract: tensor {self.name!r} ({self.channels or 'no channels'}) needs "
@@ -148,8 +152,14 @@ class SpatialRules:
     scale: int = 1
 
     def __post_init__(self) -> None:
-        if self.multiple_of < 1 or self.min_size < 1 or self.scale < 1:
-            raise ModelError(f"contract: invalid spatial rules {self}")
+        sides = (self.multiple_of, self.min_size, self.scale)
+        if not all(_positive_int(v) for v in sides) or not (
+            self.max_size is None or _positive_int(self.max_size)
+        ):
+            raise ModelError(
+                f"contract: invalid spatial rules {self}; each rule is an int >= 1 "
+                "(max_size: or null)"
+            )
         if self.max_size is not None and self.max_size < self.min_size:
             raise ModelError(f"contract: max_size < min_size in {self}")
 
@@ -184,6 +194,10 @@ class Contract:
         _check_choice("role", self.role, ROLES)
         if not self.inputs or not self.outputs:
             raise ModelError("contract: a model needs at least one input and one output")
+        if not isinstance(self.provenance, dict) or not (
+            self.verification is None or isinstance(self.verification, dict)
+        ):
+            raise ModelError("contract: provenance and verification must be mappings")
 
     def input(self, semantic: str) -> TensorSpec:
         """The first input with this semantic (e.g. ``"image"``)."""
@@ -199,13 +213,13 @@ class Contract:
         value = self.provenance.get("static_size")
         if value is None:
             return None
-        try:
-            h, w = (int(v) for v in value)
-        except (TypeError, ValueError):
-            raise ModelError(f"contract: static_size {value!r} is not [height, width]") from None
-        if h < 1 or w < 1:
-            raise ModelError(f"contract: static_size {value!r} is not positive")
-        return h, w
+        if (
+            not isinstance(value, (list, tuple))
+            or len(value) != 2
+            or not all(_positive_int(v) for v in value)
+        ):
+            raise ModelError(f"contract: static_size {value!r} is not [height, width] (ints >= 1)")
+        return int(value[0]), int(value[1])
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
@@ -227,13 +241,13 @@ class Contract:
                 inputs=tuple(_tensor(t) for t in raw["inputs"]),
                 outputs=tuple(_tensor(t) for t in raw["outputs"]),
                 spatial=SpatialRules(**raw.get("spatial", {})),
-                provenance=dict(raw.get("provenance", {})),
+                provenance=raw.get("provenance", {}),
                 verification=raw.get("verification"),
                 version=version,
             )
         except ModelError:
             raise
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
             raise ModelError(
                 f"the model's {METADATA_KEY} metadata is malformed ({type(exc).__name__}: {exc})",
                 hint="re-convert the model with 'vetrina convert'",
@@ -246,6 +260,28 @@ def _tensor(raw: dict[str, Any]) -> TensorSpec:
         return tuple(value) if value is not None else None
 
     return TensorSpec(**{**raw, **{k: tup(k) for k in ("range", "labels", "mean", "std")}})
+
+
+def _finite(values: Any) -> tuple[float, ...] | None:
+    """``values`` as a tuple of finite floats; None when it is not a sequence of finite
+    numbers (booleans and strings are not numbers here)."""
+    if isinstance(values, (str, bytes, dict)):
+        return None
+    try:
+        items = tuple(values)
+    except TypeError:
+        return None
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in items):
+        return None
+    try:
+        out = tuple(float(v) for v in items)
+    except OverflowError:  # an int beyond float's range
+        return None
+    return out if all(math.isfinite(v) for v in out) else None
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 def _find(specs: tuple[TensorSpec, ...], semantic: str, kind: str) -> TensorSpec:

@@ -198,6 +198,22 @@ def test_inspect(small_model, capsys):
     assert '"role": "editor"' in capsys.readouterr().out
 
 
+def test_inspect_a_contract_with_a_partial_verification(small_model, tmp_path, capsys):
+    """A hand-edited contract whose verification lacks numbers is shown, not a crash."""
+    import dataclasses
+    import shutil
+
+    from vetrina.converters.convert import write_contract
+    from vetrina.model import Model
+
+    edited = tmp_path / "edited.onnx"
+    shutil.copyfile(small_model, edited)
+    contract = Model.open(small_model).contract
+    write_contract(edited, dataclasses.replace(contract, verification={"passed": True}))
+    assert main(["inspect", str(edited)]) == 0
+    assert "verified   passed: max abs ?, min PSNR ? dB on ? cases" in capsys.readouterr().out
+
+
 def test_console_script_installed():
     result = subprocess.run(
         [sys.executable, "-m", "vetrina.cli", "--version"],

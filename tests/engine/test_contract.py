@@ -1,7 +1,13 @@
 from __future__ import annotations
 
+import contextlib
+import json
+import math
+
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from vetrina.contract import Contract, SpatialRules, TensorSpec
 from vetrina.errors import ModelError
@@ -81,3 +87,142 @@ def test_mean_std_normalise_per_channel_and_round_trip():
 def test_bad_mean_std_is_refused(kwargs):
     with pytest.raises(ModelError, match="mean"):
         TensorSpec("input", **kwargs)
+
+
+# --- property tests: a contract read from a model file is untrusted input --------------------
+
+_JSON_LEAVES = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**40), 2**40)
+    | st.sampled_from([10**400, -(10**400)])
+    | st.text(max_size=8)
+)
+_JSON_FLOATS = st.floats(allow_nan=True, allow_infinity=True)
+_JSON = st.recursive(
+    _JSON_LEAVES | _JSON_FLOATS,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+def _paths(node, prefix=()):
+    """Every place (key path) in a JSON tree."""
+    yield prefix
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _paths(v, (*prefix, k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _paths(v, (*prefix, i))
+
+
+def _replaced(node, path, value):
+    if not path:
+        return value
+    head, rest = path[0], path[1:]
+    copy = dict(node) if isinstance(node, dict) else list(node)
+    copy[head] = _replaced(node[head], rest, value)
+    return copy
+
+
+def _valid_raw() -> dict:
+    c = Contract(
+        role="matting",
+        inputs=(
+            TensorSpec(
+                "image", range=(0.0, 1.0), mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)
+            ),
+            TensorSpec(
+                "label",
+                semantic="label",
+                layout="N",
+                channels="",
+                range=None,
+                dtype="int64",
+                labels=("red", "blue"),
+            ),
+        ),
+        outputs=(TensorSpec("mask", semantic="mask", channels="L"),),
+        spatial=SpatialRules(multiple_of=32, min_size=32, max_size=2048, scale=1),
+        provenance={"static_size": [320, 320]},
+    )
+    return json.loads(c.to_json())
+
+
+def _check_sane(c: Contract) -> None:
+    """What the runtime relies on in every contract it accepts."""
+    for t in (*c.inputs, *c.outputs):
+        assert isinstance(t.name, str) and t.name
+        for values in (t.range, t.mean, t.std):
+            assert values is None or all(
+                isinstance(v, float) and math.isfinite(v) for v in values
+            ), t
+    s = c.spatial
+    for v in (s.multiple_of, s.min_size, s.scale, *(() if s.max_size is None else (s.max_size,))):
+        assert type(v) is int and v >= 1, s
+    c.static_size  # noqa: B018 -- a ModelError or a size, never another error
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_mutated_contract_is_read_or_refused_with_a_model_error(data):
+    """Replace any one place of a valid contract with any JSON value: the result is either a
+    sane contract or a ModelError, never another exception and never NaN/inf ranges,
+    non-int size rules or nameless tensors."""
+    raw = _valid_raw()
+    path = data.draw(st.sampled_from(list(_paths(raw))))
+    value = data.draw(_JSON)
+    text = json.dumps(_replaced(raw, path, value))
+    try:
+        c = Contract.from_json(text)
+    except ModelError:
+        return
+    with contextlib.suppress(ModelError):  # static_size is read lazily
+        _check_sane(c)
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.text(max_size=64) | _JSON.map(json.dumps))
+def test_any_text_is_read_or_refused_with_a_model_error(text):
+    with contextlib.suppress(ModelError):
+        _check_sane(Contract.from_json(text))
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        (("inputs", 0, "range"), [0, math.inf]),
+        (("inputs", 0, "range"), [0, 10**400]),
+        (("inputs", 0, "range"), [0, 1, 2]),
+        (("inputs", 0, "range"), [True, 2]),
+        (("inputs", 0, "mean"), [math.nan, 0.5, 0.5]),
+        (("inputs", 0, "std"), [math.inf, 1, 1]),
+        (("inputs", 0, "name"), None),
+        (("inputs", 0, "name"), ""),
+        (("spatial", "multiple_of"), 2.5),
+        (("spatial", "scale"), True),
+        (("spatial", "max_size"), "64"),
+        (("verification",), [1, 2]),
+        (("provenance",), [["static_size", [1, 2]]]),
+    ],
+)
+def test_contract_values_the_runtime_cannot_use_are_refused(path, value):
+    text = json.dumps(_replaced(_valid_raw(), path, value))
+    with pytest.raises(ModelError, match="contract"):
+        Contract.from_json(text)
+
+
+@pytest.mark.parametrize("size", [[320, math.inf], [320.5, 320], [True, 320], [320], "320"])
+def test_bad_static_size_is_a_model_error(size):
+    raw = _replaced(_valid_raw(), ("provenance", "static_size"), size)
+    contract = Contract.from_json(json.dumps(raw))
+    with pytest.raises(ModelError, match="static_size"):
+        contract.static_size  # noqa: B018
+
+
+def test_deeply_nested_metadata_is_a_model_error():
+    with pytest.raises(ModelError, match="malformed"):
+        Contract.from_json("[" * 100_000 + "]" * 100_000)
