@@ -126,25 +126,97 @@ def _check_complete(data: bytes, fmt: str, source: str) -> None:
 
 
 def header_size(data: bytes, fmt: str) -> tuple[int, int] | None:
-    """(height, width) read from a PNG or JPEG header without decoding, or None if unknown."""
-    if fmt == "png" and len(data) >= 24 and data[12:16] == b"IHDR":
+    """(height, width) read from the file's header without decoding, or None if the header
+    does not say (the decoded size is checked then). Every format the decoder takes has a
+    reader here, so a decompression bomb is refused before any pixel memory is allocated."""
+    reader = _HEADER_READERS.get(fmt)
+    if reader is None:
+        return None
+    try:
+        return reader(data)
+    except (struct.error, IndexError):  # a header cut short: the decoder will say so
+        return None
+
+
+def _png_size(data: bytes) -> tuple[int, int] | None:
+    if len(data) >= 24 and data[12:16] == b"IHDR":
         width, height = struct.unpack(">II", data[16:24])
         return height, width
-    if fmt == "jpeg":
-        pos = 2
-        while pos + 9 < len(data):
-            if data[pos] != 0xFF:
-                return None
-            marker = data[pos + 1]
-            if marker == 0xFF:  # fill byte
-                pos += 1
-                continue
-            (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
-            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-                height, width = struct.unpack(">HH", data[pos + 5 : pos + 9])
-                return height, width
-            pos += 2 + length
     return None
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    pos = 2
+    while pos + 9 < len(data):
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            height, width = struct.unpack(">HH", data[pos + 5 : pos + 9])
+            return height, width
+        pos += 2 + length
+    return None
+
+
+def _webp_size(data: bytes) -> tuple[int, int] | None:
+    """The canvas of a WebP file: its first chunk is VP8X (extended: the canvas), VP8L
+    (lossless) or ``VP8 `` (lossy key frame), per the WebP container specification."""
+    chunk = data[12:16]
+    if chunk == b"VP8X":
+        width = int.from_bytes(data[24:27], "little") + 1
+        height = int.from_bytes(data[27:30], "little") + 1
+        return height, width
+    if chunk == b"VP8L" and data[20] == 0x2F:
+        (bits,) = struct.unpack("<I", data[21:25])
+        return ((bits >> 14) & 0x3FFF) + 1, (bits & 0x3FFF) + 1
+    if chunk == b"VP8 " and data[23:26] == b"\x9d\x01\x2a":
+        width, height = struct.unpack("<HH", data[26:30])
+        return height & 0x3FFF, width & 0x3FFF
+    return None
+
+
+def _bmp_size(data: bytes) -> tuple[int, int] | None:
+    """From the DIB header: 16-bit sides in the old OS/2 header (12 bytes), else signed 32-bit
+    ones (a negative height is a top-down bitmap)."""
+    (header,) = struct.unpack("<I", data[14:18])
+    if header == 12:
+        width, height = struct.unpack("<HH", data[18:22])
+    else:
+        width, height = struct.unpack("<ii", data[18:26])
+    return abs(height), abs(width)
+
+
+def _tiff_size(data: bytes) -> tuple[int, int] | None:
+    """ImageWidth (256) and ImageLength (257) of the first image file directory, the image
+    the decoder reads."""
+    order = "<" if data[:2] == b"II" else ">"
+    (ifd,) = struct.unpack(order + "I", data[4:8])
+    (count,) = struct.unpack(order + "H", data[ifd : ifd + 2])
+    sides: dict[int, int] = {}
+    for k in range(count):
+        at = ifd + 2 + 12 * k
+        tag, kind = struct.unpack(order + "HH", data[at : at + 4])
+        if tag in (256, 257):
+            if kind == 3:  # SHORT
+                (sides[tag],) = struct.unpack(order + "H", data[at + 8 : at + 10])
+            elif kind == 4:  # LONG
+                (sides[tag],) = struct.unpack(order + "I", data[at + 8 : at + 12])
+    if 256 in sides and 257 in sides:
+        return sides[257], sides[256]
+    return None
+
+
+_HEADER_READERS = {
+    "png": _png_size,
+    "jpeg": _jpeg_size,
+    "webp": _webp_size,
+    "bmp": _bmp_size,
+    "tiff": _tiff_size,
+}
 
 
 def _check_pixels(size: tuple[int, int], max_pixels: int, source: str) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from vetrina.errors import InputError
 from vetrina.imageio import decode_image, encode_image, header_size, read_image, write_image
@@ -151,3 +153,108 @@ def test_png_compression_must_be_a_zlib_level(level, tmp_path):
 def test_png_compression_for_another_format_is_an_error():
     with pytest.raises(InputError, match="PNG compression was given for jpeg"):
         encode_image(_cutout_like()[:, :, :3], "jpeg", png_compression=6)
+
+
+# --- header sizes of every decodable format, and what a bomb in each looks like ---------------
+
+_ENCODERS = {
+    "png": (".png", []),
+    "jpeg": (".jpg", [cv2.IMWRITE_JPEG_QUALITY, 90]),
+    "webp": (".webp", [cv2.IMWRITE_WEBP_QUALITY, 80]),  # lossy: 'VP8 ' (+ alpha: VP8X)
+    "webp-lossless": (".webp", [cv2.IMWRITE_WEBP_QUALITY, 101]),  # 'VP8L'
+    "bmp": (".bmp", []),
+    "tiff": (".tiff", []),
+}
+
+
+def _encoded(kind: str, pixels: np.ndarray) -> bytes:
+    ext, params = _ENCODERS[kind]
+    ok, buf = cv2.imencode(ext, pixels, params)
+    assert ok
+    return buf.tobytes()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    kind=st.sampled_from(sorted(_ENCODERS)),
+    height=st.integers(1, 300),
+    width=st.integers(1, 300),
+    channels=st.sampled_from([1, 3, 4]),
+)
+def test_header_size_is_the_decoded_size_in_every_format(kind, height, width, channels):
+    """The size read before decoding (the bomb guard) is the size the decoder produces."""
+    if kind == "jpeg" and channels == 4:
+        channels = 3
+    shape = (height, width) if channels == 1 else (height, width, channels)
+    pixels = np.random.default_rng(height * width).integers(0, 256, shape, dtype=np.uint8)
+    data = _encoded(kind, pixels)
+    decoded = decode_image(data)
+    assert header_size(data, decoded.format) == (height, width) == decoded.pixels.shape[:2]
+
+
+def _claim(data: bytes, fmt: str, height: int, width: int) -> bytes:
+    """``data`` with its header's size fields rewritten to ``height`` x ``width``."""
+    b = bytearray(data)
+    if fmt == "webp":
+        chunk = bytes(b[12:16])
+        if chunk == b"VP8X":
+            b[24:27], b[27:30] = (
+                (width - 1).to_bytes(3, "little"),
+                (height - 1).to_bytes(3, "little"),
+            )
+        elif chunk == b"VP8L":
+            bits = int.from_bytes(b[21:25], "little") & ~((1 << 28) - 1)
+            bits |= (width - 1) | ((height - 1) << 14)
+            b[21:25] = bits.to_bytes(4, "little")
+        else:
+            b[26:28], b[28:30] = width.to_bytes(2, "little"), height.to_bytes(2, "little")
+    elif fmt == "bmp":
+        b[18:22], b[22:26] = width.to_bytes(4, "little"), height.to_bytes(4, "little")
+    elif fmt == "tiff":
+        ifd = int.from_bytes(b[4:8], "little")
+        for k in range(int.from_bytes(b[ifd : ifd + 2], "little")):
+            at = ifd + 2 + 12 * k
+            tag, kind = (
+                int.from_bytes(b[at : at + 2], "little"),
+                int.from_bytes(b[at + 2 : at + 4], "little"),
+            )
+            if tag in (256, 257):
+                side = width if tag == 256 else height
+                b[at + 8 : at + 12] = side.to_bytes(2 if kind == 3 else 4, "little").ljust(4, b"\0")
+    return bytes(b)
+
+
+@pytest.mark.parametrize("kind", ["webp", "webp-lossless", "bmp", "tiff"])
+def test_a_bomb_in_any_format_is_refused_from_its_header(kind, pixels):
+    """A small file whose header claims 16000 x 16000 (256 MP; 768 MB decoded) is refused
+    before the decoder allocates anything, as PNG and JPEG bombs are."""
+    data = _encoded(kind, pixels)
+    fmt = decode_image(data).format
+    assert header_size(data, fmt) == (37, 53)
+    bomb = _claim(data, fmt, 16000, 16000)
+    assert header_size(bomb, fmt) == (16000, 16000)
+    with pytest.raises(InputError, match=r"16000x16000 = 256.0 MP, above the limit"):
+        decode_image(bomb, source=f"bomb.{fmt}")
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    kind=st.sampled_from(sorted(_ENCODERS)),
+    edits=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), max_size=6),
+    cut=st.none() | st.integers(0, 10**6),
+)
+def test_damaged_files_decode_or_fail_with_an_input_error(kind, edits, cut):
+    """Bytes overwritten anywhere (headers included) and files cut short: an image or an
+    InputError naming the problem, never another exception."""
+    pixels = np.random.default_rng(7).integers(0, 256, (24, 40, 3), dtype=np.uint8)
+    data = bytearray(_encoded(kind, pixels))
+    for at, value in edits:
+        data[at % len(data)] = value
+    if cut is not None:
+        data = data[: cut % (len(data) + 1)]
+    try:
+        decoded = decode_image(bytes(data), source="damaged", max_pixels=4_000_000)
+    except InputError as exc:
+        assert "damaged" in str(exc)
+        return
+    assert decoded.pixels.dtype == np.uint8 and decoded.pixels.size <= 4 * 4_000_000
