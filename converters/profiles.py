@@ -89,7 +89,9 @@ class Profile:
 # parsing
 # ----------------------------------------------------------------------------------------------
 
-_SHAPE = re.compile(r"^\d+(x\d+)*$")
+_SHAPE = re.compile(r"^[0-9]+(x[0-9]+)*$", re.ASCII)
+MAX_DIM = 2**31 - 1
+"""Largest dim a profile may give (TensorRT's ``Dims`` hold int32 values)."""
 
 
 def parse_shape(text: str, *, flag: str = "") -> Shape:
@@ -101,10 +103,10 @@ def parse_shape(text: str, *, flag: str = "") -> Shape:
             hint=f"write --profile {SYNTAX}",
         )
     dims = tuple(int(d) for d in t.split("x"))
-    if any(d < 1 for d in dims):
+    if any(d < 1 or d > MAX_DIM for d in dims):
         raise ProfileError(
-            f"--profile {flag or text!r}: shape {text.strip()!r} has a dim below 1",
-            hint="every dim of a profile shape must be at least 1",
+            f"--profile {flag or text!r}: shape {text.strip()!r} has a dim outside 1..{MAX_DIM}",
+            hint="every dim of a profile shape must be at least 1 (TensorRT's dims are int32)",
         )
     return dims
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from vetrina.contract import Contract, SpatialRules, TensorSpec
 from vetrina.converters.profiles import (
     DEFAULT_BATCH,
+    MAX_DIM,
     Profile,
     ProfileError,
     ShapeRange,
@@ -53,13 +56,40 @@ def test_parse_range_forms():
         ("image:1x3x4x4,2x3x4x4", "2 shapes"),
         ("image:1x3x4x4,2x3x4x4,3x3x4x4,4x3x4x4", "4 shapes"),
         ("image:1x3x4xa", "not like 1x3x256x256"),
-        ("image:1x0x4x4", "dim below 1"),
+        ("image:1x0x4x4", "dim outside 1..2147483647"),
+        ("image:1x3x4x2147483648", "dim outside 1..2147483647"),
+        ("image:1x3x4x\uff14", "not like"),  # a fullwidth digit
         ("image:1x3x4x4,,8x3x4x4", "not like"),
     ],
 )
 def test_parse_errors(text, match):
     with pytest.raises(ProfileError, match=match):
         parse_range(text)
+
+
+_NAMES = st.text(
+    st.characters(blacklist_characters=":", blacklist_categories=("Cs",)), min_size=1, max_size=8
+).filter(lambda n: n.strip() == n and n)
+_SHAPES = st.lists(st.integers(1, MAX_DIM), min_size=1, max_size=5).map(tuple)
+
+
+@settings(max_examples=200, deadline=None)
+@given(name=_NAMES, lo=_SHAPES, opt=_SHAPES, hi=_SHAPES)
+def test_a_printed_range_parses_back(name, lo, opt, hi):
+    r = ShapeRange(name, lo, opt, hi)
+    assert parse_range(str(r)) == r
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(max_size=40) | st.from_regex(r"\A\w{1,4}:[0-9x,]{0,24}\Z"))
+def test_any_flag_text_parses_or_is_a_profile_error(text):
+    try:
+        r = parse_range(text)
+    except ProfileError as exc:
+        assert "--profile" in str(exc)
+        return
+    for shape in (r.min, r.opt, r.max):
+        assert shape and all(type(d) is int and 1 <= d <= MAX_DIM for d in shape)
 
 
 def test_repeated_input_starts_next_profile():
