@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tree_edits import edited, places
 
 from vetrina.contract import Contract, SpatialRules, TensorSpec
 from vetrina.errors import ModelError
@@ -108,26 +109,6 @@ _JSON = st.recursive(
 )
 
 
-def _paths(node, prefix=()):
-    """Every place (key path) in a JSON tree."""
-    yield prefix
-    if isinstance(node, dict):
-        for k, v in node.items():
-            yield from _paths(v, (*prefix, k))
-    elif isinstance(node, list):
-        for i, v in enumerate(node):
-            yield from _paths(v, (*prefix, i))
-
-
-def _replaced(node, path, value):
-    if not path:
-        return value
-    head, rest = path[0], path[1:]
-    copy = dict(node) if isinstance(node, dict) else list(node)
-    copy[head] = _replaced(node[head], rest, value)
-    return copy
-
-
 def _valid_raw() -> dict:
     c = Contract(
         role="matting",
@@ -173,9 +154,9 @@ def test_mutated_contract_is_read_or_refused_with_a_model_error(data):
     sane contract or a ModelError, never another exception and never NaN/inf ranges,
     non-int size rules or nameless tensors."""
     raw = _valid_raw()
-    path = data.draw(st.sampled_from(list(_paths(raw))))
+    path = data.draw(st.sampled_from(list(places(raw))))
     value = data.draw(_JSON)
-    text = json.dumps(_replaced(raw, path, value))
+    text = json.dumps(edited(raw, path, value))
     try:
         c = Contract.from_json(text)
     except ModelError:
@@ -210,14 +191,14 @@ def test_any_text_is_read_or_refused_with_a_model_error(text):
     ],
 )
 def test_contract_values_the_runtime_cannot_use_are_refused(path, value):
-    text = json.dumps(_replaced(_valid_raw(), path, value))
+    text = json.dumps(edited(_valid_raw(), path, value))
     with pytest.raises(ModelError, match="contract"):
         Contract.from_json(text)
 
 
 @pytest.mark.parametrize("size", [[320, math.inf], [320.5, 320], [True, 320], [320], "320"])
 def test_bad_static_size_is_a_model_error(size):
-    raw = _replaced(_valid_raw(), ("provenance", "static_size"), size)
+    raw = edited(_valid_raw(), ("provenance", "static_size"), size)
     contract = Contract.from_json(json.dumps(raw))
     with pytest.raises(ModelError, match="static_size"):
         contract.static_size  # noqa: B018

@@ -9,6 +9,7 @@ import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tree_edits import edited, places
 
 from vetrina.pipeline_spec import (
     FORMATS,
@@ -85,29 +86,6 @@ _YAML = st.recursive(
 )
 
 
-def _places(node, path=()):
-    yield path
-    if isinstance(node, dict):
-        for k, v in node.items():
-            yield from _places(v, (*path, k))
-    elif isinstance(node, list):
-        for i, v in enumerate(node):
-            yield from _places(v, (*path, i))
-
-
-def _edited(node, path, value, delete=False):
-    """A copy of ``node`` with the place at ``path`` replaced by ``value`` (or deleted)."""
-    if not path:
-        return value
-    copy = dict(node) if isinstance(node, dict) else list(node)
-    head = path[0]
-    if len(path) == 1 and delete:
-        del copy[head]
-    else:
-        copy[head] = _edited(node[head], path[1:], value, delete)
-    return copy
-
-
 def _number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
@@ -151,11 +129,11 @@ def test_the_seeds_parse(raw):
 def test_any_edit_of_a_valid_pipeline_is_parsed_or_refused(data):
     """Replace or delete any one place of a valid description (keys and values)."""
     raw = data.draw(st.sampled_from([FULL, GENERATE]))
-    path = data.draw(st.sampled_from(list(_places(raw))))
+    path = data.draw(st.sampled_from(list(places(raw))))
     delete = bool(path) and data.draw(st.booleans())
-    edited = _edited(raw, path, None if delete else data.draw(_YAML), delete)
+    changed = edited(raw, path, None if delete else data.draw(_YAML), delete=delete)
     try:
-        spec = parse_spec(edited)
+        spec = parse_spec(changed)
     except PipelineError as exc:
         assert str(exc)
         return
