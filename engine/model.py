@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .backends import Session
-from .contract import METADATA_KEY, Contract
+from .backends import Session, TensorInfo
+from .contract import METADATA_KEY, Contract, TensorSpec
 from .errors import ModelError
 
 
@@ -14,20 +14,19 @@ class Model:
     """A model file opened on a device, with its validated contract."""
 
     def __init__(self, session: Session, contract: Contract, path: Path) -> None:
-        names_in = {t.name for t in session.inputs}
-        names_out = {t.name for t in session.outputs}
-        for spec in contract.inputs:
-            if spec.name not in names_in:
-                raise ModelError(
-                    f"{path}: contract names input {spec.name!r} but the model's inputs are "
-                    f"{sorted(names_in)}"
-                )
-        for spec in contract.outputs:
-            if spec.name not in names_out:
-                raise ModelError(
-                    f"{path}: contract names output {spec.name!r} but the model's outputs are "
-                    f"{sorted(names_out)}"
-                )
+        for kind, specs, infos in (
+            ("input", contract.inputs, session.inputs),
+            ("output", contract.outputs, session.outputs),
+        ):
+            by_name = {t.name: t for t in infos}
+            for spec in specs:
+                info = by_name.get(spec.name)
+                if info is None:
+                    raise ModelError(
+                        f"{path}: contract names {kind} {spec.name!r} but the model's {kind}s "
+                        f"are {sorted(by_name)}"
+                    )
+                _check_agrees(path, kind, spec, info)
         self.session = session
         self.contract = contract
         self.path = path
@@ -80,3 +79,31 @@ class Model:
             if info.name == name:
                 return i
         raise ModelError(f"{self.path}: no output named {name!r}")
+
+
+_CHANNELS = {"RGB": 3, "BGR": 3, "L": 1}
+
+
+def _check_agrees(path: Path, kind: str, spec: TensorSpec, info: TensorInfo) -> None:
+    """The contract's dtype, layout rank and channel count against the model's own tensor,
+    so a hand-written or stale contract fails when the model is opened, not at a request."""
+    where = f"{path}: {kind} {spec.name!r}"
+    fix = "correct the contract (vetrina contract FILE ...) or re-convert the model"
+    if info.dtype.name != spec.dtype:
+        raise ModelError(
+            f"{where} is {info.dtype.name} in the model; the contract says {spec.dtype}",
+            hint=fix,
+        )
+    if len(info.shape) != len(spec.layout):
+        raise ModelError(
+            f"{where} has rank {len(info.shape)} in the model; the contract's layout "
+            f"{spec.layout} has rank {len(spec.layout)}",
+            hint=fix,
+        )
+    want = _CHANNELS.get(spec.channels)
+    have = info.shape[1] if spec.layout == "NCHW" else None
+    if want is not None and have is not None and have != want:
+        raise ModelError(
+            f"{where} has {have} channels in the model; the contract says {spec.channels} ({want})",
+            hint=fix,
+        )
