@@ -18,8 +18,11 @@ Per batch, all on one CUDA stream of a lane (``lanes`` batches may run at once):
    their alpha, resized on the host as the CPU path does), and one copy brings it back.
 
 A matte stage (:meth:`DeviceChain.mattes`) resizes the photos with its own filter into its
-model's domain and runs the model on the device; only the small matte comes back, and the
-pipeline refines the alpha against the full-resolution photo on the host, as its CPU path does.
+model's domain and runs the model on the device; only the small matte comes back. The pipeline
+then makes each full-resolution alpha on the device too (:attr:`DeviceChain.alpha`, the CUDA
+alpha kernels: resize, guided filter on the photo, ramp; bit for bit the CPU's), and keeps on
+the host what needs the photo's pixels there anyway: the empty-matte edge check, the
+decontaminated colours, the soft shadows and the RGBA assembly.
 
 A photo above the pipeline's tile size (:meth:`DeviceChain.run_tiled`) is preprocessed whole;
 its tiles are windows of it, copied into a tile batch by the ``adapt`` kernel, chained a batch
@@ -142,6 +145,13 @@ class DeviceChain:
         self.stages = list(stages)
         self.handoffs = list(handoffs)
         self.gpu = gpu
+        self.alpha: Any = None
+        """With a matte stage: the CUDA alpha kernels (a
+        :class:`~vetrina.kernels.gpu_alpha.GpuAlpha` over ``gpu``) that refine its mattes."""
+        if matte is not None:
+            from vetrina.kernels.gpu_alpha import GpuAlpha
+
+            self.alpha = GpuAlpha(gpu)
         self.scale = math.prod(s.rules.scale for s in self.stages)
         self.allocations = 0
         self._backend = gpu._backend
@@ -590,7 +600,9 @@ class DeviceChain:
         return buf
 
     def close(self) -> None:
-        """Free every lane's buffers and streams."""
+        """Free every lane's buffers and streams (and the alpha kernels' workspace)."""
+        if self.alpha is not None:
+            self.alpha.close()
         while not self._lanes.empty():
             lane = self._lanes.get()
             for buf in lane.buffers.values():

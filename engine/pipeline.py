@@ -518,7 +518,8 @@ class Pipeline:
                 colour = img if img.ndim == 3 else img[:, :, None]
                 colour = np.repeat(colour, 3, axis=2) if colour.shape[2] == 1 else colour
                 colour = np.ascontiguousarray(colour)  # a caller's view: OpenCV wants rows
-                alpha = stage.to_alpha(matte, colour, order, self.kernel_threads)
+                gpu = self.device_chain.alpha if self.device_chain is not None else None
+                alpha = stage.to_alpha(matte, colour, order, self.kernel_threads, gpu=gpu)
                 if (
                     stage.empty_check
                     and alpha.any()

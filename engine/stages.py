@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -286,22 +287,28 @@ class MatteStage:
         photo: np.ndarray,
         order: str = "RGB",
         num_threads: int | None = None,
+        *,
+        gpu: Any = None,
     ) -> np.ndarray:
         """One (1, 1, h, w) matte -> uint8 (H, W) alpha at the size of ``photo`` (uint8
         (H, W, 3|4) in ``order``, at the output size): resized, refined on the photo (an RGB
-        copy is made only then), ramped."""
+        copy is made only then), ramped. ``gpu``: a
+        :class:`~vetrina.kernels.gpu_alpha.GpuAlpha` that computes it on its device instead
+        (the same numerics, bit for bit)."""
         h, w = matte.shape[2:]
         factor = max(photo.shape[0] / h, photo.shape[1] / w)
         radius = max(1, round(self.refine * factor)) if self.refine else 0
+        options = {
+            "guide": rgb_guide(photo, order) if radius else None,
+            "radius": radius,
+            "eps": self.eps,
+            "low": self.low,
+            "high": self.high,
+        }
+        if gpu is not None:
+            return gpu.matte_to_alpha(matte[0, 0], photo.shape[:2], **options)
         return kernels.matte_to_alpha(
-            matte[0, 0],
-            photo.shape[:2],
-            guide=rgb_guide(photo, order) if radius else None,
-            radius=radius,
-            eps=self.eps,
-            low=self.low,
-            high=self.high,
-            num_threads=num_threads,
+            matte[0, 0], photo.shape[:2], num_threads=num_threads, **options
         )
 
     EDGE_FLOOR = 8.0

@@ -598,7 +598,7 @@ def test_tiled_photos_on_the_device_path_equal_the_cpu_path(
     assert "2 edit:upscaler" in steps
 
 
-# -- a matte stage: its model on the device, the alpha refined on the host ------------------
+# -- a matte stage: its model on the device, each alpha made there too ---------------------
 
 MATTE_IN = TensorSpec("image", range=(0.0, 1.0), channels="RGB")
 MATTE_OUT = TensorSpec("alpha", semantic="mask", channels="L", range=(0.0, 1.0))
@@ -669,12 +669,18 @@ def test_matte_pipelines_on_the_device_path_equal_the_cpu_path(
     assert dev.device_chain is not None and dev.device_chain.matte is not None
     # the last photo is above the tile size: with stages after the matte it is tiled
     photos = _products(20, [(40, 56), (40, 56)]) + _products(21, [(36, 30), (64, 72)], channels=4)
+    launches = dev.device_chain.gpu._backend.launches
     for order in ("RGB", "BGR"):
+        launches.clear()
         want = cpu.run(photos, order=order)
         got = dev.run(photos, order=order)
         for g, w in zip(got, want, strict=True):
             assert g.shape == w.shape
             np.testing.assert_array_equal(g, w)
+        # each photo's alpha was made on the device: resized (and guided-filtered) there
+        kernels = [name for name, _, _ in launches]
+        guided = "vt_alpha_prepare" if matte.get("refine") else "vt_matte_alpha"
+        assert kernels.count(guided) == len(photos)
     alpha = want[0][..., 3] if want[0].shape[-1] == 4 else None
     if alpha is not None:  # the product is found: opaque inside, clear in the corners
         h, w = alpha.shape
@@ -688,6 +694,58 @@ def test_matte_pipelines_on_the_device_path_equal_the_cpu_path(
         dev.times = StepTimes()
         dev.run(photos[3:])
         assert "tile split" in dev.times.seconds and "tile blend" in dev.times.seconds
+
+
+class GpuGreenMatteSession:
+    """The matting stand-in of :func:`_matting` on a GPU without TensorRT: alpha = the green
+    plane of each image, copied device to device on the caller's stream."""
+
+    device = "trt"
+
+    def __init__(self, contract: Contract) -> None:
+        from vetrina.backends import TensorInfo
+        from vetrina.kernels import gpu
+
+        self._gpu = gpu.GpuKernels(0)
+        self.contract = contract
+        f32 = np.dtype(np.float32)
+        self.inputs = [TensorInfo("image", (None, 3, None, None), f32)]
+        self.outputs = [TensorInfo("alpha", (None, 1, None, None), f32)]
+        self.metadata = {METADATA_KEY: contract.to_json()}
+
+    def run(self, feeds):
+        return [feeds["image"][:, 1:2].copy()]
+
+    def run_device(self, inputs, outputs, stream, shapes=None):
+        ptr, (n, c, h, w) = inputs["image"]
+        out_ptr, capacity = outputs["alpha"]
+        plane = h * w * 4
+        assert c == 3 and n * plane <= capacity
+        handle = getattr(stream, "handle", stream)
+        for i in range(n):
+            self._gpu._backend.d2d(out_ptr + i * plane, ptr + (3 * i + 1) * plane, plane, handle)
+        return {"alpha": (n, 1, h, w)}
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(_gpu_reason() is not None, reason=f"needs a CUDA GPU: {_gpu_reason()}")
+def test_matte_pipeline_on_the_gpu_equals_the_cpu_path(tmp_path, monkeypatch):
+    """The matte's model on the device, then each alpha made there by the CUDA alpha kernels
+    (resize, guided filter, ramp): the CPU path's RGBA bit for bit."""
+    from vetrina.backends import tensorrt as backend
+
+    matting, _ = _matting(tmp_path)
+    matte = {"size": [32, 32], "refine": 2, "threshold": [0.3, 0.7]}
+    raw = {"name": "gpu-cutout", "stages": [{"matte": {"model": str(matting), **matte}}]}
+    cpu = Pipeline(parse_spec(raw, origin="test"), device="cpu")
+    contract = cpu.models[0].contract
+    monkeypatch.setattr(backend, "open_engine", lambda path, **_: GpuGreenMatteSession(contract))
+    dev = Pipeline(parse_spec(raw, origin="test"), device="trt")
+    assert dev.device_chain is not None and dev.device_chain.alpha is not None
+    photos = _products(30, [(40, 56), (96, 128)]) + _products(31, [(36, 30)], channels=4)
+    for order in ("RGB", "BGR"):
+        for g, w in zip(dev.run(photos, order=order), cpu.run(photos, order=order), strict=True):
+            np.testing.assert_array_equal(g, w)
 
 
 # -- ONNX Runtime through IO binding: the same data path with real sessions ------------------
