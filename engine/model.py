@@ -94,14 +94,14 @@ def _check_agrees(path: Path, kind: str, spec: TensorSpec, info: TensorInfo) -> 
             f"{where} is {info.dtype.name} in the model; the contract says {spec.dtype}",
             hint=fix,
         )
-    if len(info.shape) != len(spec.layout):
+    if info.shape and len(info.shape) != len(spec.layout):  # () : a graph without shapes
         raise ModelError(
             f"{where} has rank {len(info.shape)} in the model; the contract's layout "
             f"{spec.layout} has rank {len(spec.layout)}",
             hint=fix,
         )
     want = _CHANNELS.get(spec.channels)
-    have = info.shape[1] if spec.layout == "NCHW" else None
+    have = info.shape[1] if spec.layout == "NCHW" and len(info.shape) == 4 else None
     if want is not None and have is not None and have != want:
         raise ModelError(
             f"{where} has {have} channels in the model; the contract says {spec.channels} ({want})",

@@ -46,3 +46,25 @@ def test_a_wrong_output_contract_is_refused(small_model):
     contract = dataclasses.replace(model.contract, outputs=(out,))
     with pytest.raises(ModelError, match=r"output '\w+' has 3 channels in the model"):
         Model(model.session, contract, model.path)
+
+
+def test_a_graph_without_shapes_opens_with_a_sidecar_contract(tmp_path):
+    """ONNX inputs may carry no shape at all (ONNX Runtime reports ``[]``): nothing to check
+    the layout against, so only the dtype is checked."""
+    from onnx import TensorProto, helper, save
+
+    from vetrina.contract import Contract, TensorSpec
+    from vetrina.foreign import sidecar_path
+
+    x = helper.make_tensor_value_info("image", TensorProto.FLOAT, None)
+    y = helper.make_tensor_value_info("out", TensorProto.FLOAT, None)
+    graph = helper.make_graph([helper.make_node("Relu", ["image"], ["out"])], "g", [x], [y])
+    path = tmp_path / "shapeless.onnx"
+    save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    contract = Contract("editor", (TensorSpec("image"),), (TensorSpec("out"),))
+    sidecar_path(path).write_text(contract.to_json(), encoding="utf-8")
+    assert Model.open(path).contract == contract
+    half = Contract("editor", (TensorSpec("image", dtype="float16"),), (TensorSpec("out"),))
+    sidecar_path(path).write_text(half.to_json(), encoding="utf-8")
+    with pytest.raises(ModelError, match="is float32 in the model; the contract says float16"):
+        Model.open(path)
