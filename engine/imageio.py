@@ -6,8 +6,10 @@ swap channels as part of preprocessing, so no extra pass is spent on it here.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -313,7 +315,7 @@ def _with_png_text(png: bytes, metadata: dict[str, str]) -> bytes:
 
 
 def png_text(data: bytes) -> dict[str, str]:
-    """The ``tEXt`` items of PNG bytes (``{}`` for other formats or none)."""
+    """The ``tEXt`` and ``iTXt`` items of PNG bytes (``{}`` for other formats or none)."""
     if not data.startswith(PNG_SIGNATURE):
         return {}
     items, pos = {}, 8
@@ -323,6 +325,13 @@ def png_text(data: bytes) -> dict[str, str]:
         if kind == b"tEXt" and b"\0" in body:
             key, value = body.split(b"\0", 1)
             items[key.decode("latin-1")] = value.decode("latin-1")
+        elif kind == b"iTXt" and body.count(b"\0") >= 3:
+            key, rest = body.split(b"\0", 1)
+            compressed, rest = rest[:1] == b"\1", rest[2:]  # flag, method
+            _language, _translated, text = rest.split(b"\0", 2)
+            with contextlib.suppress(zlib.error, UnicodeDecodeError):
+                raw = zlib.decompress(text) if compressed else text
+                items[key.decode("latin-1")] = raw.decode("utf-8")
         if kind == b"IEND":
             break
         pos += 12 + length

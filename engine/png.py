@@ -83,14 +83,22 @@ def chunk(kind: bytes, body: bytes) -> bytes:
 
 
 def text_chunks(metadata: Mapping[str, str]) -> list[bytes]:
-    """One ``tEXt`` chunk per item (Latin-1; keys of 1-79 characters without NUL)."""
+    """One text chunk per item: ``tEXt`` when the value is Latin-1, else ``iTXt`` (UTF-8, not
+    compressed), so a model file or pipeline named in any script still goes into the metadata.
+    Keys are PNG keywords: Latin-1, 1-79 characters, no NUL."""
     chunks = []
     for key, value in metadata.items():
         try:
-            body = key.encode("latin-1") + b"\0" + str(value).encode("latin-1")
+            keyword = key.encode("latin-1")
         except UnicodeEncodeError:
-            raise InputError(f"PNG text {key!r} is not Latin-1; use ASCII metadata") from None
+            raise InputError(f"PNG text key {key!r} is not Latin-1; use an ASCII key") from None
         if not 1 <= len(key) <= 79 or "\0" in key:
             raise InputError(f"PNG text key {key!r} must have 1-79 characters and no NUL")
-        chunks.append(chunk(b"tEXt", body))
+        text = str(value)
+        try:
+            chunks.append(chunk(b"tEXt", keyword + b"\0" + text.encode("latin-1")))
+        except UnicodeEncodeError:
+            # keyword NUL, compression flag 0, method 0, language tag "" NUL, translated key "" NUL
+            body = keyword + b"\0" + b"\0\0" + b"\0" + b"\0" + text.encode("utf-8")
+            chunks.append(chunk(b"iTXt", body))
     return chunks

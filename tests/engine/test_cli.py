@@ -260,3 +260,21 @@ def test_run_png_compression_writes_the_same_pixels_smaller(
     code = main(["run", str(small_model), str(folder / "a.png"), "-o", str(tmp_path / "j"), *jpeg])
     assert code != 0
     assert "PNG compression was given for jpeg" in capsys.readouterr().err
+
+
+def test_a_model_named_in_any_script_still_gets_its_png_metadata(small_model, tmp_path):
+    """The provenance names the model file; a name beyond Latin-1 goes into an iTXt chunk
+    instead of failing every output."""
+    import shutil
+
+    from vetrina.imageio import png_text
+
+    model = tmp_path / "\u6a21\u578b-\u0441\u0432\u0435\u0442.onnx"
+    shutil.copyfile(small_model, model)
+    (tmp_path / "p.yaml").write_text(f"stages:\n  - edit: {model.name}\n", encoding="utf-8")
+    photo = tmp_path / "in.png"
+    _write(photo, np.random.default_rng(5).integers(0, 256, (32, 48, 3), dtype=np.uint8))
+    out = tmp_path / "out"
+    assert main(["run", str(tmp_path / "p.yaml"), str(photo), "-o", str(out), "--no-progress"]) == 0
+    (written,) = out.iterdir()
+    assert model.name in png_text(written.read_bytes())["vetrina:models"]

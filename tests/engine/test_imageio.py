@@ -115,7 +115,9 @@ def test_png_text_metadata_round_trips_and_keeps_the_pixels():
     np.testing.assert_array_equal(decode_image(data).pixels, pixels)
     assert png_text(encode_image(pixels[:, :, :3], "jpeg")) == {}
     with pytest.raises(InputError, match="not Latin-1"):
-        encode_image(pixels, "png", metadata={"k": "\u2603"})
+        encode_image(pixels, "png", metadata={"\u2603": "v"})
+    unicode = {"vetrina:models": "\u2603.onnx=ab"}  # any script in a value: an iTXt chunk
+    assert png_text(encode_image(pixels, "png", metadata=unicode)) == unicode
 
 
 def _cutout_like(seed: int = 0) -> np.ndarray:
