@@ -101,6 +101,8 @@ def load_checkpoint(path: str | os.PathLike[str], *, trusted: bool = False) -> C
             f"{path}: not a PyTorch checkpoint (it is neither a torch.save zip archive nor a "
             "legacy pickle)"
         )
+    if head[:2] == b"PK":
+        _check_archive(path)
     try:
         raw = torch.load(path, map_location="cpu", weights_only=not trusted)
     except pickle.UnpicklingError as exc:
@@ -117,6 +119,25 @@ def load_checkpoint(path: str | os.PathLike[str], *, trusted: bool = False) -> C
             hint="re-download or re-save the file",
         ) from None
     return _interpret(raw, path)
+
+
+def _check_archive(path: Path) -> None:
+    """The CRC-32 of every member of a ``torch.save`` archive. PyTorch's reader does not check
+    them, so a damaged download would load, with garbage weights that only show up later as a
+    failed parity check (a few flipped bytes gave weights of 1e33)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        raise CheckpointError(
+            f"{path}: truncated or corrupt checkpoint ({_short(exc)})",
+            hint="re-download or re-save the file",
+        ) from None
+    if bad is not None:
+        raise CheckpointError(
+            f"{path}: corrupt checkpoint: {bad!r} in the archive fails its CRC-32 check",
+            hint="re-download or re-save the file",
+        )
 
 
 def _interpret(raw: Any, path: Path) -> Checkpoint:

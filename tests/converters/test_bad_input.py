@@ -61,6 +61,28 @@ def test_truncated_checkpoint(small_checkpoint, tmp_path, capsys):
     _error(["convert", cut, "-o", tmp_path / "m.onnx"], capsys, "truncated or corrupt")
 
 
+def test_damaged_weights_fail_their_crc_before_loading(small_checkpoint, tmp_path, capsys):
+    """Bytes flipped inside a weight tensor: PyTorch would load the garbage (it does not check
+    the archive's CRCs); the archive check names the damaged member instead."""
+    import zipfile
+
+    with zipfile.ZipFile(small_checkpoint) as archive:
+        member = next(i for i in archive.infolist() if "/data/" in i.filename and i.file_size > 64)
+    data = bytearray(small_checkpoint.read_bytes())
+    local = member.header_offset  # local header: name and extra lengths at +26 and +28
+    name_len, extra_len = (
+        int.from_bytes(data[local + k : local + k + 2], "little") for k in (26, 28)
+    )
+    start = local + 30 + name_len + extra_len  # the tensor's bytes (stored, not compressed)
+    for k in range(8):  # 8 bytes in the middle of the tensor's stored data
+        data[start + member.file_size // 2 + k] ^= 0x5A
+    damaged = tmp_path / "damaged.pt"
+    damaged.write_bytes(bytes(data))
+    out = tmp_path / "m.onnx"
+    _error(["convert", damaged, "-o", out], capsys, "fails its CRC-32 check", member.filename)
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("kind", ["png", "text"])
 def test_not_a_checkpoint(tmp_path, capsys, kind):
     path = tmp_path / f"photo.{kind}"
