@@ -451,7 +451,7 @@ def _optional_cases(gk, cpu, gpu, rng, n, stream) -> list[tuple]:
         want = plan.blend([t.transpose(1, 2, 0) for t in tiles], 2).transpose(2, 0, 1)
         return _compare(got, np.ascontiguousarray(want))
 
-    cases.append(_alpha_case(gk, cpu, gpu, rng, stream))
+    cases.extend(_alpha_cases(gk, cpu, gpu, rng, stream))
     cases.append(
         (
             "tile blend x2",
@@ -464,9 +464,12 @@ def _optional_cases(gk, cpu, gpu, rng, n, stream) -> list[tuple]:
     return cases
 
 
-def _alpha_case(gk, cpu, gpu, rng, stream) -> tuple:
+def _alpha_cases(gk, cpu, gpu, rng, stream) -> list[tuple]:
     """A pipeline's alpha step on the device: a 128x192 matte to the alpha of a 683x1024
-    photo, guided filter of radius 16 (the zoo cutout's ``refine: 2`` at that size)."""
+    photo, guided filter of radius 16 (the zoo cutout's ``refine: 2`` at that size). Then the
+    same with fixed box-pass spans (segment length = band height; the default comes from
+    ``gpu_alpha._box_span``): A/B rows for the choice of span."""
+    from vetrina.kernels import gpu_alpha
     from vetrina.kernels.gpu_alpha import GpuAlpha
 
     hw = (683, 1024)
@@ -483,21 +486,39 @@ def _alpha_case(gk, cpu, gpu, rng, stream) -> tuple:
     _KEEP.extend([dev_matte, dev_photo, dev_alpha, alpha])
     out = gpu.DeviceImage(dev_alpha.ptr, *hw, 1)
     guide = gpu.DeviceImage(dev_photo.ptr, *hw, 3)
+    want = cpu.matte_to_alpha(matte, hw, guide=photo, radius=16)
+    default_span = gpu_alpha._box_span(16, hw[0] * hw[1])
+    cases = []
+    for span in (None, 4, 8, 16, 33):
+        if span == default_span:
+            continue
 
-    def call() -> None:
-        alpha.matte_to_alpha_async(dev_matte, out, hw, guide=guide, radius=16, stream=stream)
+        def call(span=span) -> None:
+            kw = {"guide": guide, "radius": 16, "stream": stream}
+            if span is None:
+                alpha.matte_to_alpha_async(dev_matte, out, hw, **kw)
+                return
+            chosen = gpu_alpha._box_span
+            gpu_alpha._box_span = lambda r, pixels: span
+            try:
+                alpha.matte_to_alpha_async(dev_matte, out, hw, **kw)
+            finally:
+                gpu_alpha._box_span = chosen
 
-    def check() -> str:
-        got = dev_alpha.copy_to_host(stream=stream).reshape(hw)
-        return _compare(got, cpu.matte_to_alpha(matte, hw, guide=photo, radius=16))
+        def check() -> str:
+            return _compare(dev_alpha.copy_to_host(stream=stream).reshape(hw), want)
 
-    return (
-        "matte to alpha r16",
-        "128x192 float32 matte + 683x1024x3 uint8 photo -> 683x1024 uint8 alpha (guided r16)",
-        matte.nbytes + photo.nbytes + hw[0] * hw[1],
-        call,
-        check,
-    )
+        what = "128x192 float32 matte + 683x1024x3 uint8 photo -> 683x1024 uint8 alpha (guided r16"
+        cases.append(
+            (
+                "matte to alpha r16" + ("" if span is None else f" (span {span})"),
+                what + (f", box span {default_span})" if span is None else f", box span {span})"),
+                matte.nbytes + photo.nbytes + hw[0] * hw[1],
+                call,
+                check,
+            )
+        )
+    return cases
 
 
 _KEEP: list = []  # device buffers of the optional cases, alive until the end of the run

@@ -70,10 +70,18 @@ def _grid(nx: int, ny: int) -> tuple[int, int, int]:
     return (-(-nx // _BX), -(-ny // _BY), 1)
 
 
-def _span(r: int) -> int:
-    """Row segment length and column band height of the box passes: at least 2r+1, so that
-    priming a segment's or band's window costs no more than sliding it."""
-    return max(32, 2 * r + 1)
+_BOX_THREADS = 1 << 17
+"""Threads a box pass aims at: enough to fill a large GPU (132 SMs x 1024), so that a
+photo-sized pass is not bound by the latency of a few long running sums."""
+
+
+def _box_span(r: int, pixels: int) -> int:
+    """Row segment length and column band height of the box passes over an image of
+    ``pixels``: as short as gives ~_BOX_THREADS threads, at least 4, and at most
+    max(32, 2r+1), past which priming a segment's window costs no more than sliding it.
+    A function of the sizes alone, so the summation order (and each result) is the same on
+    every GPU."""
+    return max(4, min(max(32, 2 * r + 1), -(-pixels // _BOX_THREADS)))
 
 
 def _guided_layout(h: int, w: int) -> tuple[dict[str, int], int]:
@@ -227,14 +235,14 @@ class GpuAlpha:
         mm, lum, sums, ab = (base + offs[k] for k in ("minmax", "L", "S", "AB"))
         p = rz or base + offs["P"]
         r = min(r, max(h, w))  # a window past every border is the whole image
-        seg = band = _span(r)
+        seg = band = _box_span(r, h * w)
         dims = (_i32(h), _i32(w), _i32(r))
         self._fill_u32(mm, 2, 0xFFFFFFFF, 0, handle)
         args = _Args(
             *msrc, _u64(guide.ptr), _i64(guide.pitch), _i32(guide.channels),
             _u64(p), _u64(lum), _u64(mm), _i32(h), _i32(w),
         )  # fmt: skip
-        self._launch("vt_alpha_prepare", _grid(w, h), args, handle)
+        self._launch("vt_alpha_prepare", _grid(-(-w // 4), h), args, handle)
         nseg, nband = -(-w // seg), -(-h // band)
         args = _Args(_u64(p), _u64(lum), _u64(mm), _u64(sums), *dims, _i32(seg))
         self._launch("vt_gf_rows4", _grid(nseg, h), args, handle)

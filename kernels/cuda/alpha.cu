@@ -41,16 +41,24 @@ VT_DEV void vt_atomic_add(vt_u32* p, vt_u32 v) {
 #endif
 }
 
-// min / max of non-negative floats through their bits (which then order as the floats);
-// a plain read first skips the atomic when it cannot change the value
-VT_DEV void vt_atomic_minmax(vt_u32* p, float v) {
-    const vt_u32 bits = vt_float_bits(v);
+// minmax[0] = min(minmax[0], lo), minmax[1] = max(minmax[1], hi) over the calling warp's
+// threads, all 32 of which call it: on the GPU the warp's values are combined by shuffles and
+// lane 0 updates minmax, its atomics skipped when a plain read shows they cannot change it.
+VT_DEV void vt_warp_minmax(vt_u32* p, vt_u32 lo, vt_u32 hi) {
 #ifdef __CUDA_ARCH__
-    if (bits < *(volatile vt_u32*)p) atomicMin(p, bits);
-    if (bits > *(volatile vt_u32*)(p + 1)) atomicMax(p + 1, bits);
+    VT_UNROLL
+    for (int d = 16; d > 0; d >>= 1) {
+        const vt_u32 l = __shfl_xor_sync(0xFFFFFFFFu, lo, d);
+        const vt_u32 u = __shfl_xor_sync(0xFFFFFFFFu, hi, d);
+        lo = l < lo ? l : lo;
+        hi = u > hi ? u : hi;
+    }
+    if ((threadIdx.x & 31u) != 0u) return;
+    if (lo < *(volatile vt_u32*)p) atomicMin(p, lo);
+    if (hi > *(volatile vt_u32*)(p + 1)) atomicMax(p + 1, hi);
 #else
-    if (bits < p[0]) p[0] = bits;
-    if (bits > p[1]) p[1] = bits;
+    if (lo < p[0]) p[0] = lo;
+    if (hi > p[1]) p[1] = hi;
 #endif
 }
 
@@ -127,18 +135,38 @@ extern "C" __global__ void vt_matte_alpha(const float* matte, int mh, int mw, vt
 }
 
 // Guided path, step 1: resized matte P and guide luma L (h x w contiguous float32), and the
-// luma's min and max bits in minmax[0..1] (initialised by the host to ~0 and 0).
+// luma's min and max bits in minmax[0..1] (initialised by the host to ~0 and 0). Each thread
+// takes 4 adjacent pixels (their loads issue together, the row's y taps computed once); a
+// warp's min and max are combined before one thread updates minmax.
 extern "C" __global__ void vt_alpha_prepare(const float* matte, int mh, int mw, vt_i64 mpitch,
                                             const vt_u8* guide, vt_i64 gpitch, int gch,
                                             float* P, float* L, vt_u32* minmax, int h, int w) {
-    const int x = vt_gx(), y = vt_gy();
-    if (x >= w || y >= h) return;
-    const VtMatte m = {matte, mpitch};
-    const vt_i64 o = (vt_i64)y * w + x;
-    P[o] = vt_matte_at(m, mh, mw, h, w, x, y);
-    const float l = vt_luma(guide + (vt_i64)y * gpitch + (vt_i64)x * gch);
-    L[o] = l;
-    vt_atomic_minmax(minmax, l);
+    const int x0 = vt_gx() * 4, y = vt_gy();
+    if (y >= h) return;  // a warp is one row of threads of a block: it returns as a whole
+    vt_u32 lo = 0xFFFFFFFFu, hi = 0u;
+    if (x0 < w) {
+        const VtMatte m = {matte, mpitch};
+        const VtAxis ay = {0, mh, 0, h}, ax = {0, mw, 0, w};
+        const VtAxisK ky = vt_axis_k(ay, VT_M_LINEAR), kx = vt_axis_k(ax, VT_M_LINEAR);
+        VtTaps ty;
+        vt_linear_taps(ky, y, &ty);
+        const vt_u8* g = guide + (vt_i64)y * gpitch + (vt_i64)x0 * gch;
+        const vt_i64 o = (vt_i64)y * w + x0;
+        const int np = vt_imin(4, w - x0);
+        VT_UNROLL
+        for (int p = 0; p < 4; ++p) {
+            if (p >= np) break;
+            VtTaps tx;
+            vt_linear_taps(kx, x0 + p, &tx);
+            P[o + p] = vt_sample<true>(m, ky, ty, kx, tx);
+            const float l = vt_luma(g + p * gch);
+            L[o + p] = l;
+            const vt_u32 bits = vt_float_bits(l);  // non-negative: bits order as the floats
+            lo = bits < lo ? bits : lo;
+            hi = bits > hi ? bits : hi;
+        }
+    }
+    vt_warp_minmax(minmax, lo, hi);
 }
 
 // The luma's centre: the midrange, in float64 (the CPU's value exactly).

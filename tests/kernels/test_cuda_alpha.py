@@ -137,6 +137,32 @@ def test_emulated_matte_to_alpha_equals_cpu(emu, case):
     check_matte_case(emu, case, exact=True)
 
 
+@pytest.mark.parametrize("span", [1, 4, 7, 33, 500])
+def test_emulated_guided_filter_is_right_for_any_box_span(emu, span, monkeypatch):
+    """The box passes give the CPU's alpha (within 1 level) whatever the segment length and
+    band height: one pixel, a partial last segment, one segment for the whole row."""
+    from vetrina.kernels import gpu_alpha
+
+    monkeypatch.setattr(gpu_alpha, "_box_span", lambda r, pixels: span)
+    for case in MATTE_CASES:
+        if "guide" in case:
+            check_matte_case(emu, case, exact=True)
+
+
+def test_box_span_rule():
+    """Short spans (many threads) for photo sizes, never under 4, never past max(32, 2r+1)."""
+    from vetrina.kernels.gpu_alpha import _box_span
+
+    assert _box_span(16, 683 * 1024) == 6  # ~117k threads per box pass
+    assert _box_span(16, 20 * 20) == 4
+    assert _box_span(1, 4096 * 4096) == 32
+    assert _box_span(100, 4096 * 4096) == 128
+    assert _box_span(100, 8192 * 8192) == 201
+    for r in (1, 2, 16, 300):
+        for pixels in (1, 1000, 10**6, 10**8):
+            assert 4 <= _box_span(r, pixels) <= max(32, 2 * r + 1)
+
+
 @pytest.mark.parametrize("case", SHADOW_CASES, ids=str)
 def test_emulated_keep_shadow_equals_cpu(emu, case):
     check_shadow_case(emu, case, exact=True)
