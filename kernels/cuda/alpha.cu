@@ -197,25 +197,9 @@ struct VtGf {
     }
 };
 
-// sum[k] += v[k] where on (a select, so that the loads feeding it need no branch).
-template <int K>
-VT_DEV void vt_add_if(double* sum, const double* v, bool on) {
-    VT_UNROLL
-    for (int k = 0; k < K; ++k) sum[k] = on ? sum[k] + v[k] : sum[k];
-}
-
-template <int K>
-VT_DEV void vt_sub_if(double* sum, const double* v, bool on) {
-    VT_UNROLL
-    for (int k = 0; k < K; ++k) sum[k] = on ? sum[k] - v[k] : sum[k];
-}
-
 // Row pass: thread (segment s, row y) writes the clipped horizontal window sums of columns
 // [s * seg, min((s + 1) * seg, w)) of row y into the K planes of S (plane k at S + k * n):
 // the first one by direct summation, the next ones by a running sum (+ entering - leaving).
-// The loops are written so that several steps' loads issue together (the sums are latency-
-// bound otherwise): the priming sum 4 taps at a time, the slide with clamped (always valid)
-// loads whose values a select drops past the row's ends. The order of additions is the same.
 template <int STAGE>
 VT_DEV void vt_gf_rows(const VtGf<STAGE>& g, double* S, int h, int w, int r, int seg) {
     constexpr int K = VtGf<STAGE>::K;
@@ -224,67 +208,36 @@ VT_DEV void vt_gf_rows(const VtGf<STAGE>& g, double* S, int h, int w, int r, int
     if (x0 >= w || y >= h) return;
     const int x1 = vt_imin(x0 + seg, w);
     const vt_i64 row = (vt_i64)y * w;
-    double sum[K];
+    double sum[K], v[K];
     VT_UNROLL
     for (int k = 0; k < K; ++k) sum[k] = 0.0;
-    const int j1 = vt_imin(x0 + r, w - 1);
-    int j = vt_imax(x0 - r, 0);
-    for (; j + 3 <= j1; j += 4) {
-        double v[4][K];
-        VT_UNROLL
-        for (int t = 0; t < 4; ++t) g.values(row + j + t, v[t]);
-        VT_UNROLL
-        for (int t = 0; t < 4; ++t) vt_add_if<K>(sum, v[t], true);
-    }
-    for (; j <= j1; ++j) {
-        double v[K];
+    for (int j = vt_imax(x0 - r, 0); j <= vt_imin(x0 + r, w - 1); ++j) {
         g.values(row + j, v);
-        vt_add_if<K>(sum, v, true);
+        VT_UNROLL
+        for (int k = 0; k < K; ++k) sum[k] = sum[k] + v[k];
     }
-    VT_UNROLL
-    for (int k = 0; k < K; ++k) S[k * g.n + row + x0] = sum[k];
-#ifdef __CUDA_ARCH__
-#pragma unroll 4
-#endif
-    for (int x = x0 + 1; x < x1; ++x) {
-        double in[K], out[K];
-        g.values(row + vt_imin(x + r, w - 1), in);
-        g.values(row + vt_imax(x - r - 1, 0), out);
-        vt_add_if<K>(sum, in, x + r < w);
-        vt_sub_if<K>(sum, out, x - r - 1 >= 0);
+    for (int x = x0; x < x1; ++x) {
+        if (x > x0) {
+            if (x + r < w) {
+                g.values(row + x + r, v);
+                VT_UNROLL
+                for (int k = 0; k < K; ++k) sum[k] = sum[k] + v[k];
+            }
+            if (x - r - 1 >= 0) {
+                g.values(row + x - r - 1, v);
+                VT_UNROLL
+                for (int k = 0; k < K; ++k) sum[k] = sum[k] - v[k];
+            }
+        }
         VT_UNROLL
         for (int k = 0; k < K; ++k) S[k * g.n + row + x] = sum[k];
     }
 }
 
 // Column pass: thread (column x, band b) slides the vertical sums of the K row-sum planes
-// down rows [b * band, min((b + 1) * band, h)) (loops as in vt_gf_rows); per pixel, with the
-// box means m = sum * (1 / count): stage 0 writes a = (m(I'p) - m(I') m(p)) /
-// (m(I'I') - m(I')^2 + eps) and b = m(p) - a m(I') to AB; stage 1 writes the ramped
-// q = m(a) I' + m(b) to out.
-template <int K>
-VT_DEV void vt_col_values(const double* S, vt_i64 n, vt_i64 o, double* v) {
-    VT_UNROLL
-    for (int k = 0; k < K; ++k) v[k] = vt_ldg(S + k * n + o);
-}
-
-template <int STAGE>
-VT_DEV void vt_gf_col_out(const VtGf<STAGE>& g, const double* sum, double* AB, vt_u8* out,
-                          vt_i64 opitch, int y, int x, int w, double inv, double eps,
-                          double low, double high, int hard) {
-    const vt_i64 n = g.n, o = (vt_i64)y * w + x;
-    if constexpr (STAGE == 0) {
-        const double mi = sum[0] * inv, mp = sum[1] * inv;
-        const double mii = sum[2] * inv, mip = sum[3] * inv;
-        const double a = (mip - mi * mp) / ((mii - mi * mi) + eps);
-        AB[o] = a;
-        AB[n + o] = mp - a * mi;
-    } else {
-        const double q = (sum[0] * inv) * ((double)vt_ldg(g.L + o) - g.c) + sum[1] * inv;
-        out[(vt_i64)y * opitch + x] = vt_ramp(q, low, high, hard);
-    }
-}
-
+// down rows [b * band, min((b + 1) * band, h)); per pixel, with the box means
+// m = sum * (1 / count): stage 0 writes a = (m(I'p) - m(I') m(p)) / (m(I'I') - m(I')^2 + eps)
+// and b = m(p) - a m(I') to AB; stage 1 writes the ramped q = m(a) I' + m(b) to out.
 template <int STAGE>
 VT_DEV void vt_gf_cols(const VtGf<STAGE>& g, const double* S, double* AB, vt_u8* out,
                        vt_i64 opitch, int h, int w, int r, int band, double eps, double low,
@@ -295,37 +248,39 @@ VT_DEV void vt_gf_cols(const VtGf<STAGE>& g, const double* S, double* AB, vt_u8*
     if (x >= w || y0 >= h) return;
     const int y1 = vt_imin(y0 + band, h);
     const vt_i64 n = g.n;
-    const double nx = (double)vt_span(x, r, w);
+    const int nx = vt_span(x, r, w);
     double sum[K];
     VT_UNROLL
     for (int k = 0; k < K; ++k) sum[k] = 0.0;
-    const int j1 = vt_imin(y0 + r, h - 1);
-    int j = vt_imax(y0 - r, 0);
-    for (; j + 3 <= j1; j += 4) {
-        double v[4][K];
+    for (int j = vt_imax(y0 - r, 0); j <= vt_imin(y0 + r, h - 1); ++j) {
         VT_UNROLL
-        for (int t = 0; t < 4; ++t) vt_col_values<K>(S, n, (vt_i64)(j + t) * w + x, v[t]);
-        VT_UNROLL
-        for (int t = 0; t < 4; ++t) vt_add_if<K>(sum, v[t], true);
+        for (int k = 0; k < K; ++k) sum[k] = sum[k] + vt_ldg(S + k * n + (vt_i64)j * w + x);
     }
-    for (; j <= j1; ++j) {
-        double v[K];
-        vt_col_values<K>(S, n, (vt_i64)j * w + x, v);
-        vt_add_if<K>(sum, v, true);
-    }
-    vt_gf_col_out(g, sum, AB, out, opitch, y0, x, w, 1.0 / (nx * (double)vt_span(y0, r, h)), eps,
-                  low, high, hard);
-#ifdef __CUDA_ARCH__
-#pragma unroll 4
-#endif
-    for (int y = y0 + 1; y < y1; ++y) {
-        double in[K], gone[K];
-        vt_col_values<K>(S, n, (vt_i64)vt_imin(y + r, h - 1) * w + x, in);
-        vt_col_values<K>(S, n, (vt_i64)vt_imax(y - r - 1, 0) * w + x, gone);
-        vt_add_if<K>(sum, in, y + r < h);
-        vt_sub_if<K>(sum, gone, y - r - 1 >= 0);
-        vt_gf_col_out(g, sum, AB, out, opitch, y, x, w, 1.0 / (nx * (double)vt_span(y, r, h)),
-                      eps, low, high, hard);
+    for (int y = y0; y < y1; ++y) {
+        if (y > y0) {
+            if (y + r < h) {
+                VT_UNROLL
+                for (int k = 0; k < K; ++k)
+                    sum[k] = sum[k] + vt_ldg(S + k * n + (vt_i64)(y + r) * w + x);
+            }
+            if (y - r - 1 >= 0) {
+                VT_UNROLL
+                for (int k = 0; k < K; ++k)
+                    sum[k] = sum[k] - vt_ldg(S + k * n + (vt_i64)(y - r - 1) * w + x);
+            }
+        }
+        const double inv = 1.0 / ((double)nx * (double)vt_span(y, r, h));
+        const vt_i64 o = (vt_i64)y * w + x;
+        if constexpr (STAGE == 0) {
+            const double mi = sum[0] * inv, mp = sum[1] * inv;
+            const double mii = sum[2] * inv, mip = sum[3] * inv;
+            const double a = (mip - mi * mp) / ((mii - mi * mi) + eps);
+            AB[o] = a;
+            AB[n + o] = mp - a * mi;
+        } else {
+            const double q = (sum[0] * inv) * ((double)vt_ldg(g.L + o) - g.c) + sum[1] * inv;
+            out[(vt_i64)y * opitch + x] = vt_ramp(q, low, high, hard);
+        }
     }
 }
 
