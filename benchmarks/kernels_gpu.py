@@ -466,13 +466,43 @@ def _optional_cases(gk, cpu, gpu, rng, n, stream) -> list[tuple]:
 
 def _alpha_cases(gk, cpu, gpu, rng, stream) -> list[tuple]:
     """A pipeline's alpha step on the device: a 128x192 matte to the alpha of a 683x1024
-    photo, guided filter of radius 16 (the zoo cutout's ``refine: 2`` at that size). Then the
-    same with fixed box-pass spans (segment length = band height; the default comes from
-    ``gpu_alpha._box_span``): A/B rows for the choice of span."""
+    photo, guided filter of radius 16 (the zoo cutout's ``refine: 2`` at that size), and of a
+    1366x2048 photo at radius 48. Then the same with other (row segment, column band) pairs
+    than ``gpu_alpha._box_spans`` chooses: A/B rows for that choice."""
     from vetrina.kernels import gpu_alpha
+
+    cases = []
+    for hw, radius, others in [
+        ((683, 1024), 16, [(2, 6), (4, 6), (6, 6), (1, 4), (1, 8)]),
+        ((1366, 2048), 48, [(1, 22), (44, 44)]),
+    ]:
+        default = gpu_alpha._box_spans(radius, hw[0] * hw[1])
+        call, check, what, nbytes = _alpha_call(gk, cpu, gpu, rng, stream, hw, radius)
+        for spans in [None, *[o for o in others if o != default]]:
+
+            def timed(spans=spans, call=call) -> None:
+                if spans is None:
+                    call()
+                    return
+                chosen = gpu_alpha._box_spans
+                gpu_alpha._box_spans = lambda r, pixels: spans
+                try:
+                    call()
+                finally:
+                    gpu_alpha._box_spans = chosen
+
+            seg, band = default if spans is None else spans
+            name = f"matte to alpha r{radius}" + ("" if spans is None else f" ({seg}/{band})")
+            cases.append(
+                (name, f"{what}, row segment {seg}, column band {band})", nbytes, timed, check)
+            )
+    return cases
+
+
+def _alpha_call(gk, cpu, gpu, rng, stream, hw, radius) -> tuple:
+    """(call, check, description, bytes) of matte -> alpha for a photo of ``hw``."""
     from vetrina.kernels.gpu_alpha import GpuAlpha
 
-    hw = (683, 1024)
     matte = rng.random((128, 192), dtype=np.float32)
     yy, xx = np.mgrid[0 : hw[0], 0 : hw[1]].astype(np.float32)
     waves = [np.sin(xx / 37 + k) * np.cos(yy / 23 - k) for k in range(3)]
@@ -486,39 +516,19 @@ def _alpha_cases(gk, cpu, gpu, rng, stream) -> list[tuple]:
     _KEEP.extend([dev_matte, dev_photo, dev_alpha, alpha])
     out = gpu.DeviceImage(dev_alpha.ptr, *hw, 1)
     guide = gpu.DeviceImage(dev_photo.ptr, *hw, 3)
-    want = cpu.matte_to_alpha(matte, hw, guide=photo, radius=16)
-    default_span = gpu_alpha._box_span(16, hw[0] * hw[1])
-    cases = []
-    for span in (None, 4, 8, 16, 33):
-        if span == default_span:
-            continue
+    want = cpu.matte_to_alpha(matte, hw, guide=photo, radius=radius)
 
-        def call(span=span) -> None:
-            kw = {"guide": guide, "radius": 16, "stream": stream}
-            if span is None:
-                alpha.matte_to_alpha_async(dev_matte, out, hw, **kw)
-                return
-            chosen = gpu_alpha._box_span
-            gpu_alpha._box_span = lambda r, pixels: span
-            try:
-                alpha.matte_to_alpha_async(dev_matte, out, hw, **kw)
-            finally:
-                gpu_alpha._box_span = chosen
+    def call() -> None:
+        alpha.matte_to_alpha_async(dev_matte, out, hw, guide=guide, radius=radius, stream=stream)
 
-        def check() -> str:
-            return _compare(dev_alpha.copy_to_host(stream=stream).reshape(hw), want)
+    def check() -> str:
+        return _compare(dev_alpha.copy_to_host(stream=stream).reshape(hw), want)
 
-        what = "128x192 float32 matte + 683x1024x3 uint8 photo -> 683x1024 uint8 alpha (guided r16"
-        cases.append(
-            (
-                "matte to alpha r16" + ("" if span is None else f" (span {span})"),
-                what + (f", box span {default_span})" if span is None else f", box span {span})"),
-                matte.nbytes + photo.nbytes + hw[0] * hw[1],
-                call,
-                check,
-            )
-        )
-    return cases
+    what = (
+        f"128x192 float32 matte + {hw[0]}x{hw[1]}x3 uint8 photo -> {hw[0]}x{hw[1]} uint8 alpha "
+        f"(guided r{radius}"
+    )
+    return call, check, what, matte.nbytes + photo.nbytes + hw[0] * hw[1]
 
 
 _KEEP: list = []  # device buffers of the optional cases, alive until the end of the run

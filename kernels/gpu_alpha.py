@@ -71,17 +71,28 @@ def _grid(nx: int, ny: int) -> tuple[int, int, int]:
 
 
 _BOX_THREADS = 1 << 17
-"""Threads a box pass aims at: enough to fill a large GPU (132 SMs x 1024), so that a
-photo-sized pass is not bound by the latency of a few long running sums."""
+"""Threads a sliding box pass aims at: enough to fill a large GPU (132 SMs x 1024), so that
+a photo-sized pass is not bound by the latency of a few long running sums."""
+_DIRECT_ROW_RADIUS = 24
+"""Up to this radius the row pass sums each pixel's window directly (segments of 1 pixel)."""
 
 
 def _box_span(r: int, pixels: int) -> int:
-    """Row segment length and column band height of the box passes over an image of
-    ``pixels``: as short as gives ~_BOX_THREADS threads, at least 4, and at most
-    max(32, 2r+1), past which priming a segment's window costs no more than sliding it.
-    A function of the sizes alone, so the summation order (and each result) is the same on
-    every GPU."""
+    """Segment length / band height of a sliding box pass over an image of ``pixels``: as
+    short as gives ~_BOX_THREADS threads, at least 4, and at most max(32, 2r+1), past which
+    priming a segment's window costs no more than sliding it."""
     return max(4, min(max(32, 2 * r + 1), -(-pixels // _BOX_THREADS)))
+
+
+def _box_spans(r: int, pixels: int) -> tuple[int, int]:
+    """(row segment, column band) of the guided filter's box passes. Rows: 1 pixel (each
+    thread sums its own window: a warp's loads and float64 stores are contiguous) up to
+    radius _DIRECT_ROW_RADIUS; sliding segments past it, where the direct sums would cost
+    more than the row pass's scattered stores. Columns: sliding bands (their loads and
+    stores are contiguous across a warp whatever the band). A function of the sizes alone,
+    so the summation order (and each result) is the same on every GPU."""
+    band = _box_span(r, pixels)
+    return (1 if r <= _DIRECT_ROW_RADIUS else band), band
 
 
 def _guided_layout(h: int, w: int) -> tuple[dict[str, int], int]:
@@ -235,7 +246,7 @@ class GpuAlpha:
         mm, lum, sums, ab = (base + offs[k] for k in ("minmax", "L", "S", "AB"))
         p = rz or base + offs["P"]
         r = min(r, max(h, w))  # a window past every border is the whole image
-        seg = band = _box_span(r, h * w)
+        seg, band = _box_spans(r, h * w)
         dims = (_i32(h), _i32(w), _i32(r))
         self._fill_u32(mm, 2, 0xFFFFFFFF, 0, handle)
         args = _Args(

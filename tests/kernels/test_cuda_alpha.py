@@ -137,22 +137,26 @@ def test_emulated_matte_to_alpha_equals_cpu(emu, case):
     check_matte_case(emu, case, exact=True)
 
 
-@pytest.mark.parametrize("span", [1, 4, 7, 33, 500])
-def test_emulated_guided_filter_is_right_for_any_box_span(emu, span, monkeypatch):
+@pytest.mark.parametrize("spans", [(1, 1), (4, 4), (7, 3), (1, 33), (500, 500)])
+def test_emulated_guided_filter_is_right_for_any_box_span(emu, spans, monkeypatch):
     """The box passes give the CPU's alpha (within 1 level) whatever the segment length and
     band height: one pixel, a partial last segment, one segment for the whole row."""
     from vetrina.kernels import gpu_alpha
 
-    monkeypatch.setattr(gpu_alpha, "_box_span", lambda r, pixels: span)
+    monkeypatch.setattr(gpu_alpha, "_box_spans", lambda r, pixels: spans)
     for case in MATTE_CASES:
         if "guide" in case:
             check_matte_case(emu, case, exact=True)
 
 
 def test_box_span_rule():
-    """Short spans (many threads) for photo sizes, never under 4, never past max(32, 2r+1)."""
-    from vetrina.kernels.gpu_alpha import _box_span
+    """Short spans (many threads) for photo sizes, never under 4, never past max(32, 2r+1);
+    rows summed per pixel up to radius 24."""
+    from vetrina.kernels.gpu_alpha import _box_span, _box_spans
 
+    assert _box_spans(16, 683 * 1024) == (1, 6)
+    assert _box_spans(24, 10**6) == (1, 8)
+    assert _box_spans(25, 10**6) == (8, 8)
     assert _box_span(16, 683 * 1024) == 6  # ~117k threads per box pass
     assert _box_span(16, 20 * 20) == 4
     assert _box_span(1, 4096 * 4096) == 32
