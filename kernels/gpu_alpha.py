@@ -71,28 +71,29 @@ def _grid(nx: int, ny: int) -> tuple[int, int, int]:
 
 
 _BOX_THREADS = 1 << 17
-"""Threads a sliding box pass aims at: enough to fill a large GPU (132 SMs x 1024), so that
+"""Threads the column pass aims at: enough to fill a large GPU (132 SMs x 1024), so that
 a photo-sized pass is not bound by the latency of a few long running sums."""
-_DIRECT_ROW_RADIUS = 24
-"""Up to this radius the row pass sums each pixel's window directly (segments of 1 pixel)."""
 
 
 def _box_span(r: int, pixels: int) -> int:
-    """Segment length / band height of a sliding box pass over an image of ``pixels``: as
-    short as gives ~_BOX_THREADS threads, at least 4, and at most max(32, 2r+1), past which
-    priming a segment's window costs no more than sliding it."""
+    """Band height of the column pass over an image of ``pixels``: as short as gives
+    ~_BOX_THREADS threads, at least 4, and at most max(32, 2r+1), past which
+    priming a band's window costs no more than sliding it."""
     return max(4, min(max(32, 2 * r + 1), -(-pixels // _BOX_THREADS)))
 
 
 def _box_spans(r: int, pixels: int) -> tuple[int, int]:
-    """(row segment, column band) of the guided filter's box passes. Rows: 1 pixel (each
-    thread sums its own window: a warp's loads and float64 stores are contiguous) up to
-    radius _DIRECT_ROW_RADIUS; sliding segments past it, where the direct sums would cost
-    more than the row pass's scattered stores. Columns: sliding bands (their loads and
-    stores are contiguous across a warp whatever the band). A function of the sizes alone,
-    so the summation order (and each result) is the same on every GPU."""
-    band = _box_span(r, pixels)
-    return (1 if r <= _DIRECT_ROW_RADIUS else band), band
+    """(row segment, column band) of the guided filter's box passes.
+
+    Rows: segments of 2 pixels up to radius 24, of 3 past it. A thread sums its segment's
+    first window directly and slides to the next, so a short segment costs (2r+1)/seg loads
+    per pixel, while a long one scatters a warp's float64 stores over many sectors (the pass
+    is then bound by L2 and DRAM partial writes). Measured on an H200 (benchmarks/RESULTS.md):
+    r16 on 683x1024, 2 px 78.7 us against 81.5 (3), 95.2 (1), 98.9 (6); r48 on 1366x2048,
+    3 px 415 us against 502 (4), 524 (2), 736 (1), 1131 (22). Columns: sliding bands
+    (``_box_span``; a warp's loads and stores are contiguous whatever the band). A function
+    of the sizes alone, so the summation order (and each result) is the same on every GPU."""
+    return (2 if r <= 24 else 3), _box_span(r, pixels)
 
 
 def _guided_layout(h: int, w: int) -> tuple[dict[str, int], int]:

@@ -151,12 +151,12 @@ def test_emulated_guided_filter_is_right_for_any_box_span(emu, spans, monkeypatc
 
 def test_box_span_rule():
     """Short spans (many threads) for photo sizes, never under 4, never past max(32, 2r+1);
-    rows summed per pixel up to radius 24."""
+    rows in segments of 2 pixels up to radius 24, of 3 past it."""
     from vetrina.kernels.gpu_alpha import _box_span, _box_spans
 
-    assert _box_spans(16, 683 * 1024) == (1, 6)
-    assert _box_spans(24, 10**6) == (1, 8)
-    assert _box_spans(25, 10**6) == (8, 8)
+    assert _box_spans(16, 683 * 1024) == (2, 6)
+    assert _box_spans(24, 10**6) == (2, 8)
+    assert _box_spans(48, 1366 * 2048) == (3, 22)
     assert _box_span(16, 683 * 1024) == 6  # ~117k threads per box pass
     assert _box_span(16, 20 * 20) == 4
     assert _box_span(1, 4096 * 4096) == 32
