@@ -37,7 +37,11 @@ from .gpu import (
     _align,
     _Args,
     _check_device_image,
+    _f64,
+    _i32,
+    _i64,
     _ptr_of,
+    _u32,
     _u64,
 )
 
@@ -47,22 +51,6 @@ _BX, _BY = 32, 8
 """Block shape of every launch (kernels/gpu.py's _BLOCK; alpha.cu indexes with it)."""
 _HIST_WORDS = 257
 """Shadow histogram words: 256 bins and the median."""
-
-
-def _i32(v: int) -> np.ndarray:
-    return np.array(v, dtype=np.int32)
-
-
-def _i64(v: int) -> np.ndarray:
-    return np.array(v, dtype=np.int64)
-
-
-def _f64(v: float) -> np.ndarray:
-    return np.array(v, dtype=np.float64)
-
-
-def _u32(v: int) -> np.ndarray:
-    return np.array(v, dtype=np.uint32)
 
 
 def _grid(nx: int, ny: int) -> tuple[int, int, int]:

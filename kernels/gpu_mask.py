@@ -70,7 +70,7 @@ def defect_mask_async(
     src, dst = _ptr_of(fn, "prob", prob), _ptr_of(fn, "out", out)
     tmp = _ptr_of(fn, "scratch", scratch)
     grid = (-(-w // _BX), -(-h // _BY), min(n, _MAX_GRID))
-    block = np.frombuffer(buf, dtype=np.uint8)
+    block = bytes(buf)
     handle = kernels._stream(stream)
     kernels._launch("vt_mask_rows", grid, _Args(block, _u64(src), _u64(tmp)), handle)
     kernels._launch("vt_mask_dilate", grid, _Args(block, _u64(tmp), _u64(dst)), handle)
