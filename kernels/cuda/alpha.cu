@@ -3,7 +3,8 @@
 // kernels/gpu_alpha.py; contract: docs/kernels.md, "Alpha kernels"; CPU: kernels/_alpha.pxi.
 //
 // Every launch uses blocks of 32 x 8 threads (kernels/gpu.py, _BLOCK) and no shared memory or
-// barriers, so the host emulation of the tests (one thread at a time) runs them as they are.
+// barriers, so the host emulation of the tests (one thread at a time) runs them as they are;
+// the one warp shuffle (vt_warp_minmax) has a per-thread twin for the emulation.
 //
 // Numerics: the resize is the CPU's bilinear rule operation for operation (resample.cuh), the
 // ramp, shadow and integer kernels the CPU's float64 / integer formulas (bit-identical). The
