@@ -91,6 +91,6 @@ def test_the_host_cost_benchmark_runs_without_a_gpu():
     assert run.returncode == 0, run.stderr
     lines = run.stdout.splitlines()
     assert [line.split()[0] for line in lines] == [
-        "preprocess_async", "postprocess_async", "adapt_async",
+        "matte_to_alpha_async", "preprocess_async", "postprocess_async", "adapt_async",
     ]  # fmt: skip
     assert all(float(line.split()[1]) > 0 for line in lines)
