@@ -326,6 +326,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             flush=True,
         )
 
+    def add_ab(name: str, *case: Any, **kw: Any) -> None:
+        """An A/B row: one that fails is reported and the run goes on."""
+        try:
+            add(name, *case, **kw)
+        except Exception as exc:
+            print(f"  {name:<28} FAILED: {type(exc).__name__}: {exc}", flush=True)
+
     # ---- preprocess: uint8 (n, 1024, 1024, 3) -> (n, 3, S, S) -----------------------------
     for side, dtype, interp in [
         (256, np.float32, "bilinear"),
@@ -350,10 +357,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         name = f"preprocess {side} {dt.name}" + ("" if interp == "bilinear" else f" {interp}")
         what = f"{n}x1024x1024x3 uint8 -> {n}x3x{side}x{side} {dt.name} ({interp})"
         add(name, what, in_bytes + out.nbytes, call, check)
+        if side == 512:
+            for f in _ROW_FACTORS:
+                add_ab(f"{name} (rows x{f})", f"{what}, {f}x the rows per thread",
+                       in_bytes + out.nbytes, _more_rows(call, f), check)  # fmt: skip
         if interp == "area" and side == 224:
             # A/B: the area kernel that serves 1-, 3- and 4-channel images in one (taken by
             # launches of mixed channel counts; NVRTC 13.0 spills in it) against the RGB one
-            add(
+            add_ab(
                 f"{name} (1/3/4-ch kernel)",
                 what + ", the area kernel for mixed channel counts",
                 in_bytes + out.nbytes,
@@ -380,13 +391,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             want = np.stack(cpu.postprocess(batch, [(side, side)] * n))
             return _compare(got, want)
 
-        add(
+        name, what = (
             f"postprocess 512->{side}",
             f"{n}x3x512x512 float32 -> {n}x{side}x{side}x3 uint8",
-            batch.nbytes + n * per,
-            call,
-            check,
         )
+        add(name, what, batch.nbytes + n * per, call, check)
+        for f in _ROW_FACTORS:
+            add_ab(f"{name} (rows x{f})", f"{what}, {f}x the rows per thread",
+                   batch.nbytes + n * per, _more_rows(call, f), check)  # fmt: skip
         dev_out.close()
 
     for extra_case in _optional_cases(gk, cpu, gpu, rng, n, stream):
@@ -434,6 +446,10 @@ def _optional_cases(gk, cpu, gpu, rng, n, stream) -> list[tuple]:
         name = f"adapt 512->{side} {np.dtype(out_dt).name}" + (" area" if interp == "area" else "")
         what = f"{n}x3x512x512 float32 -> {n}x3x{side}x{side} {np.dtype(out_dt).name} (BGR)"
         cases.append((name, what, src.nbytes + out.nbytes, call, check))
+        if side == 512:
+            for f in _ROW_FACTORS:
+                cases.append((f"{name} (rows x{f})", f"{what}, {f}x the rows per thread",
+                              src.nbytes + out.nbytes, _more_rows(call, f), check))  # fmt: skip
 
     # tile blend: an x2 upscaler's 256x256 float32 tiles (NCHW batch) of a 1000x1500 image
     plan = cpu.plan_tiles((1000, 1500), 128, 16)
@@ -529,6 +545,28 @@ def _alpha_call(gk, cpu, gpu, rng, stream, hw, radius) -> tuple:
         f"(guided r{radius}"
     )
     return call, check, what, matte.nbytes + photo.nbytes + hw[0] * hw[1]
+
+
+def _more_rows(call: Callable[[], None], factor: int) -> Callable[[], None]:
+    """``call`` with each thread taking ``factor`` times the rows ``gpu._grid`` gives it
+    (its thread target divided, its row cap multiplied): A/B rows for the rows-per-thread
+    rule, which amortises a thread's setup (tap coordinates, the first source rows) over
+    more rows at the price of fewer threads."""
+    from vetrina.kernels import gpu
+
+    def more() -> None:
+        saved = gpu._MIN_THREADS, gpu._MAX_ROWS
+        gpu._MIN_THREADS, gpu._MAX_ROWS = saved[0] // factor, saved[1] * factor
+        try:
+            call()
+        finally:
+            gpu._MIN_THREADS, gpu._MAX_ROWS = saved
+
+    return more
+
+
+_ROW_FACTORS = (2, 4)
+"""Rows-per-thread factors of the A/B rows (cases below the goal)."""
 
 
 _KEEP: list = []  # device buffers of the optional cases, alive until the end of the run

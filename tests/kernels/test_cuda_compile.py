@@ -415,6 +415,30 @@ def test_emulated_multi_row_launches_equal_cpu(emu, monkeypatch):
         check_tile_case(emu, case, exact=True)
 
 
+def test_emulated_many_rows_per_thread_equal_cpu(emu, monkeypatch):
+    """Tall outputs with up to 32 rows per thread (the GPU benchmark's rows-per-thread A/B
+    rows go that far): 19 here, the last thread of each column taking a partial run."""
+    from vetrina import kernels as cpu
+    from vetrina.kernels import gpu
+
+    monkeypatch.setattr(gpu, "_MIN_THREADS", 1)
+    monkeypatch.setattr(gpu, "_MAX_ROWS", 32)
+    assert gpu._grid(20, 300, 1, gpu._BLOCK)[1] == 2  # 300 rows over 2 x 8 threads: 19 each
+    rng = np.random.default_rng(5)
+    imgs = [rng.integers(0, 256, (150, 12, 3), dtype=np.uint8) for _ in range(2)]
+    emu._backend.launches.clear()
+    np.testing.assert_array_equal(emu.preprocess(imgs, (300, 20)), cpu.preprocess(imgs, (300, 20)))
+    assert [grid[1] for _, grid, _ in emu._backend.launches] == [2]
+    batch = rng.standard_normal((2, 3, 150, 10)).astype(np.float32) * 0.3 + 0.5
+    for got, want in zip(
+        emu.postprocess(batch, [(300, 20), (299, 21)]),
+        cpu.postprocess(batch, [(300, 20), (299, 21)]),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(emu.adapt(batch, (300, 20)), cpu.adapt(batch, (300, 20)))
+
+
 def test_emulated_lanczos_kernels(emu, monkeypatch):
     """Lanczos launches its own kernel; the generic kernel takes it too (the launcher never
     sends it there, but the generic kernel serves every mode), both equal to the CPU."""
