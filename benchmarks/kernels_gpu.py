@@ -490,7 +490,7 @@ def _alpha_cases(gk, cpu, gpu, rng, stream) -> list[tuple]:
     cases = []
     for hw, radius, others in [
         ((683, 1024), 16, [(1, 6), (2, 6), (3, 6), (6, 6)]),
-        ((1366, 2048), 48, [(1, 22), (2, 22), (3, 22), (4, 22), (8, 22), (22, 22)]),
+        ((1366, 2048), 48, [(1, 22), (2, 22), (4, 22), (8, 22), (22, 22), (3, 44), (3, 97)]),
     ]:
         default = gpu_alpha._box_spans(radius, hw[0] * hw[1])
         call, check, what, nbytes = _alpha_call(gk, cpu, gpu, rng, stream, hw, radius)
