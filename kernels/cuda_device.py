@@ -11,7 +11,7 @@ import ctypes
 import math
 import threading
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
@@ -134,7 +134,28 @@ def _stream_handle(stream: Any) -> int:
     )
 
 
-class Stream:
+class _Released:
+    """Resources closed by ``close()``: at the end of a ``with`` block, and when collected
+    (errors then ignored: the interpreter may be shutting down)."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: _R) -> _R:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
+
+
+_R = TypeVar("_R", bound=_Released)
+
+
+class Stream(_Released):
     """A CUDA stream (non-blocking with respect to the legacy default stream by default)."""
 
     def __init__(self, device: int = 0, *, non_blocking: bool = True) -> None:
@@ -164,21 +185,11 @@ class Stream:
     def __int__(self) -> int:
         return self.handle
 
-    def __enter__(self) -> Stream:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        with contextlib.suppress(Exception):
-            self.close()
-
     def __repr__(self) -> str:
         return f"Stream(device={self.device}, handle=0x{self.handle:x})"
 
 
-class Event:
+class Event(_Released):
     """A CUDA event for timing: ``record(stream)``, then ``end.elapsed_ms(start)``."""
 
     def __init__(self, device: int = 0) -> None:
@@ -208,16 +219,12 @@ class Event:
             obj, self._obj = self._obj, None
             _check(runtime.cudaEventDestroy(obj), "cudaEventDestroy")
 
-    def __del__(self) -> None:
-        with contextlib.suppress(Exception):
-            self.close()
-
 
 def _as_dtype(dtype: Any) -> np.dtype:
     return np.dtype(dtype)
 
 
-class DeviceBuffer:
+class DeviceBuffer(_Released):
     """Device memory from ``cudaMalloc`` (256-byte aligned), with an optional array view.
 
     ``ptr`` and ``nbytes`` describe the allocation; ``shape``/``dtype`` (default: ``nbytes``
@@ -374,16 +381,6 @@ class DeviceBuffer:
     def closed(self) -> bool:
         return self.ptr == 0
 
-    def __enter__(self) -> DeviceBuffer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        with contextlib.suppress(Exception):
-            self.close()
-
     def __repr__(self) -> str:
         return (
             f"DeviceBuffer(ptr=0x{self.ptr:x}, nbytes={self.nbytes}, shape={self.shape}, "
@@ -391,7 +388,7 @@ class DeviceBuffer:
         )
 
 
-class PinnedBuffer:
+class PinnedBuffer(_Released):
     """Page-locked host memory from ``cudaMallocHost``; ``array`` is a uint8 numpy view and
     :meth:`view` gives typed views. Views must not be used after :meth:`close`."""
 
@@ -426,16 +423,6 @@ class PinnedBuffer:
             ptr, self.ptr = self.ptr, 0
             self.array = np.empty(0, dtype=np.uint8)
             _check(runtime.cudaFreeHost(ptr), "cudaFreeHost")
-
-    def __enter__(self) -> PinnedBuffer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        with contextlib.suppress(Exception):
-            self.close()
 
 
 def grown_capacity(nbytes: int) -> int:
