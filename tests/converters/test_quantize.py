@@ -371,7 +371,9 @@ def test_cpu_flavour_keeps_nearest_upsampling_in_nchw(tmp_path):
     reshape = next(n for n in pinned.graph.node if n.output[0] == resize.input[0])
     shape = next(n for n in pinned.graph.node if n.output[0] == reshape.input[1])
     assert reshape.op_type == "Reshape" and shape.op_type == "Shape"
-    assert shape.input[0] == reshape.input[0]
+    dequantize = next(n for n in pinned.graph.node if n.output[0] == reshape.input[0])
+    assert dequantize.op_type == "DequantizeLinear"
+    assert shape.input[0] == dequantize.input[0]  # the uint8 tensor's shape: no float pass
     smooth = next(n for n in pinned.graph.node if n.name == "smooth")
     assert not any(
         n.output[0] == smooth.input[0] for n in pinned.graph.node if n.op_type == "Reshape"
@@ -393,6 +395,12 @@ def test_cpu_flavour_keeps_nearest_upsampling_in_nchw(tmp_path):
     ]
     np.testing.assert_array_equal(outs[0], outs[1])  # an identity: bit for bit
     assert _optimized_resize_scales(pinned, tmp_path) == [[1.0, 1.0, 2.0, 2.0]]
+    # nothing dequantizes the upsample's input any more (its Shape read a float copy before)
+    optimized = onnx.load(str(tmp_path / "optimized.onnx")).graph
+    shapes_of = {n.input[0] for n in optimized.node if n.op_type == "Shape"}
+    assert shapes_of and not [
+        n for n in optimized.node if n.op_type == "DequantizeLinear" and n.output[0] in shapes_of
+    ]
     assert _optimized_resize_scales(unpinned, tmp_path) == [[1.0, 2.0, 2.0, 1.0]]
 
 
