@@ -396,6 +396,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             f"{n}x3x512x512 float32 -> {n}x{side}x{side}x3 uint8",
         )
         add(name, what, batch.nbytes + n * per, call, check)
+        if side == 512:
+            # A/B: the general bilinear kernel (taps, row cache) on the 1:1 case, which the
+            # launcher now gives to the kernel without taps
+            add_ab(f"{name} (general kernel)", what + ", the bilinear kernel with taps",
+                   batch.nbytes + n * per, call, check,
+                   kernel=lambda k: k.replace("_same_", "_"))  # fmt: skip
         for f in _ROW_FACTORS:
             add_ab(f"{name} (rows x{f})", f"{what}, {f}x the rows per thread",
                    batch.nbytes + n * per, _more_rows(call, f), check)  # fmt: skip

@@ -795,10 +795,13 @@ class GpuKernels:
             else:
                 boxes.append(_inverse_boxes(fn, i, plist[i], (big_h, big_w), (o.height, o.width)))
         handle = self._stream(stream)
-        # bilinear and area are separate kernels (postprocess.cu: each keeps its own registers)
-        kernel = f"vt_postprocess{'_area' if mode == _M_AREA else ''}_{_short(dt)}"
+        # bilinear and area are separate kernels (postprocess.cu: each keeps its own registers);
+        # a launch whose images all show their batch box 1:1 takes the kernel without taps
+        general = f"vt_postprocess{'_area' if mode == _M_AREA else ''}_{_short(dt)}"
         for start in range(0, n, MAX_IMAGES_PER_LAUNCH):
             chunk = range(start, min(n, start + MAX_IMAGES_PER_LAUNCH))
+            same = all(boxes[i][2:4] == boxes[i][6:8] for i in chunk)
+            kernel = f"vt_postprocess_same_{_short(dt)}" if same else general
             buf = bytearray(_POST_SIZE)
             max_h = max_w = 1
             for k, i in enumerate(chunk):

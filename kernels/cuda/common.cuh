@@ -197,6 +197,29 @@ VT_DEV int vt_rows_per_thread(int h) {
 // Loads and stores of one element of a float plane (float32 or float16 storage).
 VT_DEV float vt_load(const float* p) { return vt_ldg(p); }
 VT_DEV float vt_load(const vt_u16* p) { return vt_h2f(vt_ldg(p)); }
+// Four adjacent elements in one vector load; p aligned to 4 elements (16 / 8 bytes).
+VT_DEV void vt_load4(const float* p, float* v) {
+#ifdef __CUDA_ARCH__
+    asm("ld.global.nc.v4.f32 {%0, %1, %2, %3}, [%4];"
+        : "=f"(v[0]), "=f"(v[1]), "=f"(v[2]), "=f"(v[3])
+        : "l"(p));
+#else
+    __builtin_memcpy(v, p, 16);
+#endif
+}
+VT_DEV void vt_load4(const vt_u16* p, float* v) {
+    vt_u32 lo, hi;
+#ifdef __CUDA_ARCH__
+    asm("ld.global.nc.v2.u32 {%0, %1}, [%2];" : "=r"(lo), "=r"(hi) : "l"(p));
+#else
+    __builtin_memcpy(&lo, p, 4);
+    __builtin_memcpy(&hi, p + 2, 4);
+#endif
+    v[0] = vt_h2f((vt_u16)(lo & 0xffffu));
+    v[1] = vt_h2f((vt_u16)(lo >> 16));
+    v[2] = vt_h2f((vt_u16)(hi & 0xffffu));
+    v[3] = vt_h2f((vt_u16)(hi >> 16));
+}
 VT_DEV void vt_store(float* p, float v) { *p = v; }
 VT_DEV void vt_store(vt_u16* p, float v) { *p = vt_f2h(v); }
 

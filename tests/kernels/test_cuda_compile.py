@@ -389,6 +389,29 @@ def test_emulated_postprocess_equals_cpu(emu, case):
     check_post_case(emu, case, exact=True)
 
 
+@pytest.mark.parametrize(
+    ("case", "kernel"),
+    [
+        ("identity", "vt_postprocess_same_f32"),
+        ("letterbox-same-size", "vt_postprocess_same_f32"),
+        ("crop-same-size-f16", "vt_postprocess_same_f16"),
+        ("crop-back-fill", "vt_postprocess_same_f32"),  # area at 1:1 is the identity too
+        ("resize", "vt_postprocess_f32"),
+        ("f16-input", "vt_postprocess_f16"),  # one 1:1 image, one resized: one launch
+        ("letterbox-back", "vt_postprocess_f32"),
+        ("area-down-up", "vt_postprocess_area_f32"),
+    ],
+)
+def test_emulated_postprocess_picks_the_kernel_without_taps_for_1_to_1_launches(
+    emu, monkeypatch, case, kernel
+):
+    launched = []
+    launch = emu._launch
+    monkeypatch.setattr(emu, "_launch", lambda name, *a: launch(launched.append(name) or name, *a))
+    check_post_case(emu, next(c for c in POST_CASES if c.name == case), exact=True)
+    assert launched == [kernel]
+
+
 @pytest.mark.parametrize("case", ADAPT_CASES, ids=str)
 def test_emulated_adapt_equals_cpu(emu, case):
     check_adapt_case(emu, case, exact=True)

@@ -167,6 +167,12 @@ POST_CASES = [
     Case("letterbox-upscaler-x2", n=2, hw=(48, 48), fit="letterbox", src=[(30, 12), (12, 30)],
          placement_hw=(24, 24), sizes=[(60, 24), (24, 60)]),
     Case("batch-of-40", n=40, hw=(6, 5), sizes=[(3 + i % 4, 2 + i % 5) for i in range(40)]),
+    # 1:1 boxes (the kernel without taps): letterbox bars in y (aligned columns), in x (7
+    # columns: unaligned), none; a crop shown back in a wider/taller output with fill around
+    Case("letterbox-same-size", n=3, hw=(32, 32), fit="letterbox",
+         src=[(20, 32), (32, 18), (32, 32)], alpha=[True, False, True]),
+    Case("crop-same-size-f16", n=2, hw=(24, 24), fit="crop", src=[(24, 61), (50, 24)],
+         dtype=F16, specials=True, kw={"fill": (10, 20, 30)}),
 ]  # fmt: skip
 
 
