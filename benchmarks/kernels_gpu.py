@@ -397,11 +397,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         )
         add(name, what, batch.nbytes + n * per, call, check)
         if side == 512:
-            # A/B: the general bilinear kernel (taps, row cache) on the 1:1 case, which the
-            # launcher now gives to the kernel without taps
             add_ab(f"{name} (general kernel)", what + ", the bilinear kernel with taps",
-                   batch.nbytes + n * per, call, check,
-                   kernel=lambda k: k.replace("_same_", "_"))  # fmt: skip
+                   batch.nbytes + n * per, _general_kernels(call), check)  # fmt: skip
         for f in _ROW_FACTORS:
             add_ab(f"{name} (rows x{f})", f"{what}, {f}x the rows per thread",
                    batch.nbytes + n * per, _more_rows(call, f), check)  # fmt: skip
@@ -453,6 +450,8 @@ def _optional_cases(gk, cpu, gpu, rng, n, stream) -> list[tuple]:
         what = f"{n}x3x512x512 float32 -> {n}x3x{side}x{side} {np.dtype(out_dt).name} (BGR)"
         cases.append((name, what, src.nbytes + out.nbytes, call, check))
         if side == 512:
+            cases.append((f"{name} (general kernel)", what + ", the bilinear kernel with taps",
+                          src.nbytes + out.nbytes, _general_kernels(call), check))  # fmt: skip
             for f in _ROW_FACTORS:
                 cases.append((f"{name} (rows x{f})", f"{what}, {f}x the rows per thread",
                               src.nbytes + out.nbytes, _more_rows(call, f), check))  # fmt: skip
@@ -569,6 +568,21 @@ def _more_rows(call: Callable[[], None], factor: int) -> Callable[[], None]:
             gpu._MIN_THREADS, gpu._MAX_ROWS = saved
 
     return more
+
+
+def _general_kernels(call: Callable[[], None]) -> Callable[[], None]:
+    """``call`` with 1:1 postprocess and adapt launches on the general kernels (taps, row
+    cache) instead of those without taps: A/B rows for the latter."""
+    from vetrina.kernels import gpu
+
+    def general() -> None:
+        gpu._SAME_SIZE_KERNELS = False
+        try:
+            call()
+        finally:
+            gpu._SAME_SIZE_KERNELS = True
+
+    return general
 
 
 _ROW_FACTORS = (2, 4)

@@ -409,6 +409,9 @@ class _Scratch:
 # ----------------------------------------------------------------------------------------------
 
 _BLOCK = (32, 8, 1)
+_SAME_SIZE_KERNELS = True
+"""Postprocess and adapt launches at 1:1 take their kernels without taps (``*_same_*``); the
+GPU benchmark turns this off for its A/B rows against the general kernels."""
 _POST_PX = 4
 """Output pixels per postprocess thread (4 RGB pixels = 3 words; postprocess.cu)."""
 
@@ -800,7 +803,7 @@ class GpuKernels:
         general = f"vt_postprocess{'_area' if mode == _M_AREA else ''}_{_short(dt)}"
         for start in range(0, n, MAX_IMAGES_PER_LAUNCH):
             chunk = range(start, min(n, start + MAX_IMAGES_PER_LAUNCH))
-            same = all(boxes[i][2:4] == boxes[i][6:8] for i in chunk)
+            same = _SAME_SIZE_KERNELS and all(boxes[i][2:4] == boxes[i][6:8] for i in chunk)
             kernel = f"vt_postprocess_same_{_short(dt)}" if same else general
             buf = bytearray(_POST_SIZE)
             max_h = max_w = 1
@@ -981,10 +984,15 @@ class GpuKernels:
         struct.pack_into(f"<{oc}i", buf, _ADAPT_CH_AT, *(int(v) for v in chmap))
         struct.pack_into(f"<{oc}f", buf, _ADAPT_SCALE_AT, *sc.tolist())
         struct.pack_into(f"<{oc}f", buf, _ADAPT_OFFSET_AT, *of.tolist())
-        area = "_area" if mode == _M_AREA else ""  # a kernel per mode (adapt.cu)
-        kernel = f"vt_adapt{area}_{_short(dt_in)}_{_short(dt_out)}"
+        dtypes = f"{_short(dt_in)}_{_short(dt_out)}"
+        if _SAME_SIZE_KERNELS and (big_h, big_w) == (h, w):  # the identity, in either mode:
+            # the kernel without taps
+            kernel, grid = f"vt_adapt_same_{dtypes}", _grid(w, h, n, _BLOCK, px_per_thread=4)
+        else:  # a kernel per mode (adapt.cu)
+            area = "_area" if mode == _M_AREA else ""
+            kernel, grid = f"vt_adapt{area}_{dtypes}", _grid(w, h, n, _BLOCK)
         args = _Args(buf, _u64(src), _u64(dst))
-        self._launch(kernel, _grid(w, h, n, _BLOCK), args, self._stream(stream))
+        self._launch(kernel, grid, args, self._stream(stream))
 
     def adapt(
         self,

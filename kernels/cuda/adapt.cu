@@ -176,6 +176,58 @@ VT_DEV void vt_adapt(const VtAdapt& a, const TI* in, TO* out) {
     }
 }
 
+// Same size (input plane == output plane): bilinear and area are both the identity there (one
+// tap of weight 1, and v * 1.0f == v), so y = value * scale[k] + offset[k], without taps.
+// Each thread takes 4 adjacent columns of `rows` rows, one vector load and store per channel
+// where its 4 values are aligned (else one element each), and up to three channels' loads
+// issue together (the RGB hand-off in one step).
+template <typename TI, typename TO>
+VT_DEV void vt_adapt_same(const VtAdapt& a, const TI* in, TO* out) {
+    const int x0 = (int)(blockIdx.x * blockDim.x + threadIdx.x) * 4;
+    const int h = a.y.olen, w = a.x.olen;
+    const int rows = vt_rows_per_thread(h);
+    const int ya = (int)(blockIdx.y * blockDim.y + threadIdx.y) * rows;
+    if (x0 >= w || ya >= h) return;
+    const int yb = vt_imin(ya + rows, h);
+    const int np = vt_imin(4, w - x0);
+    const int i = blockIdx.z;
+    const vt_i64 plane = (vt_i64)h * w;
+    const TI* base = in + (vt_i64)i * a.sn + x0;
+    TO* o = out + (vt_i64)i * a.cout * plane + x0;
+    for (int y = ya; y < yb; ++y) {
+        for (int k0 = 0; k0 < a.cout; k0 += 3) {
+            float v[12];
+            VT_UNROLL
+            for (int j = 0; j < 3; ++j) {
+                if (k0 + j >= a.cout) break;
+                const TI* p = base + (vt_i64)a.ch[k0 + j] * a.sc + (vt_i64)y * a.sh;
+                if (np == 4 && ((vt_u64)p & (4 * sizeof(TI) - 1)) == 0) {
+                    vt_load4(p, v + 4 * j);
+                } else {
+                    VT_UNROLL
+                    for (int c = 0; c < 4; ++c) v[4 * j + c] = c < np ? vt_load(p + c) : 0.0f;
+                }
+            }
+            VT_UNROLL
+            for (int j = 0; j < 3; ++j) {
+                const int k = k0 + j;
+                if (k >= a.cout) break;
+                VT_UNROLL
+                for (int c = 0; c < 4; ++c) v[4 * j + c] = v[4 * j + c] * a.scale[k] + a.offset[k];
+                TO* q = o + k * plane + (vt_i64)y * w;
+                if (np == 4 && ((vt_u64)q & (4 * sizeof(TO) - 1)) == 0) {
+                    vt_store4(q, v + 4 * j);
+                } else {
+                    VT_UNROLL
+                    for (int c = 0; c < 4; ++c) {
+                        if (c < np) vt_store(q + c, v[4 * j + c]);
+                    }
+                }
+            }
+        }
+    }
+}
+
 // One kernel per mode and dtype pair (kernels/gpu.py picks by name). Bilinear is capped at 40
 // registers (6 blocks of 256 threads per SM), area at 64 (4 blocks).
 extern "C" __launch_bounds__(256, 6) __global__
@@ -195,6 +247,18 @@ extern "C" __launch_bounds__(256, 4) __global__
 extern "C" __launch_bounds__(256, 4) __global__
     void vt_adapt_area_f16_f16(const VtAdapt a, const vt_u16* in, vt_u16* out);
 
+extern "C" __global__ void vt_adapt_same_f32_f32(const VtAdapt a, const float* in, float* out) {
+    vt_adapt_same(a, in, out);
+}
+extern "C" __global__ void vt_adapt_same_f32_f16(const VtAdapt a, const float* in, vt_u16* out) {
+    vt_adapt_same(a, in, out);
+}
+extern "C" __global__ void vt_adapt_same_f16_f32(const VtAdapt a, const vt_u16* in, float* out) {
+    vt_adapt_same(a, in, out);
+}
+extern "C" __global__ void vt_adapt_same_f16_f16(const VtAdapt a, const vt_u16* in, vt_u16* out) {
+    vt_adapt_same(a, in, out);
+}
 extern "C" __global__ void vt_adapt_f32_f32(const VtAdapt a, const float* in, float* out) {
     vt_adapt<VT_M_LINEAR>(a, in, out);
 }

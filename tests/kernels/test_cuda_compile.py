@@ -412,6 +412,39 @@ def test_emulated_postprocess_picks_the_kernel_without_taps_for_1_to_1_launches(
     assert launched == [kernel]
 
 
+@pytest.mark.parametrize(
+    ("case", "kernel"),
+    [
+        ("identity-copy", "vt_adapt_same_f32_f32"),
+        ("identity-f16-out-swap", "vt_adapt_same_f32_f16"),
+        ("identity-f16-in-rgba", "vt_adapt_same_f16_f32"),
+        ("identity-area-64-channels", "vt_adapt_same_f32_f32"),  # area at 1:1: the identity
+        ("down-f16-out", "vt_adapt_f32_f16"),
+        ("area-down", "vt_adapt_area_f32_f32"),
+    ],
+)
+def test_emulated_adapt_picks_the_kernel_without_taps_for_the_same_size(
+    emu, monkeypatch, case, kernel
+):
+    launched = []
+    launch = emu._launch
+    monkeypatch.setattr(emu, "_launch", lambda name, *a: launch(launched.append(name) or name, *a))
+    check_adapt_case(emu, next(c for c in ADAPT_CASES if c.name == case), exact=True)
+    assert launched == [kernel]
+
+
+def test_emulated_general_kernels_at_1_to_1_equal_cpu(emu, monkeypatch):
+    """The 1:1 cases on the general postprocess and adapt kernels (the GPU benchmark's A/B
+    rows run them so): the same bits as the kernels without taps and the CPU."""
+    from vetrina.kernels import gpu
+
+    monkeypatch.setattr(gpu, "_SAME_SIZE_KERNELS", False)
+    for case in POST_CASES:
+        check_post_case(emu, case, exact=True)
+    for case in ADAPT_CASES:
+        check_adapt_case(emu, case, exact=True)
+
+
 @pytest.mark.parametrize("case", ADAPT_CASES, ids=str)
 def test_emulated_adapt_equals_cpu(emu, case):
     check_adapt_case(emu, case, exact=True)

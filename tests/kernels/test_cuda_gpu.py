@@ -229,6 +229,16 @@ ADAPT_CASES = [
     Case("one-channel", shape=(3, 1, 7, 5), size=(1, 1)),
     Case("many-channels", shape=(1, 64, 6, 6), size=(4, 9), kw={"scale": 3.0}),
     Case("strided", shape=(2, 3, 20, 30), size=(10, 10), strided=True),
+    # same size (the kernel without taps): vector loads/stores of each dtype, channel groups
+    # of 3 with a partial last one, widths that are not a multiple of 4
+    Case("identity-f16-out-swap", shape=(2, 3, 8, 16), size=None, specials=True,
+         kw={"dtype": F16, "dst_order": "BGR", "scale": 0.5, "offset": 0.5}),
+    Case("identity-f16-in-rgba", shape=(1, 4, 6, 12), size=(6, 12), in_dtype=F16,
+         kw={"src_order": "BGR", "dtype": F32}),
+    Case("identity-area-64-channels", shape=(1, 64, 4, 8), size=None,
+         kw={"interpolation": "area", "scale": 3.0}),
+    Case("identity-odd-width", shape=(2, 3, 5, 7), size=(5, 7), strided=True,
+         kw={"dtype": F16}),
 ]  # fmt: skip
 
 
