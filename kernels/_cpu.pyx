@@ -121,12 +121,11 @@ cdef extern from *:
     }
     /* 4 pixel vectors (c0, c1, c2, x) -> 4 values of each of the planes o0, o1, o2 */
     static inline void vt_st3(float *o0, float *o1, float *o2, __m128 p0, __m128 p1, __m128 p2,
-                              __m128 p3, int nt) {
+                              __m128 p3) {
         __m128 t0 = _mm_unpacklo_ps(p0, p1), t1 = _mm_unpacklo_ps(p2, p3);
         __m128 t2 = _mm_unpackhi_ps(p0, p1), t3 = _mm_unpackhi_ps(p2, p3);
         __m128 a = _mm_movelh_ps(t0, t1), b = _mm_movehl_ps(t1, t0), c = _mm_movelh_ps(t2, t3);
-        if (nt) { _mm_stream_ps(o0, a); _mm_stream_ps(o1, b); _mm_stream_ps(o2, c); }
-        else { _mm_storeu_ps(o0, a); _mm_storeu_ps(o1, b); _mm_storeu_ps(o2, c); }
+        _mm_storeu_ps(o0, a); _mm_storeu_ps(o1, b); _mm_storeu_ps(o2, c);
     }
     static inline void vt_st1(float *o0, float *o1, float *o2, __m128 p) {
         float t[4];
@@ -218,7 +217,7 @@ cdef extern from *:
     /* o[i] = ((a[i] * wa [+ b[i] * wb]) * sc + of), float32 or float16; nb: b is used;
        wa == 1 and !nb: a[i] * sc + of (a * 1 == a) */
     static void vt_emit(char *o, int f16, const float *restrict a, float wa, const float *restrict b,
-                        float wb, int nb, Py_ssize_t n, float sc, float of, int nt) {
+                        float wb, int nb, Py_ssize_t n, float sc, float of) {
         Py_ssize_t i = 0;
         int one = !nb && wa == 1.0f;
     #if VT_SSE
@@ -236,14 +235,7 @@ cdef extern from *:
                 for (; i + 8 <= n; i += 8) vt_st8h(q + i, VT_E4(i), VT_E4(i + 4));
             } else {
                 float *restrict q = (float *)o;
-                /* stream only from a 16-byte aligned start */
-                if (nt) while (i < n && ((uintptr_t)(q + i) & 15)) {
-                    q[i] = nb ? (a[i] * wa + b[i] * wb) * sc + of
-                              : (one ? a[i] * sc + of : (a[i] * wa) * sc + of);
-                    i++;
-                }
-                if (nt) for (; i + 4 <= n; i += 4) _mm_stream_ps(q + i, VT_E4(i));
-                else for (; i + 4 <= n; i += 4) _mm_storeu_ps(q + i, VT_E4(i));
+                for (; i + 4 <= n; i += 4) _mm_storeu_ps(q + i, VT_E4(i));
             }
     #undef VT_E4
         }
@@ -387,7 +379,7 @@ cdef extern from *:
     /* per-row output context of preprocess */
     typedef struct {
         char *o[3];                 /* output plane rows, at the content's left edge */
-        int f16, nt;
+        int f16;
         const float *sc, *of;
     } vt_prow;
 
@@ -417,7 +409,7 @@ cdef extern from *:
             for (; x + 4 <= cw; x += 4) {
                 __m128 v0, v1, v2, v3;
                 VT_TAPS(x, v0) VT_TAPS(x + 1, v1) VT_TAPS(x + 2, v2) VT_TAPS(x + 3, v3)
-                vt_st3(d0 + x, h1 + x, d2 + x, v0, v1, v2, v3, 0);
+                vt_st3(d0 + x, h1 + x, d2 + x, v0, v1, v2, v3);
             }
             for (; x < cw; x++) {
                 __m128 v;
@@ -508,7 +500,7 @@ cdef extern from *:
                 v1 = _mm_min_ps(hi, _mm_max_ps(lo, v1));
                 v2 = _mm_min_ps(hi, _mm_max_ps(lo, v2));
                 v3 = _mm_min_ps(hi, _mm_max_ps(lo, v3));
-                vt_st3(h0 + x, h1 + x, h2 + x, v0, v1, v2, v3, 0);
+                vt_st3(h0 + x, h1 + x, h2 + x, v0, v1, v2, v3);
             }
             for (; x < cw; x++) {
                 const Py_ssize_t *o = xo + (Py_ssize_t)x * T;
@@ -576,7 +568,7 @@ cdef extern from *:
             h1 = n == 2 ? vt_pre_hget(p, s, yo[1]) : h0;
             for (c = 0; c < 3; c++)
                 vt_emit(w->o[c], w->f16, h0 + c * cap, yw[0], h1 + c * cap, yw[1], n == 2, cw,
-                        w->sc[c], w->of[c], w->nt);
+                        w->sc[c], w->of[c]);
             return;
         }
         for (c = 0; c < 3; c++)
@@ -588,8 +580,7 @@ cdef extern from *:
                 for (x = 0; x < cw; x++) acc[c * cap + x] = acc[c * cap + x] + h[c * cap + x] * wj;
         }
         for (c = 0; c < 3; c++)
-            vt_emit(w->o[c], w->f16, acc + c * cap, 1.0f, acc, 0.0f, 0, cw, w->sc[c], w->of[c],
-                    w->nt);
+            vt_emit(w->o[c], w->f16, acc + c * cap, 1.0f, acc, 0.0f, 0, cw, w->sc[c], w->of[c]);
     }
 
     #if VT_SSE
@@ -622,7 +613,7 @@ cdef extern from *:
     /* columns [x, end) of a 2x2 box row; the compile-time flags select one specialised loop */
     VT_INLINE int vt_box22_run(const unsigned char *ra, const unsigned char *rb, Py_ssize_t step,
                                int x, int end, const vt_boxmap *m, Py_ssize_t pf, const int S1,
-                               const int R2, const int TM, const int NT) {
+                               const int R2, const int TM) {
         float *d0 = m->d[0], *d1 = m->d[1], *d2 = m->d[2];
         for (; x + 4 <= end; x += 4) {
             const unsigned char *pa = ra + x * step, *pb = rb + x * step;
@@ -634,7 +625,7 @@ cdef extern from *:
             __m128 p1 = vt_boxmap_px(vt_box22_px(pa + step, pb + step, S1), m, R2, TM);
             __m128 p2 = vt_boxmap_px(vt_box22_px(pa + 2 * step, pb + 2 * step, S1), m, R2, TM);
             __m128 p3 = vt_boxmap_px(vt_box22_px(pa + 3 * step, pb + 3 * step, S1), m, R2, TM);
-            vt_st3(d0 + x, d1 + x, d2 + x, p0, p1, p2, p3, NT);
+            vt_st3(d0 + x, d1 + x, d2 + x, p0, p1, p2, p3);
         }
         for (; x < end; x++)
             vt_st1(d0 + x, d1 + x, d2 + x,
@@ -642,7 +633,7 @@ cdef extern from *:
         return x;
     }
     VT_INLINE int vt_boxv_run(const uint16_t *vs, Py_ssize_t s1, int kx, int bw, int x, int end,
-                              const vt_boxmap *m, const int R2, const int TM, const int NT) {
+                              const vt_boxmap *m, const int R2, const int TM) {
         float *d0 = m->d[0], *d1 = m->d[1], *d2 = m->d[2];
         Py_ssize_t st = (Py_ssize_t)kx * s1;
         for (; x + 4 <= end; x += 4) {
@@ -651,17 +642,14 @@ cdef extern from *:
             __m128 p1 = vt_boxmap_px(vt_boxv_px(v + st, bw, s1), m, R2, TM);
             __m128 p2 = vt_boxmap_px(vt_boxv_px(v + 2 * st, bw, s1), m, R2, TM);
             __m128 p3 = vt_boxmap_px(vt_boxv_px(v + 3 * st, bw, s1), m, R2, TM);
-            vt_st3(d0 + x, d1 + x, d2 + x, p0, p1, p2, p3, NT);
+            vt_st3(d0 + x, d1 + x, d2 + x, p0, p1, p2, p3);
         }
         for (; x < end; x++)
             vt_st1(d0 + x, d1 + x, d2 + x, vt_boxmap_px(vt_boxv_px(vs + x * st, bw, s1), m, R2, TM));
         return x;
     }
-    #define VT_DISPATCH4(CALL, R2, TM, NT)                                                  \\
-        ((R2) ? ((TM) ? ((NT) ? CALL(1, 1, 1) : CALL(1, 1, 0))                              \\
-                      : ((NT) ? CALL(1, 0, 1) : CALL(1, 0, 0)))                             \\
-              : ((TM) ? ((NT) ? CALL(0, 1, 1) : CALL(0, 1, 0))                              \\
-                      : ((NT) ? CALL(0, 0, 1) : CALL(0, 0, 0))))
+    #define VT_DISPATCH2(CALL, R2, TM)                                                      \\
+        ((R2) ? ((TM) ? CALL(1, 1) : CALL(1, 0)) : ((TM) ? CALL(0, 1) : CALL(0, 0)))
     #endif
 
     /* integer box sums: exact, so the summation order is free. value = float(sum) * q (or
@@ -675,7 +663,7 @@ cdef extern from *:
     #if VT_SSE
         if (p->boxfast && vt_simd && bw * bh <= 257 && (s1 == 3 || s1 == 4)) {
             /* lanes = source channels; destination planes and per-lane constants */
-            int l, f16 = w->f16, cl[3], twomul = 0, nt;
+            int l, f16 = w->f16, cl[3], twomul = 0;
             float m1[4] = {1, 1, 1, 1}, m2[4] = {1, 1, 1, 1}, a4[4] = {0, 0, 0, 0};
             vt_boxmap m;
             for (c = 0; c < 3; c++) cl[p->coff[c]] = c;        /* lane -> output channel */
@@ -696,7 +684,6 @@ cdef extern from *:
             }
             if (!twomul) for (l = 0; l < 3; l++) { m1[l] = m1[l] * m2[l]; m2[l] = 1.0f; }
             m.m1 = _mm_loadu_ps(m1); m.m2 = _mm_loadu_ps(m2); m.a4 = _mm_loadu_ps(a4);
-            nt = w->nt && !f16 && !(((uintptr_t)m.d[0] | (uintptr_t)m.d[1] | (uintptr_t)m.d[2]) & 15);
             if (bw == 2 && bh == 2) {
                 const unsigned char *ra = r, *rb = r + s0;
                 Py_ssize_t step = (Py_ssize_t)kx * s1;
@@ -707,9 +694,9 @@ cdef extern from *:
                 if (dy + 1 >= p->ch || step * 4 > 64) pf = 0;
                 while (safe > 0 && (rb - p->base) + (safe - 1) * step + 8 > p->safe_end) safe--;
                 while (safe > 0 && (ra - p->base) + (safe - 1) * step + 8 > p->safe_end) safe--;
-    #define VT_C22(R2, TM, NT) (s1 == 3 ? vt_box22_run(ra, rb, step, 0, safe, &m, pf, 3, R2, TM, NT) \\
-                                        : vt_box22_run(ra, rb, step, 0, safe, &m, pf, 4, R2, TM, NT))
-                x = VT_DISPATCH4(VT_C22, p->round2, twomul, nt);
+    #define VT_C22(R2, TM) (s1 == 3 ? vt_box22_run(ra, rb, step, 0, safe, &m, pf, 3, R2, TM) \\
+                                    : vt_box22_run(ra, rb, step, 0, safe, &m, pf, 4, R2, TM))
+                x = VT_DISPATCH2(VT_C22, p->round2, twomul);
     #undef VT_C22
             } else {
                 /* column sums over the bytes of the needed pixels, then along the row */
@@ -729,15 +716,15 @@ cdef extern from *:
                     for (k = 0; k < n; k++) vs[k] = (uint16_t)(vs[k] + ri[k]);
                 }
                 for (k = n; k < n + 4; k++) vs[k] = 0;
-    #define VT_CV(R2, TM, NT) vt_boxv_run(vs, s1, kx, bw, 0, cw, &m, R2, TM, NT)
-                x = VT_DISPATCH4(VT_CV, p->round2, twomul, nt);
+    #define VT_CV(R2, TM) vt_boxv_run(vs, s1, kx, bw, 0, cw, &m, R2, TM)
+                x = VT_DISPATCH2(VT_CV, p->round2, twomul);
     #undef VT_CV
             }
             if (x == cw) {
                 if (f16)   /* acc holds the values: map and convert */
                     for (c = 0; c < 3; c++)
                         vt_emit(w->o[c], 1, acc + c * cap, 1.0f, acc, 0.0f, 0, cw, w->sc[c],
-                                w->of[c], 0);
+                                w->of[c]);
                 return;
             }
         }
@@ -758,7 +745,7 @@ cdef extern from *:
             int from = w->f16 ? 0 : x, es = w->f16 ? 2 : 4;
             for (c = 0; c < 3; c++)
                 vt_emit(w->o[c] + (Py_ssize_t)from * es, w->f16, acc + c * cap + from, 1.0f, acc,
-                        0.0f, 0, cw - from, w->sc[c], w->of[c], 0);
+                        0.0f, 0, cw - from, w->sc[c], w->of[c]);
         }
     }
 
@@ -792,13 +779,13 @@ cdef extern from *:
                 s->acc[c * cap + x] = (float)(v > 255 ? 255 : v);
             }
             vt_emit(w->o[c], w->f16, s->acc + c * cap, 1.0f, s->acc, 0.0f, 0, p->cw, w->sc[c],
-                    w->of[c], w->nt);
+                    w->of[c]);
         }
     }
 
     /* one output row y of one image: pad, or pad + content */
     static void vt_pre_row(const vt_pre *p, int y, char *o, Py_ssize_t plane, int W, int f16,
-                           const float *sc, const float *of, const float *pad, int nt, vt_scr *s) {
+                           const float *sc, const float *of, const float *pad, vt_scr *s) {
         int es = f16 ? 2 : 4, c, right = W - p->left - p->cw;
         vt_prow w;
         if (y < p->top || y >= p->top + p->ch) {
@@ -811,13 +798,10 @@ cdef extern from *:
             if (right) vt_fill(oc + (Py_ssize_t)(p->left + p->cw) * es, f16, right, pad[c]);
             w.o[c] = oc + (Py_ssize_t)p->left * es;
         }
-        w.f16 = f16; w.nt = nt; w.sc = sc; w.of = of;
+        w.f16 = f16; w.sc = sc; w.of = of;
         if (p->mode == VT_BOX) vt_pre_box(p, y - p->top, s, &w);
         else if (p->mode == VT_U8) vt_pre_u8(p, y - p->top, s, &w);
         else vt_pre_sep(p, y - p->top, s, &w);
-    #if VT_SSE
-        if (nt) _mm_sfence();
-    #endif
     }
 
     /* ================= float planes (float32/float16) -> float rows ================= */
@@ -1160,7 +1144,7 @@ cdef extern from *:
         vt_fvalue(&p->src, y, s, &v);
         for (c = 0; c < p->src.nc; c++)
             vt_emit(p->obase + c * p->plane + y * p->rowb, p->f16, v.a[c], v.wa,
-                    v.nb ? v.b[c] : v.a[c], v.wb, v.nb, p->src.cw, p->sc[c], p->of[c], 0);
+                    v.nb ? v.b[c] : v.a[c], v.wb, v.nb, p->src.cw, p->sc[c], p->of[c]);
     }
     """
     int VT_SSE
@@ -1271,8 +1255,7 @@ cdef extern from *:
         const float* of
 
     void vt_pre_row(const vt_pre* p, int y, char* o, Py_ssize_t plane, int W, int f16,
-                    const float* sc, const float* of, const float* pad, int nt,
-                    vt_scr* s) noexcept nogil
+                    const float* sc, const float* of, const float* pad, vt_scr* s) noexcept nogil
     void vt_post_row(const vt_post* p, int y, vt_scr* s) noexcept nogil
     void vt_adapt_row(const vt_adapt* p, int y, vt_scr* s) noexcept nogil
 
@@ -1286,9 +1269,6 @@ METHOD_LANCZOS = 3
 # Work per dynamic chunk, in output values (rows per chunk = this / row values).
 cdef enum:
     CHUNK_VALUES = 16384
-
-# Outputs of at least this many bytes are written with streaming (non-temporal) stores.
-cdef Py_ssize_t NT_BYTES = 8 << 20
 
 cdef double DBL_EPS = 2.220446049250313e-16
 
@@ -1622,7 +1602,7 @@ def preprocess_batch(list images, const Py_ssize_t[:, ::1] boxes, unsigned char[
     cdef vt_pre* pres = NULL
     cdef vt_pre* p
     cdef vt_scr* scr = NULL
-    cdef int nthreads = _threads(num_threads), f16 = 1 if esize == 2 else 0, kx, ky, tid, nt
+    cdef int nthreads = _threads(num_threads), f16 = 1 if esize == 2 else 0, kx, ky, tid
     cdef int nring = 0
     cdef Py_ssize_t lzw = 0
     cdef list keep = []
@@ -1740,14 +1720,12 @@ def preprocess_batch(list images, const Py_ssize_t[:, ::1] boxes, unsigned char[
             # lanczos: a chunk's first row computes its whole window of rows, the next ones
             # about H_src / H each; longer chunks (still >= 4 per thread) amortise the first
             chunk = max(chunk, min(64, (n * H) // (4 * nthreads)))
-        # streaming stores once the output is larger than a typical last-level cache
-        nt = 1 if n * plane * 3 >= NT_BYTES else 0
         with nogil:
             for r in prange(n * H, num_threads=nthreads, schedule="dynamic", chunksize=chunk):
                 tid = openmp.omp_get_thread_num()
                 i = r // H
                 vt_pre_row(&pres[i], <int>(r - i * H), obase + (3 * i * H * W) * esize
-                           + (r - i * H) * rowb, plane, <int>W, f16, sc, of, pv, nt, &scr[tid])
+                           + (r - i * H) * rowb, plane, <int>W, f16, sc, of, pv, &scr[tid])
     finally:
         free(pres)
         free(scr)
