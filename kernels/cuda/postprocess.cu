@@ -270,22 +270,31 @@ VT_DEV VtPostOut vt_post_out(const VtPostImage& im, int x0) {
     return w;
 }
 
+// The thread's share of image im (grid z): output columns x0 .. x0 + 3 of rows ya .. yb - 1;
+// false when it has none.
+struct VtPostSpan {
+    int x0, ya, yb;
+};
+VT_DEV bool vt_post_span(const VtPostImage& im, VtPostSpan* s) {
+    const int rows = vt_rows_per_thread(im.h);
+    s->x0 = (int)(blockIdx.x * blockDim.x + threadIdx.x) * 4;
+    s->ya = (int)(blockIdx.y * blockDim.y + threadIdx.y) * rows;
+    s->yb = vt_imin(s->ya + rows, im.h);
+    return s->x0 < im.w && s->ya < im.h;
+}
+
 // MODE: VT_M_LINEAR (vt_post_linear) or VT_M_AREA (vt_post_generic); b.mode says the same.
 template <int MODE, typename T>
 VT_DEV void vt_postprocess(const VtPostBatch& b, const T* batch) {
-    const int x0 = (int)(blockIdx.x * blockDim.x + threadIdx.x) * 4;
-    const int i = blockIdx.z;
-    const VtPostImage& im = b.img[i];
-    const int rows = vt_rows_per_thread(im.h);
-    const int ya = (int)(blockIdx.y * blockDim.y + threadIdx.y) * rows;
-    if (x0 >= im.w || ya >= im.h) return;
-    const int yb = vt_imin(ya + rows, im.h);
-    const VtPostOut w = vt_post_out(im, x0);
-    const T* base = batch + (vt_i64)i * b.sn;
+    const VtPostImage& im = b.img[blockIdx.z];
+    VtPostSpan t;
+    if (!vt_post_span(im, &t)) return;
+    const VtPostOut w = vt_post_out(im, t.x0);
+    const T* base = batch + (vt_i64)blockIdx.z * b.sn;
     if (MODE == VT_M_LINEAR) {
-        vt_post_linear(b, im, base, w, x0, ya, yb);
+        vt_post_linear(b, im, base, w, t.x0, t.ya, t.yb);
     } else {
-        vt_post_generic<MODE>(b, im, base, w, x0, ya, yb);
+        vt_post_generic<MODE>(b, im, base, w, t.x0, t.ya, t.yb);
     }
 }
 
@@ -298,23 +307,21 @@ VT_DEV void vt_postprocess(const VtPostBatch& b, const T* batch) {
 // content box and aligned (16 bytes for float32, 8 for float16), else one load each.
 template <typename T>
 VT_DEV void vt_postprocess_same(const VtPostBatch& b, const T* batch) {
-    const int x0 = (int)(blockIdx.x * blockDim.x + threadIdx.x) * 4;
-    const int i = blockIdx.z;
-    const VtPostImage& im = b.img[i];
-    const int rows = vt_rows_per_thread(im.h);
-    const int ya = (int)(blockIdx.y * blockDim.y + threadIdx.y) * rows;
-    if (x0 >= im.w || ya >= im.h) return;
-    const int yb = vt_imin(ya + rows, im.h);
-    const VtPostOut w = vt_post_out(im, x0);
-    const int vx = x0 - im.x.o0;  // content column of pixel 0
+    const VtPostImage& im = b.img[blockIdx.z];
+    VtPostSpan t;
+    if (!vt_post_span(im, &t)) return;
+    const VtPostOut w = vt_post_out(im, t.x0);
+    const int vx = t.x0 - im.x.o0;  // content column of pixel 0
     int in = 0;                   // bit p: pixel p inside the content box
     VT_UNROLL
     for (int p = 0; p < 4; ++p) in |= (int)(p < w.np && vx + p >= 0 && vx + p < im.x.olen) << p;
     const T* plane[3];
     VT_UNROLL
-    for (int k = 0; k < 3; ++k) plane[k] = batch + (vt_i64)i * b.sn + (vt_i64)b.bc[k] * b.sc;
+    for (int k = 0; k < 3; ++k) {
+        plane[k] = batch + (vt_i64)blockIdx.z * b.sn + (vt_i64)b.bc[k] * b.sc;
+    }
     const vt_i64 col = (vt_i64)im.x.s0 + vx;  // batch column of pixel 0
-    for (int y = ya; y < yb; ++y) {
+    for (int y = t.ya; y < t.yb; ++y) {
         vt_u32 q[3];
         const int vy = y - im.y.o0;
         if (in == 0 || vy < 0 || vy >= im.y.olen) {

@@ -389,47 +389,38 @@ def test_emulated_postprocess_equals_cpu(emu, case):
     check_post_case(emu, case, exact=True)
 
 
-@pytest.mark.parametrize(
-    ("case", "kernel"),
-    [
-        ("identity", "vt_postprocess_same_f32"),
-        ("letterbox-same-size", "vt_postprocess_same_f32"),
-        ("crop-same-size-f16", "vt_postprocess_same_f16"),
-        ("crop-back-fill", "vt_postprocess_same_f32"),  # area at 1:1 is the identity too
-        ("resize", "vt_postprocess_f32"),
-        ("f16-input", "vt_postprocess_f16"),  # one 1:1 image, one resized: one launch
-        ("letterbox-back", "vt_postprocess_f32"),
-        ("area-down-up", "vt_postprocess_area_f32"),
-    ],
-)
-def test_emulated_postprocess_picks_the_kernel_without_taps_for_1_to_1_launches(
-    emu, monkeypatch, case, kernel
-):
-    launched = []
-    launch = emu._launch
-    monkeypatch.setattr(emu, "_launch", lambda name, *a: launch(launched.append(name) or name, *a))
-    check_post_case(emu, next(c for c in POST_CASES if c.name == case), exact=True)
-    assert launched == [kernel]
+_KERNEL_CHOICE = {"post": (POST_CASES, check_post_case), "adapt": (ADAPT_CASES, check_adapt_case)}
 
 
 @pytest.mark.parametrize(
-    ("case", "kernel"),
+    ("kind", "case", "kernel"),
     [
-        ("identity-copy", "vt_adapt_same_f32_f32"),
-        ("identity-f16-out-swap", "vt_adapt_same_f32_f16"),
-        ("identity-f16-in-rgba", "vt_adapt_same_f16_f32"),
-        ("identity-area-64-channels", "vt_adapt_same_f32_f32"),  # area at 1:1: the identity
-        ("down-f16-out", "vt_adapt_f32_f16"),
-        ("area-down", "vt_adapt_area_f32_f32"),
+        ("post", "identity", "vt_postprocess_same_f32"),
+        ("post", "letterbox-same-size", "vt_postprocess_same_f32"),
+        ("post", "crop-same-size-f16", "vt_postprocess_same_f16"),
+        ("post", "crop-back-fill", "vt_postprocess_same_f32"),  # area at 1:1: the identity too
+        ("post", "resize", "vt_postprocess_f32"),
+        ("post", "f16-input", "vt_postprocess_f16"),  # one 1:1 image, one resized: one launch
+        ("post", "letterbox-back", "vt_postprocess_f32"),
+        ("post", "area-down-up", "vt_postprocess_area_f32"),
+        ("adapt", "identity-copy", "vt_adapt_same_f32_f32"),
+        ("adapt", "identity-f16-out-swap", "vt_adapt_same_f32_f16"),
+        ("adapt", "identity-f16-in-rgba", "vt_adapt_same_f16_f32"),
+        ("adapt", "identity-area-64-channels", "vt_adapt_same_f32_f32"),
+        ("adapt", "down-f16-out", "vt_adapt_f32_f16"),
+        ("adapt", "area-down", "vt_adapt_area_f32_f32"),
     ],
 )
-def test_emulated_adapt_picks_the_kernel_without_taps_for_the_same_size(
-    emu, monkeypatch, case, kernel
+def test_emulated_1_to_1_launches_take_the_kernels_without_taps(
+    emu, monkeypatch, kind, case, kernel
 ):
+    """Postprocess launches whose images all show their batch box 1:1, and adapt at the same
+    size, take the ``*_same_*`` kernels; every other launch the general ones."""
     launched = []
     launch = emu._launch
     monkeypatch.setattr(emu, "_launch", lambda name, *a: launch(launched.append(name) or name, *a))
-    check_adapt_case(emu, next(c for c in ADAPT_CASES if c.name == case), exact=True)
+    cases, check = _KERNEL_CHOICE[kind]
+    check(emu, next(c for c in cases if c.name == case), exact=True)
     assert launched == [kernel]
 
 
