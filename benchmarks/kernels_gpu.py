@@ -396,9 +396,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             f"{n}x3x512x512 float32 -> {n}x{side}x{side}x3 uint8",
         )
         add(name, what, batch.nbytes + n * per, call, check)
-        if side == 512:
-            add_ab(f"{name} (general kernel)", what + ", the bilinear kernel with taps",
-                   batch.nbytes + n * per, _general_kernels(call), check)  # fmt: skip
+        # A/B: the general bilinear kernel, where the launcher takes a shortcut (1:1: the
+        # kernel without taps; 2x: closed-form taps)
+        add_ab(f"{name} (general kernel)", what + ", the general bilinear kernel",
+               batch.nbytes + n * per, _general_kernels(call), check)  # fmt: skip
         for f in _ROW_FACTORS:
             add_ab(f"{name} (rows x{f})", f"{what}, {f}x the rows per thread",
                    batch.nbytes + n * per, _more_rows(call, f), check)  # fmt: skip
@@ -571,16 +572,16 @@ def _more_rows(call: Callable[[], None], factor: int) -> Callable[[], None]:
 
 
 def _general_kernels(call: Callable[[], None]) -> Callable[[], None]:
-    """``call`` with 1:1 postprocess and adapt launches on the general kernels (taps, row
-    cache) instead of those without taps: A/B rows for the latter."""
+    """``call`` with the launcher's shortcut kernels off (``gpu._SHORTCUT_KERNELS``): 1:1
+    postprocess and adapt, and 2x postprocess, on the general kernels. A/B rows."""
     from vetrina.kernels import gpu
 
     def general() -> None:
-        gpu._SAME_SIZE_KERNELS = False
+        gpu._SHORTCUT_KERNELS = False
         try:
             call()
         finally:
-            gpu._SAME_SIZE_KERNELS = True
+            gpu._SHORTCUT_KERNELS = True
 
     return general
 

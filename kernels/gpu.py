@@ -409,8 +409,9 @@ class _Scratch:
 # ----------------------------------------------------------------------------------------------
 
 _BLOCK = (32, 8, 1)
-_SAME_SIZE_KERNELS = True
-"""Postprocess and adapt launches at 1:1 take their kernels without taps (``*_same_*``); the
+_SHORTCUT_KERNELS = True
+"""Postprocess and adapt launches at 1:1 take their kernels without taps (``*_same_*``), and
+postprocess launches at exactly 2x (bilinear) the one with closed-form taps (``*_up2_*``); the
 GPU benchmark turns this off for its A/B rows against the general kernels."""
 _POST_PX = 4
 """Output pixels per postprocess thread (4 RGB pixels = 3 words; postprocess.cu)."""
@@ -799,12 +800,22 @@ class GpuKernels:
                 boxes.append(_inverse_boxes(fn, i, plist[i], (big_h, big_w), (o.height, o.width)))
         handle = self._stream(stream)
         # bilinear and area are separate kernels (postprocess.cu: each keeps its own registers);
-        # a launch whose images all show their batch box 1:1 takes the kernel without taps
+        # a launch whose images all show their batch box 1:1 takes the kernel without taps,
+        # one whose boxes all grow exactly 2x (bilinear) the one with closed-form taps
         general = f"vt_postprocess{'_area' if mode == _M_AREA else ''}_{_short(dt)}"
         for start in range(0, n, MAX_IMAGES_PER_LAUNCH):
             chunk = range(start, min(n, start + MAX_IMAGES_PER_LAUNCH))
-            same = _SAME_SIZE_KERNELS and all(boxes[i][2:4] == boxes[i][6:8] for i in chunk)
-            kernel = f"vt_postprocess_same_{_short(dt)}" if same else general
+            kernel = general
+            if _SHORTCUT_KERNELS and all(boxes[i][2:4] == boxes[i][6:8] for i in chunk):
+                kernel = f"vt_postprocess_same_{_short(dt)}"
+            elif (
+                _SHORTCUT_KERNELS
+                and mode == _M_LINEAR
+                and all(
+                    boxes[i][6] == 2 * boxes[i][2] and boxes[i][7] == 2 * boxes[i][3] for i in chunk
+                )
+            ):
+                kernel = f"vt_postprocess_up2_{_short(dt)}"
             buf = bytearray(_POST_SIZE)
             max_h = max_w = 1
             for k, i in enumerate(chunk):
@@ -985,7 +996,7 @@ class GpuKernels:
         struct.pack_into(f"<{oc}f", buf, _ADAPT_SCALE_AT, *sc.tolist())
         struct.pack_into(f"<{oc}f", buf, _ADAPT_OFFSET_AT, *of.tolist())
         dtypes = f"{_short(dt_in)}_{_short(dt_out)}"
-        if _SAME_SIZE_KERNELS and (big_h, big_w) == (h, w):  # the identity, in either mode:
+        if _SHORTCUT_KERNELS and (big_h, big_w) == (h, w):  # the identity, in either mode:
             # the kernel without taps
             kernel, grid = f"vt_adapt_same_{dtypes}", _grid(w, h, n, _BLOCK, px_per_thread=4)
         else:  # a kernel per mode (adapt.cu)

@@ -142,12 +142,38 @@ VT_DEV void vt_post_hrow(const T* const* plane, vt_i64 sh, int r, const int* xf,
     }
 }
 
+// Bilinear taps of virtual index v: vt_linear_taps, or (UP2: olen == 2 * slen) the same taps
+// in closed form. There the source coordinate (v + 0.5) / 2 - 0.5 = v / 2 - 0.25 is exact:
+// v = 2m takes m - 1 and m with f = 0.75 (m = 0: m alone), v = 2m + 1 takes m and m + 1 with
+// f = 0.25 (m = S - 1: m alone). No double arithmetic, no division for the axis constants.
+template <bool UP2>
+VT_DEV void vt_post_taps(const VtAxisK& k, int v, VtTaps* t) {
+    if (!UP2) {
+        vt_linear_taps(k, v, t);
+        return;
+    }
+    const int m = v >> 1;
+    int s = (v & 1) ? m : m - 1;
+    float f = (v & 1) ? 0.25f : 0.75f;
+    if ((v & 1) ? m >= k.S - 1 : m == 0) {
+        s = (v & 1) ? k.S - 1 : 0;
+        f = 0.0f;
+    }
+    t->i0 = s;
+    t->i1 = f != 0.0f ? s + 1 : s;
+    t->f = f;
+    t->g = 1.0f - f;
+    t->first = -1;
+}
+
 // Bilinear. ha, hb: source rows ra, rb resampled along x (vt_post_hrow); consecutive output
 // rows mostly share them (an upscale by 2 needs a new source row every other output row).
-template <typename T>
+template <bool UP2, typename T>
 VT_DEV void vt_post_linear(const VtPostBatch& b, const VtPostImage& im, const T* base,
                            const VtPostOut& w, int x0, int ya, int yb) {
-    const VtAxisK ky = vt_axis_k(im.y, VT_M_LINEAR), kx = vt_axis_k(im.x, VT_M_LINEAR);
+    // (UP2 needs no axis constants: VT_M_BOX computes none of the float ones)
+    const int mode = UP2 ? VT_M_BOX : VT_M_LINEAR;
+    const VtAxisK ky = vt_axis_k(im.y, mode), kx = vt_axis_k(im.x, mode);
     int xf[4], in = 0, two = 0;  // in, two: bit p = pixel p inside the content box, two taps
     float xw[4];
     VT_UNROLL
@@ -155,7 +181,7 @@ VT_DEV void vt_post_linear(const VtPostBatch& b, const VtPostImage& im, const T*
         const int vx = x0 + p - kx.o0;
         const bool inside = p < w.np && vx >= 0 && vx < kx.D;
         VtTaps t;
-        vt_linear_taps(kx, inside ? vx : 0, &t);  // outside: column 0's taps, never used
+        vt_post_taps<UP2>(kx, inside ? vx : 0, &t);  // outside: column 0's taps, never used
         xf[p] = kx.s0 + t.i0;
         xw[p] = t.f;
         in |= (int)inside << p;
@@ -177,7 +203,7 @@ VT_DEV void vt_post_linear(const VtPostBatch& b, const VtPostImage& im, const T*
             continue;
         }
         VtTaps ty;
-        vt_linear_taps(ky, vy, &ty);
+        vt_post_taps<UP2>(ky, vy, &ty);
         const int r0 = ky.s0 + ty.i0, r1 = ky.s0 + ty.i1;
         const bool tworows = ty.f != 0.0f;
         // (warp-uniform branches: a warp's threads share the row)
@@ -284,7 +310,8 @@ VT_DEV bool vt_post_span(const VtPostImage& im, VtPostSpan* s) {
 }
 
 // MODE: VT_M_LINEAR (vt_post_linear) or VT_M_AREA (vt_post_generic); b.mode says the same.
-template <int MODE, typename T>
+// UP2 (bilinear only): every image's content box is twice its batch box on both axes.
+template <int MODE, bool UP2, typename T>
 VT_DEV void vt_postprocess(const VtPostBatch& b, const T* batch) {
     const VtPostImage& im = b.img[blockIdx.z];
     VtPostSpan t;
@@ -292,7 +319,7 @@ VT_DEV void vt_postprocess(const VtPostBatch& b, const T* batch) {
     const VtPostOut w = vt_post_out(im, t.x0);
     const T* base = batch + (vt_i64)blockIdx.z * b.sn;
     if (MODE == VT_M_LINEAR) {
-        vt_post_linear(b, im, base, w, t.x0, t.ya, t.yb);
+        vt_post_linear<UP2>(b, im, base, w, t.x0, t.ya, t.yb);
     } else {
         vt_post_generic<MODE>(b, im, base, w, t.x0, t.ya, t.yb);
     }
@@ -356,19 +383,32 @@ VT_DEV void vt_postprocess_same(const VtPostBatch& b, const T* batch) {
     }
 }
 
-// One kernel per mode and batch dtype (kernels/gpu.py picks by name). Bilinear is capped at
-// 80 registers: 3 blocks of 256 threads per SM (no spills on sm_90, 8 bytes on sm_80).
+// One kernel per mode and batch dtype (kernels/gpu.py picks by name), and the shortcuts: up2
+// (bilinear at exactly 2x) and same (1:1). Bilinear is capped at 80 registers: 3 blocks of 256
+// threads per SM (NVRTC 13.0 spills 30 bytes there on sm_90; up2 spills none).
 extern "C" __launch_bounds__(256, 3) __global__
     void vt_postprocess_f32(const VtPostBatch b, const float* batch);
 extern "C" __launch_bounds__(256, 3) __global__
     void vt_postprocess_f16(const VtPostBatch b, const vt_u16* batch);
+extern "C" __launch_bounds__(256, 3) __global__
+    void vt_postprocess_up2_f32(const VtPostBatch b, const float* batch);
+extern "C" __launch_bounds__(256, 3) __global__
+    void vt_postprocess_up2_f16(const VtPostBatch b, const vt_u16* batch);
 
 extern "C" __global__ void vt_postprocess_f32(const VtPostBatch b, const float* batch) {
-    vt_postprocess<VT_M_LINEAR>(b, batch);
+    vt_postprocess<VT_M_LINEAR, false>(b, batch);
 }
 
 extern "C" __global__ void vt_postprocess_f16(const VtPostBatch b, const vt_u16* batch) {
-    vt_postprocess<VT_M_LINEAR>(b, batch);
+    vt_postprocess<VT_M_LINEAR, false>(b, batch);
+}
+
+extern "C" __global__ void vt_postprocess_up2_f32(const VtPostBatch b, const float* batch) {
+    vt_postprocess<VT_M_LINEAR, true>(b, batch);
+}
+
+extern "C" __global__ void vt_postprocess_up2_f16(const VtPostBatch b, const vt_u16* batch) {
+    vt_postprocess<VT_M_LINEAR, true>(b, batch);
 }
 
 extern "C" __global__ void vt_postprocess_same_f32(const VtPostBatch b, const float* batch) {
@@ -380,9 +420,9 @@ extern "C" __global__ void vt_postprocess_same_f16(const VtPostBatch b, const vt
 }
 
 extern "C" __global__ void vt_postprocess_area_f32(const VtPostBatch b, const float* batch) {
-    vt_postprocess<VT_M_AREA>(b, batch);
+    vt_postprocess<VT_M_AREA, false>(b, batch);
 }
 
 extern "C" __global__ void vt_postprocess_area_f16(const VtPostBatch b, const vt_u16* batch) {
-    vt_postprocess<VT_M_AREA>(b, batch);
+    vt_postprocess<VT_M_AREA, false>(b, batch);
 }

@@ -403,6 +403,11 @@ _KERNEL_CHOICE = {"post": (POST_CASES, check_post_case), "adapt": (ADAPT_CASES, 
         ("post", "f16-input", "vt_postprocess_f16"),  # one 1:1 image, one resized: one launch
         ("post", "letterbox-back", "vt_postprocess_f32"),
         ("post", "area-down-up", "vt_postprocess_area_f32"),
+        ("post", "up2", "vt_postprocess_up2_f32"),
+        ("post", "up2-one-pixel", "vt_postprocess_up2_f32"),
+        ("post", "up2-letterbox", "vt_postprocess_up2_f32"),
+        ("post", "up2-letterbox-odd-f16", "vt_postprocess_up2_f16"),
+        ("post", "letterbox-upscaler-x2", "vt_postprocess_f32"),  # 2x content, 2.5x to 24 px
         ("adapt", "identity-copy", "vt_adapt_same_f32_f32"),
         ("adapt", "identity-f16-out-swap", "vt_adapt_same_f32_f16"),
         ("adapt", "identity-f16-in-rgba", "vt_adapt_same_f16_f32"),
@@ -415,7 +420,8 @@ def test_emulated_1_to_1_launches_take_the_kernels_without_taps(
     emu, monkeypatch, kind, case, kernel
 ):
     """Postprocess launches whose images all show their batch box 1:1, and adapt at the same
-    size, take the ``*_same_*`` kernels; every other launch the general ones."""
+    size, take the ``*_same_*`` kernels; bilinear postprocess launches at exactly 2x the
+    ``*_up2_*`` ones; every other launch the general ones."""
     launched = []
     launch = emu._launch
     monkeypatch.setattr(emu, "_launch", lambda name, *a: launch(launched.append(name) or name, *a))
@@ -425,11 +431,11 @@ def test_emulated_1_to_1_launches_take_the_kernels_without_taps(
 
 
 def test_emulated_general_kernels_at_1_to_1_equal_cpu(emu, monkeypatch):
-    """The 1:1 cases on the general postprocess and adapt kernels (the GPU benchmark's A/B
-    rows run them so): the same bits as the kernels without taps and the CPU."""
+    """The 1:1 and 2x cases on the general postprocess and adapt kernels (the GPU benchmark's
+    A/B rows run them so): the same bits as the shortcut kernels and the CPU."""
     from vetrina.kernels import gpu
 
-    monkeypatch.setattr(gpu, "_SAME_SIZE_KERNELS", False)
+    monkeypatch.setattr(gpu, "_SHORTCUT_KERNELS", False)
     for case in POST_CASES:
         check_post_case(emu, case, exact=True)
     for case in ADAPT_CASES:

@@ -173,6 +173,14 @@ POST_CASES = [
          src=[(20, 32), (32, 18), (32, 32)], alpha=[True, False, True]),
     Case("crop-same-size-f16", n=2, hw=(24, 24), fit="crop", src=[(24, 61), (50, 24)],
          dtype=F16, specials=True, kw={"fill": (10, 20, 30)}),
+    # exactly 2x on both axes (closed-form taps): odd sizes, a 1-pixel source, letterbox bars
+    # of 6 (even) and 3 (odd) columns, float16 with specials and alpha
+    Case("up2", n=2, hw=(9, 13), sizes=[(18, 26), (18, 26)], specials=True),
+    Case("up2-one-pixel", n=1, hw=(1, 1), sizes=[(2, 2)]),
+    Case("up2-letterbox", n=2, hw=(32, 32), fit="letterbox", src=[(64, 40), (40, 64)],
+         alpha=[True, False]),
+    Case("up2-letterbox-odd-f16", n=2, hw=(16, 16), fit="letterbox", src=[(32, 20), (20, 32)],
+         dtype=F16, specials=True, alpha=[False, True]),
 ]  # fmt: skip
 
 
