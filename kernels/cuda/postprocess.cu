@@ -159,11 +159,7 @@ VT_DEV void vt_post_taps(const VtAxisK& k, int v, VtTaps* t) {
         s = (v & 1) ? k.S - 1 : 0;
         f = 0.0f;
     }
-    t->i0 = s;
-    t->i1 = f != 0.0f ? s + 1 : s;
-    t->f = f;
-    t->g = 1.0f - f;
-    t->first = -1;
+    vt_two_taps(t, s, f);
 }
 
 // Bilinear. ha, hb: source rows ra, rb resampled along x (vt_post_hrow); consecutive output

@@ -69,6 +69,15 @@ VT_DEV VtAxisK vt_axis_k(const VtAxis& a, int mode) {
     return k;
 }
 
+// Source index s and the next one, weights 1 - f and f (f == 0: s alone, the next never read).
+VT_DEV void vt_two_taps(VtTaps* t, int s, float f) {
+    t->i0 = s;
+    t->i1 = f != 0.0f ? s + 1 : s;
+    t->f = f;
+    t->g = 1.0f - f;
+    t->first = -1;
+}
+
 // OpenCV INTER_LINEAR pixel-centre taps of virtual index v, exactly as the CPU's _axis_table:
 // f = (float)((v + 0.5) * (src / dst) - 0.5) in double, s = floor(f), f -= s in float32,
 // clamps at both ends (floorf of a float is exact: the same as floor((double)f)). Taps i0 with
@@ -86,11 +95,7 @@ VT_DEV void vt_linear_taps(const VtAxisK& k, int v, VtTaps* t) {
         s = k.S - 1;
         ff = 0.0f;
     }
-    t->i0 = s;
-    t->i1 = ff != 0.0f ? s + 1 : s;  // s + 1 <= S - 1 whenever ff != 0
-    t->f = ff;
-    t->g = 1.0f - ff;
-    t->first = -1;
+    vt_two_taps(t, s, ff);  // s + 1 <= S - 1 whenever ff != 0
 }
 
 // OpenCV INTER_AREA taps of output index v for one axis (CPU: _area_taps). Downscale
@@ -143,11 +148,7 @@ VT_DEV void vt_area_taps(const VtAxisK& k, int v, VtTaps* t) {
         sx = S - 1;
         fx = 0.0f;
     }
-    t->i0 = sx;
-    t->i1 = fx != 0.0f ? sx + 1 : sx;
-    t->f = fx;
-    t->g = 1.0f - fx;
-    t->first = -1;
+    vt_two_taps(t, sx, fx);
 }
 
 VT_DEV void vt_taps(int mode, const VtAxisK& k, int v, VtTaps* t) {
