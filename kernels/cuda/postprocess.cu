@@ -115,11 +115,23 @@ VT_DEV void vt_post_write(const VtPostOut& w, int y, const vt_u32* q) {
     }
 }
 
-// The fill bytes of every pixel, packed as vt_post_write takes them.
-VT_DEV void vt_post_fill(const VtPostImage& im, vt_u32* q) {
+// q (as vt_post_write takes it) from byte(p, k) of output channel k of pixel p, 0 <= p < 4.
+template <class F>
+VT_DEV void vt_post_pack(vt_u32* q, F byte) {
     q[0] = q[1] = q[2] = 0u;
     VT_UNROLL
-    for (int j = 0; j < 12; ++j) q[j >> 2] = vt_put_byte(q[j >> 2], j & 3, im.fill[j % 3]);
+    for (int p = 0; p < 4; ++p) {
+        VT_UNROLL
+        for (int k = 0; k < 3; ++k) {
+            const int j = 3 * p + k;
+            q[j >> 2] = vt_put_byte(q[j >> 2], j & 3, byte(p, k));
+        }
+    }
+}
+
+// The fill bytes of every pixel, packed as vt_post_write takes them.
+VT_DEV void vt_post_fill(const VtPostImage& im, vt_u32* q) {
+    vt_post_pack(q, [&](int, int k) { return (vt_u32)im.fill[k]; });
 }
 
 // Source row r of output channel k resampled along x at the thread's pixels: h[p * 3 + k] =
@@ -218,18 +230,11 @@ VT_DEV void vt_post_linear(const VtPostBatch& b, const VtPostImage& im, const T*
         }
         // every pixel converted without a branch; pixels outside the content box (rare: the
         // threads at a letterbox bar's edge or the row's end) get their fill bytes after
-        q[0] = q[1] = q[2] = 0u;
-        VT_UNROLL
-        for (int p = 0; p < 4; ++p) {
-            VT_UNROLL
-            for (int k = 0; k < 3; ++k) {
-                const int j = 3 * p + k;
-                float v = ha[j];
-                if (tworows) v = v * ty.g + hb[j] * ty.f;
-                const vt_u32 u = vt_to_u8_bits(v * b.scale[k] + b.offset[k]);
-                q[j >> 2] = vt_put_byte(q[j >> 2], j & 3, u);
-            }
-        }
+        vt_post_pack(q, [&](int p, int k) {
+            float v = ha[3 * p + k];
+            if (tworows) v = v * ty.g + hb[3 * p + k] * ty.f;
+            return vt_to_u8_bits(v * b.scale[k] + b.offset[k]);
+        });
         if (in != 0xF) {
             VT_UNROLL
             for (int p = 0; p < 4; ++p) {
@@ -364,17 +369,10 @@ VT_DEV void vt_postprocess_same(const VtPostBatch& b, const T* batch) {
                 for (int p = 0; p < 4; ++p) v[4 * k + p] = in >> p & 1 ? vt_load(src + p) : 0.0f;
             }
         }
-        q[0] = q[1] = q[2] = 0u;
-        VT_UNROLL
-        for (int p = 0; p < 4; ++p) {
-            VT_UNROLL
-            for (int k = 0; k < 3; ++k) {
-                const int j = 3 * p + k;
-                const vt_u32 u = in >> p & 1 ? vt_to_u8_bits(v[4 * k + p] * b.scale[k] + b.offset[k])
-                                            : (vt_u32)im.fill[k];
-                q[j >> 2] = vt_put_byte(q[j >> 2], j & 3, u);
-            }
-        }
+        vt_post_pack(q, [&](int p, int k) {
+            return in >> p & 1 ? vt_to_u8_bits(v[4 * k + p] * b.scale[k] + b.offset[k])
+                               : (vt_u32)im.fill[k];
+        });
         vt_post_write(w, y, q);
     }
 }
