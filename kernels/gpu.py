@@ -417,6 +417,22 @@ _POST_PX = 4
 """Output pixels per postprocess thread (4 RGB pixels = 3 words; postprocess.cu)."""
 
 
+def _post_kernel(mode: int, dtype: str, boxes: Sequence[tuple[int, ...]]) -> str:
+    """The postprocess kernel of one launch (postprocess.cu). Bilinear and area are separate
+    kernels, each with its own registers; a launch whose boxes ((by, bx, bh, bw, top, left,
+    ch, cw), batch -> content) are all 1:1 takes the kernel without taps, one whose boxes all
+    grow exactly 2x (bilinear) the one with closed-form taps."""
+    if _SHORTCUT_KERNELS and all(b[2:4] == b[6:8] for b in boxes):
+        return f"vt_postprocess_same_{dtype}"
+    if (
+        _SHORTCUT_KERNELS
+        and mode == _M_LINEAR
+        and all(b[6] == 2 * b[2] and b[7] == 2 * b[3] for b in boxes)
+    ):
+        return f"vt_postprocess_up2_{dtype}"
+    return f"vt_postprocess{'_area' if mode == _M_AREA else ''}_{dtype}"
+
+
 def _ptr_of(fn: str, name: str, value: Any) -> int:
     """A device pointer given as an int, a DeviceBuffer or a __cuda_array_interface__ object."""
     if isinstance(value, DeviceBuffer):
@@ -799,23 +815,9 @@ class GpuKernels:
             else:
                 boxes.append(_inverse_boxes(fn, i, plist[i], (big_h, big_w), (o.height, o.width)))
         handle = self._stream(stream)
-        # bilinear and area are separate kernels (postprocess.cu: each keeps its own registers);
-        # a launch whose images all show their batch box 1:1 takes the kernel without taps,
-        # one whose boxes all grow exactly 2x (bilinear) the one with closed-form taps
-        general = f"vt_postprocess{'_area' if mode == _M_AREA else ''}_{_short(dt)}"
         for start in range(0, n, MAX_IMAGES_PER_LAUNCH):
             chunk = range(start, min(n, start + MAX_IMAGES_PER_LAUNCH))
-            kernel = general
-            if _SHORTCUT_KERNELS and all(boxes[i][2:4] == boxes[i][6:8] for i in chunk):
-                kernel = f"vt_postprocess_same_{_short(dt)}"
-            elif (
-                _SHORTCUT_KERNELS
-                and mode == _M_LINEAR
-                and all(
-                    boxes[i][6] == 2 * boxes[i][2] and boxes[i][7] == 2 * boxes[i][3] for i in chunk
-                )
-            ):
-                kernel = f"vt_postprocess_up2_{_short(dt)}"
+            kernel = _post_kernel(mode, _short(dt), [boxes[i] for i in chunk])
             buf = bytearray(_POST_SIZE)
             max_h = max_w = 1
             for k, i in enumerate(chunk):
