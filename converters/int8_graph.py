@@ -1,6 +1,6 @@
 """Graph rewrites that make a quantized (int8 ``cpu`` flavour) model faster on ONNX Runtime.
 
-ONNX Runtime runs a quantized net's convs as u8 x s8 ``QLinearConv`` in NHWC. Four things
+ONNX Runtime runs a quantized net's convs as u8 x s8 ``QLinearConv`` in NHWC. Six things
 cost it dearly on an x86 CPU without VNNI (AVX2), and each has an exact rewrite, applied by
 :func:`~vetrina.converters.quantize.quantize_int8` for the ``cpu`` target only (TensorRT
 and float graphs do not care, or prefer the original):
@@ -34,6 +34,19 @@ dequantize and a quantize around it (the style nets' 10 reflection pads: 5.1 ms 
 256). Where both sides share one scale and zero point (min/max calibration gives that to a
 reflect, edge or zero pad) the ``Pad`` runs on the uint8 tensor itself: 1.6 ms in all, the
 same numbers (:func:`pad_in_uint8`).
+
+``spatial_mean_as_pooling`` (before quantization): a mean over height and width (a channel
+gate's or a colour head's pooled features) exports as ``ReduceMean``, which has no quantized
+form, so ONNX Runtime transposes the NHWC uint8 tensor back to NCHW and dequantizes all of it
+to take the mean (the enhancer's five: about 0.4 ms each at 256 x 256). As
+``GlobalAveragePool`` (+ ``Flatten`` where the mean drops the axes) it quantizes into a
+``QLinearGlobalAveragePool`` that reads the NHWC uint8 tensor directly
+(:func:`spatial_mean_as_pooling`). The same mean; in float graphs no faster, so only here.
+
+``shape_of_uint8`` (after quantization): a ``Shape`` of a dequantized tensor keeps its
+``DequantizeLinear`` alive after ONNX Runtime's fusions, a full pass over the tensor for its
+shape alone (0.04-0.6 ms each: the enhancer's pixel shuffle reads two). The ``Shape`` of
+the uint8 tensor is the same (:func:`shape_of_uint8`).
 """
 
 from __future__ import annotations
@@ -50,24 +63,19 @@ def pin_nearest_upsample_nchw(model: Any) -> int:
     """Put ``Reshape(x, Shape(x))`` in front of each nearest 2x ``Resize`` that ONNX
     Runtime has an NCHW fast path for (constant scales 1, 1, 2, 2; asymmetric coordinates,
     floor rounding), so that it is not moved into the NHWC layout of a quantized graph (see
-    the module's docstring); returns how many were pinned. For int8 ``cpu`` graphs only.
-    Where ``x`` is a ``DequantizeLinear`` output, the ``Shape`` reads its uint8 input."""
+    the module's docstring); returns how many were pinned. For int8 ``cpu`` graphs only;
+    :func:`shape_of_uint8` then lets the ``Shape`` read the uint8 tensor."""
     from onnx import helper
 
     graph = model.graph
     constants = {t.name: t for t in graph.initializer}
-    dequantized = {n.output[0]: n.input[0] for n in graph.node if n.op_type == "DequantizeLinear"}
     fresh = fresh_namer(graph)
     nodes, count = [], 0
     for node in graph.node:
         if _is_nearest_2x(node, constants):
             name = node.name or node.output[0]
             shape, pinned = fresh(f"{name}_nchw_shape"), fresh(f"{name}_nchw")
-            # the shape of the uint8 tensor, where there is one: a Shape of the float one
-            # keeps its DequantizeLinear alive after ONNX Runtime's fusions, a full pass over
-            # the tensor for its shape alone (0.04-0.17 ms each in the inpainter at 256 px)
-            measured = dequantized.get(node.input[0], node.input[0])
-            nodes.append(helper.make_node("Shape", [measured], [shape], name=shape))
+            nodes.append(helper.make_node("Shape", [node.input[0]], [shape], name=shape))
             nodes.append(helper.make_node("Reshape", [node.input[0], shape], [pinned], name=pinned))
             node.input[0] = pinned
             count += 1
@@ -357,3 +365,90 @@ def _same_quantization(dq: Any, q: Any, constants: dict[str, np.ndarray]) -> boo
         and np.array_equal(dq_scale, q_scale)
         and np.array_equal(dq_zero, q_zero)
     )
+
+
+def shape_of_uint8(model: Any) -> int:
+    """Let each ``Shape`` of a ``DequantizeLinear`` output read the quantized tensor instead
+    (the same shape), so that the dequantize dies where nothing else reads it; returns how
+    many ``Shape`` nodes moved. For int8 ``cpu`` graphs, after quantization."""
+    graph = model.graph
+    dequantized = {
+        node.output[0]: node.input[0]
+        for node in graph.node
+        if node.op_type == "DequantizeLinear" and node.domain in ("", "ai.onnx")
+    }
+    count = 0
+    for node in graph.node:
+        if node.op_type == "Shape" and node.domain in ("", "ai.onnx"):
+            source = dequantized.get(node.input[0])
+            if source is not None:
+                node.input[0] = source
+                count += 1
+    if count:
+        replace_nodes(graph, live_nodes(graph))
+    return count
+
+
+def spatial_mean_as_pooling(model: Any) -> int:
+    """Write each ``ReduceMean`` over exactly the two spatial axes of a 4-D tensor as
+    ``GlobalAveragePool``, followed by ``Flatten`` where the mean does not keep the axes
+    (the node keeps its name, so fp32 islands still find it); returns how many. For the int8
+    ``cpu`` flavour, before quantization (see the module's docstring)."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    ranks = _ranks(onnx.shape_inference.infer_shapes(model, strict_mode=False).graph)
+    constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    fresh = fresh_namer(graph)
+    nodes, count = [], 0
+    for node in graph.node:
+        axes = _reduced_axes(node, constants) if node.op_type == "ReduceMean" else None
+        rank = ranks.get(node.input[0]) if node.input else None
+        if axes is None or rank != 4 or sorted(a % 4 for a in axes) != [2, 3]:
+            nodes.append(node)
+            continue
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        name = node.name or fresh(f"{node.output[0]}_pool")
+        if attrs.get("keepdims", 1):
+            nodes.append(
+                helper.make_node("GlobalAveragePool", [node.input[0]], node.output, name=name)
+            )
+        else:
+            pooled = fresh(f"{node.output[0]}_pooled")
+            nodes.append(
+                helper.make_node("GlobalAveragePool", [node.input[0]], [pooled], name=name)
+            )
+            flat = fresh(f"{name}_flatten")
+            nodes.append(helper.make_node("Flatten", [pooled], node.output, name=flat, axis=1))
+        count += 1
+    if count:
+        replace_nodes(graph, nodes)
+    return count
+
+
+def _ranks(graph: Any) -> dict[str, int]:
+    """Rank of each value with a known one in an (inferred) graph."""
+    values = [*graph.input, *graph.value_info, *graph.output]
+    return {
+        v.name: len(v.type.tensor_type.shape.dim)
+        for v in values
+        if v.type.HasField("tensor_type") and v.type.tensor_type.HasField("shape")
+    }
+
+
+def _reduced_axes(node: Any, constants: dict[str, np.ndarray]) -> list[int] | None:
+    """The axes a ``ReduceMean`` reduces, when they are constants, else None (also for
+    ``noop_with_empty_axes`` and for no axes, which means all of them)."""
+    from onnx import helper
+
+    if node.domain not in ("", "ai.onnx"):
+        return None
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    if attrs.get("noop_with_empty_axes", 0):
+        return None
+    if "axes" in attrs:
+        return [int(a) for a in attrs["axes"]]
+    if len(node.input) > 1 and node.input[1] in constants:
+        return [int(a) for a in constants[node.input[1]].ravel()]
+    return None

@@ -44,6 +44,8 @@ from .int8_graph import (
     pad_conv_output_channels,
     pad_in_uint8,
     pin_nearest_upsample_nchw,
+    shape_of_uint8,
+    spatial_mean_as_pooling,
 )
 from .precision import PrecisionResult, activation_tensors
 
@@ -147,7 +149,9 @@ def quantize_int8(
         if target == "cpu":
             plain = _copy(model)
             padded = pad_conv_input_channels(plain, keep=exclude)
+            pooled = spatial_mean_as_pooling(plain)
             rewrites = {"conv_input_channels_to_4": padded} if padded else {}
+            rewrites |= {"spatial_mean_as_pooling": pooled} if pooled else {}
         _save_plain(plain, src)
         if preprocess:
             src = _preprocess(src, Path(tmp) / "pre.onnx")
@@ -190,6 +194,8 @@ def quantize_int8(
             pads = pad_in_uint8(quantized)
             rewrites |= {"pad_in_uint8": pads} if pads else {}
         rewrites |= {"nchw_nearest_upsample": pinned} if pinned else {}
+        shapes = shape_of_uint8(quantized)
+        rewrites |= {"shape_of_uint8": shapes} if shapes else {}
     _copy_metadata(model, quantized)
     _check(quantized)
     if quant_format == "qdq":

@@ -12,10 +12,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
-from test_quantize import _quantize_image_graph, _save_image_graph, _weight
+from test_quantize import (
+    _optimized_graph,
+    _quantize_image_graph,
+    _save_image_graph,
+    _weight,
+)
 
 from vetrina.converters import quantize
-from vetrina.converters.int8_graph import pad_conv_input_channels, pad_in_uint8
+from vetrina.converters.int8_graph import (
+    pad_conv_input_channels,
+    pad_in_uint8,
+    shape_of_uint8,
+    spatial_mean_as_pooling,
+)
 
 
 def _run(model: onnx.ModelProto | bytes, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -210,3 +220,131 @@ def test_pad_that_would_change_values_in_uint8_is_left_alone(case):
     before = model.SerializeToString()
     assert pad_in_uint8(model) == 0
     assert model.SerializeToString() == before
+
+
+def _means_model(opset: int) -> onnx.ModelProto:
+    """Means of a (2, 5, 6, 7) input: over H and W without and with the kept axes (given
+    as -1, -2), over the channels, and over H and W of a 3-D view (which has no pooling form)."""
+    axes = {"hw": [2, 3], "hw_kept": [-1, -2], "c": [1], "flat": [1, 2]}
+    keep = {"hw": 0, "hw_kept": 1, "c": 0, "flat": 0}
+    nodes, inits = [], [numpy_helper.from_array(np.array([2, 5, 42]), "flat_shape")]
+    nodes.append(helper.make_node("Reshape", ["x", "flat_shape"], ["x3"]))
+    for name, ax in axes.items():
+        source = "x3" if name == "flat" else "x"
+        if opset >= 18:
+            inits.append(numpy_helper.from_array(np.array(ax), f"{name}_axes"))
+            node = helper.make_node(
+                "ReduceMean", [source, f"{name}_axes"], [name], name=name, keepdims=keep[name]
+            )
+        else:
+            node = helper.make_node(
+                "ReduceMean", [source], [name], name=name, axes=ax, keepdims=keep[name]
+            )
+        nodes.append(node)
+    graph = helper.make_graph(
+        nodes,
+        "means",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 5, "h", "w"])],
+        [
+            helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+            for name, shape in {
+                "hw": [2, 5],
+                "hw_kept": [2, 5, 1, 1],
+                "c": [2, "h", "w"],
+                "flat": [2],
+            }.items()
+        ],
+        inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+@pytest.mark.parametrize("opset", [17, 18])
+def test_spatial_means_become_global_pooling_with_the_same_values(opset):
+    model = _means_model(opset)
+    before = model.SerializeToString()
+    assert spatial_mean_as_pooling(model) == 2
+    onnx.checker.check_model(model, full_check=True)
+    kinds = {n.name: n.op_type for n in model.graph.node}
+    assert kinds["hw"] == kinds["hw_kept"] == "GlobalAveragePool"  # names kept: islands
+    assert kinds["c"] == kinds["flat"] == "ReduceMean"
+    x = np.random.default_rng(opset).standard_normal((2, 5, 6, 7)).astype(np.float32)
+    for got, want in zip(_run(model, {"x": x}), _run(before, {"x": x}), strict=True):
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+
+
+def test_shape_of_a_dequantized_tensor_reads_the_uint8_one():
+    nodes = [
+        helper.make_node("DequantizeLinear", ["q", "s", "z"], ["only_measured"]),
+        helper.make_node("DequantizeLinear", ["q", "s", "z"], ["also_used"]),
+        helper.make_node("Shape", ["only_measured"], ["shape_a"]),
+        helper.make_node("Shape", ["also_used"], ["shape_b"], start=2),
+        helper.make_node("Relu", ["also_used"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "shapes",
+        [helper.make_tensor_value_info("q", TensorProto.UINT8, [1, 3, 4, 5])],
+        [
+            helper.make_tensor_value_info("shape_a", TensorProto.INT64, [4]),
+            helper.make_tensor_value_info("shape_b", TensorProto.INT64, [2]),
+            helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 4, 5]),
+        ],
+        [
+            numpy_helper.from_array(np.array(0.1, np.float32), "s"),
+            numpy_helper.from_array(np.array(7, np.uint8), "z"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    before = model.SerializeToString()
+    assert shape_of_uint8(model) == 2
+    onnx.checker.check_model(model, full_check=True)
+    assert [n.input[0] for n in model.graph.node if n.op_type == "Shape"] == ["q", "q"]
+    # the dequantize read only for its shape is gone; the one the Relu reads stays
+    assert [n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear"] == [
+        "also_used"
+    ]
+    q = np.random.default_rng(5).integers(0, 256, (1, 3, 4, 5), dtype=np.uint8)
+    for got, want in zip(_run(model, {"q": q}), _run(before, {"q": q}), strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+def _gated_graph(path: Path) -> None:
+    """conv -> relu -> conv, gated by a sigmoid of its spatial mean through a linear layer,
+    as the enhancer's blocks are."""
+    rng = np.random.default_rng(6)
+    inits = [
+        _weight(rng, "a.w", 16, 3, 3, 3),
+        _weight(rng, "b.w", 16, 16, 3, 3),
+        numpy_helper.from_array((rng.standard_normal((16, 16)) / 4).astype(np.float32), "g.w"),
+        numpy_helper.from_array(np.array([2, 3]), "hw"),
+        numpy_helper.from_array(np.array([2, 3]), "spatial"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["image", "a.w"], ["a"], name="a", pads=[1] * 4),
+        helper.make_node("Relu", ["a"], ["a_relu"]),
+        helper.make_node("Conv", ["a_relu", "b.w"], ["b"], name="b", pads=[1] * 4),
+        helper.make_node("ReduceMean", ["b", "hw"], ["pooled"], name="mean", keepdims=0),
+        helper.make_node("Gemm", ["pooled", "g.w"], ["logits"], name="gate"),
+        helper.make_node("Sigmoid", ["logits"], ["gate_01"]),
+        helper.make_node("Unsqueeze", ["gate_01", "spatial"], ["gate_4d"]),
+        helper.make_node("Mul", ["b", "gate_4d"], ["gated"], name="gated"),
+    ]
+    _save_image_graph(path, nodes, inits, "gated", ["n", 16, "h", "w"], opset=18)
+
+
+def test_cpu_flavour_pools_the_gate_mean_in_uint8(tmp_path):
+    _gated_graph(tmp_path / "gated.onnx")
+    result = _quantize_image_graph(tmp_path / "gated.onnx", tmp_path / "int8.onnx", "cpu")
+    assert result.rewrites["spatial_mean_as_pooling"] == 1
+    optimized = _optimized_graph(onnx.load(str(result.path)), tmp_path)
+    kinds = [n.op_type for n in optimized.node]
+    # the mean reads the quantized conv output: no ReduceMean, no float copy of the tensor
+    assert "QLinearGlobalAveragePool" in kinds and "ReduceMean" not in kinds
+    assert kinds.count("DequantizeLinear") == 1  # the graph's output alone
+
+    x = np.random.default_rng(7).random((1, 3, 24, 32), dtype=np.float32)
+    float_out = _run(onnx.load(str(tmp_path / "gated.onnx")), {"image": x})[0]
+    int8_out = _run(onnx.load(str(result.path)), {"image": x})[0]
+    assert np.abs(int8_out - float_out).max() < 0.05 * np.abs(float_out).max()

@@ -333,20 +333,25 @@ def _quantize_image_graph(source: Path, output: Path, target: str):
     return quantize_int8(source, output, images, target=target, inputs=inputs, size=(32, 32))
 
 
-def _optimized_resize_scales(model: onnx.ModelProto, tmp_path: Path) -> list[list[float]]:
-    """Scales of the nearest Resizes in ONNX Runtime's optimized graph: [1, 1, 2, 2] runs in
-    NCHW (its 2x fast path), [1, 2, 2, 1] was moved into the quantized convs' NHWC layout."""
+def _optimized_graph(model: onnx.ModelProto, tmp_path: Path) -> onnx.GraphProto:
+    """The graph ONNX Runtime's CPU provider runs for ``model`` after its optimizations."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
     options.log_severity_level = 3
     ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    optimized = onnx.load(str(tmp_path / "optimized.onnx"))
-    consts = {t.name: numpy_helper.to_array(t) for t in optimized.graph.initializer}
+    return onnx.load(str(tmp_path / "optimized.onnx")).graph
+
+
+def _optimized_resize_scales(model: onnx.ModelProto, tmp_path: Path) -> list[list[float]]:
+    """Scales of the nearest Resizes in ONNX Runtime's optimized graph: [1, 1, 2, 2] runs in
+    NCHW (its 2x fast path), [1, 2, 2, 1] was moved into the quantized convs' NHWC layout."""
+    optimized = _optimized_graph(model, tmp_path)
+    consts = {t.name: numpy_helper.to_array(t) for t in optimized.initializer}
     return [
         consts[n.input[2]].tolist()
-        for n in optimized.graph.node
+        for n in optimized.node
         if n.op_type == "Resize" and any(a.s == b"nearest" for a in n.attribute)
     ]
 
@@ -364,6 +369,7 @@ def test_cpu_flavour_keeps_nearest_upsampling_in_nchw(tmp_path):
         "conv_input_channels_to_4": 1,
         "conv_output_channels_to_16": 2,
         "pad_in_uint8": 1,
+        "shape_of_uint8": 1,
     }
     assert results["tensorrt"].rewrites is None
     pinned = onnx.load(str(results["cpu"].path))
