@@ -384,7 +384,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         rewrites = reduced.get("rewrites") or {}
         if rewrites:
             done = ", ".join(f"{name} x{count}" for name, count in sorted(rewrites.items()))
-            print(f"int8 graph rewrites (exact): {done}")
+            print(f"int8 graph rewrites (for speed, same function): {done}")
     print(
         f"wrote {result.output} ({contract.role}, {contract.provenance['architecture']}, "
         f"{contract.provenance['precision']}, opset {contract.provenance['opset']}, "

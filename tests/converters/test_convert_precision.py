@@ -181,7 +181,7 @@ def test_speed_islands_keep_the_slow_int8_convs_fp32_unless_turned_off(tmp_path,
     assert rewrites["nchw_nearest_upsample"] == 2
     assert rewrites["pad_in_uint8"] == 8  # all its reflection pads, one per conv
     listed = ", ".join(f"{name} x{count}" for name, count in sorted(rewrites.items()))
-    assert f"int8 graph rewrites (exact): {listed}" in printed
+    assert f"int8 graph rewrites (for speed, same function): {listed}" in printed
     assert contract.provenance["speed_islands"] is False
     reasons = contract.provenance["reduced_precision"].get("reasons", {})
     assert not [n for n, why in reasons.items() if "slower in int8" in why]
