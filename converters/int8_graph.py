@@ -1,9 +1,10 @@
 """Graph rewrites that make a quantized (int8 ``cpu`` flavour) model faster on ONNX Runtime.
 
 ONNX Runtime runs a quantized net's convs as u8 x s8 ``QLinearConv`` in NHWC. Six things
-cost it dearly on an x86 CPU without VNNI (AVX2), and each has an exact rewrite, applied by
-:func:`~vetrina.converters.quantize.quantize_int8` for the ``cpu`` target only (TensorRT
-and float graphs do not care, or prefer the original):
+cost it dearly on an x86 CPU without VNNI (AVX2), and each has a rewrite that computes the
+same function (bit for bit, except the mean, which ONNX Runtime then sums in integers instead
+of floats), applied by :func:`~vetrina.converters.quantize.quantize_int8` for the ``cpu`` target
+only (TensorRT and float graphs do not care, or prefer the original):
 
 ``nchw_nearest_upsample`` (after quantization): ONNX Runtime moves every ``Resize``
 between two NHWC convs into NHWC too, where a nearest 2x upsample takes its generic
