@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from .graph_edit import fresh_namer, live_nodes, replace_nodes
+from .graph_edit import constant_values, fresh_namer, inferred_shapes, live_nodes, replace_nodes
 
 
 def tune_for_cpu(path: str | os.PathLike[str]) -> dict[str, int]:
@@ -292,24 +292,14 @@ def _narrow_conv_plan(node: Any, initializers: dict[str, Any]):
 def _constant_resize_scales(model: Any) -> int:
     """Give each ``Resize`` with run-time ``sizes`` but static spatial shapes constant
     ``scales`` instead (see the module's docstring); returns how many were rewritten."""
-    import onnx
     from onnx import numpy_helper
 
     graph = model.graph
     sized = [n for n in graph.node if n.op_type == "Resize" and len(n.input) == 4]
     if not sized:
         return 0  # nothing to rewrite: no shape inference needed
-    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False).graph
-    shapes = {
-        v.name: [d.dim_value if d.HasField("dim_value") else None for d in _dims(v)]
-        for v in (*inferred.input, *inferred.value_info, *inferred.output)
-        if v.type.HasField("tensor_type") and v.type.tensor_type.HasField("shape")
-    }
-    constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-    for node in graph.node:
-        constant = node.op_type == "Constant" and node.domain in ("", "ai.onnx")
-        if constant and node.attribute and node.attribute[0].name == "value":
-            constants[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+    shapes = inferred_shapes(model)
+    constants = constant_values(graph)
     producers = {out: node for node in graph.node for out in node.output}
     fresh = fresh_namer(graph)
 
@@ -327,10 +317,6 @@ def _constant_resize_scales(model: Any) -> int:
     if count:
         replace_nodes(graph, live_nodes(graph))
     return count
-
-
-def _dims(value: Any) -> Any:
-    return value.type.tensor_type.shape.dim
 
 
 def _exact_scales(

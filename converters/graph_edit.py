@@ -1,4 +1,5 @@
-"""Small helpers for rewriting an ONNX graph in place: fresh names, node lists, dead nodes."""
+"""Small helpers for rewriting an ONNX graph in place: fresh names, node lists, dead nodes,
+constants and inferred shapes."""
 
 from __future__ import annotations
 
@@ -55,3 +56,29 @@ def reads(node: Any) -> set[str]:
             for inner in sub.node:
                 names |= reads(inner)
     return names
+
+
+def constant_values(graph: Any) -> dict[str, Any]:
+    """numpy values of the graph's initializers and of its ``Constant`` nodes' tensors."""
+    from onnx import numpy_helper
+
+    constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    for node in graph.node:
+        constant = node.op_type == "Constant" and node.domain in ("", "ai.onnx")
+        if constant and node.attribute and node.attribute[0].name == "value":
+            constants[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+    return constants
+
+
+def inferred_shapes(model: Any) -> dict[str, list[int | None]]:
+    """Shape of every value ONNX shape inference gives one (None for a symbolic dim)."""
+    import onnx
+
+    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False).graph
+    return {
+        v.name: [
+            d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim
+        ]
+        for v in (*inferred.input, *inferred.value_info, *inferred.output)
+        if v.type.HasField("tensor_type") and v.type.tensor_type.HasField("shape")
+    }

@@ -57,7 +57,7 @@ from typing import Any
 
 import numpy as np
 
-from .graph_edit import fresh_namer, live_nodes, replace_nodes
+from .graph_edit import constant_values, fresh_namer, inferred_shapes, live_nodes, replace_nodes
 
 
 def pin_nearest_upsample_nchw(model: Any) -> int:
@@ -395,17 +395,18 @@ def spatial_mean_as_pooling(model: Any) -> int:
     ``GlobalAveragePool``, followed by ``Flatten`` where the mean does not keep the axes
     (the node keeps its name, so fp32 islands still find it); returns how many. For the int8
     ``cpu`` flavour, before quantization (see the module's docstring)."""
-    import onnx
-    from onnx import helper, numpy_helper
+    from onnx import helper
 
     graph = model.graph
-    ranks = _ranks(onnx.shape_inference.infer_shapes(model, strict_mode=False).graph)
-    constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    if not any(node.op_type == "ReduceMean" for node in graph.node):
+        return 0  # nothing to rewrite: no shape inference needed
+    shapes = inferred_shapes(model)
+    constants = constant_values(graph)
     fresh = fresh_namer(graph)
     nodes, count = [], 0
     for node in graph.node:
         axes = _reduced_axes(node, constants) if node.op_type == "ReduceMean" else None
-        rank = ranks.get(node.input[0]) if node.input else None
+        rank = len(shapes.get(node.input[0], ())) if node.input else 0
         if axes is None or rank != 4 or sorted(a % 4 for a in axes) != [2, 3]:
             nodes.append(node)
             continue
@@ -426,16 +427,6 @@ def spatial_mean_as_pooling(model: Any) -> int:
     if count:
         replace_nodes(graph, nodes)
     return count
-
-
-def _ranks(graph: Any) -> dict[str, int]:
-    """Rank of each value with a known one in an (inferred) graph."""
-    values = [*graph.input, *graph.value_info, *graph.output]
-    return {
-        v.name: len(v.type.tensor_type.shape.dim)
-        for v in values
-        if v.type.HasField("tensor_type") and v.type.tensor_type.HasField("shape")
-    }
 
 
 def _reduced_axes(node: Any, constants: dict[str, np.ndarray]) -> list[int] | None:
