@@ -26,14 +26,9 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 Feeds = dict[str, np.ndarray]
 
 
-def load_folder(folder: str | os.PathLike[str], *, limit: int | None = None) -> list[np.ndarray]:
-    """The images of ``folder`` (sorted by name, at most ``limit``) as uint8 RGB (H, W, 3).
-
-    A missing or empty folder, or an image that cannot be decoded, is an :class:`InputError`
-    that names it.
-    """
-    from vetrina.imageio import read_image
-
+def image_files(folder: str | os.PathLike[str]) -> list[Path]:
+    """The image files of calibration ``folder``, sorted by name (nothing decoded); a missing
+    or empty folder, or a file instead of one, is an :class:`InputError` that names it."""
     path = Path(folder)
     fix = "pass a folder of PNG/JPEG product photos (e.g. 'vetrina demo' writes some)"
     if not path.exists():
@@ -46,6 +41,18 @@ def load_folder(folder: str | os.PathLike[str], *, limit: int | None = None) -> 
             f"calibration folder {path} holds no image files ({', '.join(IMAGE_SUFFIXES)})",
             hint=fix,
         )
+    return files
+
+
+def load_folder(folder: str | os.PathLike[str], *, limit: int | None = None) -> list[np.ndarray]:
+    """The images of ``folder`` (sorted by name, at most ``limit``) as uint8 RGB (H, W, 3).
+
+    A missing or empty folder, or an image that cannot be decoded, is an :class:`InputError`
+    that names it.
+    """
+    from vetrina.imageio import read_image
+
+    files = image_files(folder)
     images = []
     for file in files[:limit]:
         try:

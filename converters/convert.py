@@ -27,7 +27,7 @@ from vetrina.timing import StepTimes
 from .cpu_graph import tune_for_cpu
 from .export import export_onnx, model_opset, slim_onnx
 from .input_norm import with_input_norm
-from .sizes import Size
+from .sizes import Size, check_size
 from .source import Source, build_module, identify, load_source, resolve_architecture
 from .verify import Gate, VerificationReport, gate_for, precision_cases, verify
 
@@ -57,7 +57,7 @@ class ConversionResult:
 
 def convert(
     checkpoint_path: str | os.PathLike[str],
-    output: str | os.PathLike[str],
+    output: str | os.PathLike[str] | None = None,
     *,
     arch: str | None = None,
     opset: int | None = None,
@@ -75,8 +75,9 @@ def convert(
     input_norm: str | None = None,
     speed_islands: bool = True,
 ) -> ConversionResult:
-    """Export a checkpoint to ``output`` (ONNX), verify it against PyTorch and write the
-    contract. Raises :class:`VerificationError` (with the report) when over the gate.
+    """Export a checkpoint to ``output`` (ONNX; default: the checkpoint's path with suffix
+    ``.onnx``), verify it against PyTorch and write the contract. Raises
+    :class:`VerificationError` (with the report) when over the gate.
 
     ``gate`` replaces the precision's default gate; ``gate_overrides`` then changes some of
     its fields (``max_abs``, ``min_psnr``, ``min_ssim``, ``max_delta_e``). ``static`` fixes
@@ -97,7 +98,7 @@ def convert(
     feeds U²-Net files (:mod:`.input_norm`); the contract records the mean and std.
     """
     times = StepTimes()
-    output = Path(output)
+    output = _output_path(checkpoint_path, output)
     if target is None and precision == "fp32":
         target = "cpu"
     _check_precision(precision, target, calibration, keep_fp32, speed_islands)
@@ -110,6 +111,10 @@ def convert(
         source = load_source(checkpoint_path, arch=arch, trusted=trusted)
         if input_norm is not None:
             source = with_input_norm(source, input_norm)
+    # options that verification or calibration would refuse, refused before the export
+    _check_sizes(source, static, sizes)
+    if precision == "int8":
+        _check_calibration(source, calibration)
     verify_sizes = [static] if static else sizes
     active = gate_for(precision, gate, **(gate_overrides or {}))
     reduced: dict[str, Any] | None = None
@@ -177,6 +182,34 @@ def convert(
     return ConversionResult(output, contract, report, times)
 
 
+def _output_path(
+    checkpoint_path: str | os.PathLike[str], output: str | os.PathLike[str] | None
+) -> Path:
+    """The ONNX file to write (default: the checkpoint's path with suffix ``.onnx``), refused
+    up front when it cannot be written as a file or would replace the checkpoint."""
+    checkpoint = Path(checkpoint_path)
+    path = checkpoint.with_suffix(".onnx") if output is None else Path(output)
+    if path.is_dir():
+        raise ConversionError(
+            f"output {path} is a folder, not a file",
+            hint=f"name the file, e.g. -o {path / checkpoint.with_suffix('.onnx').name}",
+        )
+    if path.exists() and checkpoint.exists() and path.resolve() == checkpoint.resolve():
+        raise ConversionError(
+            f"output {path} is the checkpoint itself; converting would overwrite it",
+            hint="pass -o OUT.onnx",
+        )
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if parent.exists() and not parent.is_dir():
+        raise ConversionError(
+            f"output {path}: {parent} is a file, not a folder",
+            hint="pass -o with a path in a folder",
+        )
+    return path
+
+
 def _check_precision(
     precision: str,
     target: str | None,
@@ -204,6 +237,10 @@ def _check_precision(
                 hint="pass --calib DIR (a folder of representative photos), or --calib catalog "
                 "for rendered catalog products",
             )
+        if _is_folder(calibration):
+            from .calibration import image_files
+
+            image_files(calibration)  # missing or empty: refused now, not after the export
     elif calibration is not None:
         raise ConversionError(
             f"--calib applies to int8 only, not {precision}",
@@ -263,12 +300,38 @@ def _reduce(
         speed_islands=speed_islands,
         **({"calibration_size": tuple(static)} if static else {}),  # a static model's one size
     )
-    return result.provenance()
+    provenance = result.provenance()
+    # ``path`` would name the atomic-write temporary file: the contract lives inside the
+    # file it describes, so it is not recorded (nothing reads it)
+    provenance.pop("path", None)
+    return provenance
 
 
-def _calibration_data(source: Source, calibration: Any) -> Any:
-    """``calibration`` as ``reduce_precision`` takes it: 'catalog' becomes rendered photos (not
-    the verification images), 'latents' seeded latents with random labels (generators)."""
+def _check_sizes(source: Source, static: Size | None, sizes: Sequence[Size] | None) -> None:
+    """``--static`` and ``--sizes`` against the size rules (and :data:`.sizes.MAX_SIDE`), as
+    the export and the verification will check them. A model without image inputs is left
+    to those, which name the option that does not apply."""
+    from .inputs import spatial_inputs
+
+    if not spatial_inputs(source.spec):
+        return
+    if static is not None:
+        check_size(source.spec, static, option="--static")
+    for size in sizes or ():
+        check_size(source.spec, tuple(size), option="--sizes")
+
+
+def _is_folder(calibration: Any) -> bool:
+    """``calibration`` names a folder of images (not 'catalog' or 'latents', not data)."""
+    return isinstance(calibration, (str, os.PathLike)) and calibration not in (
+        "catalog",
+        "latents",
+    )
+
+
+def _check_calibration(source: Source, calibration: Any) -> None:
+    """Refuse int8 calibration that does not fit the model's inputs: 'latents' for a model
+    that takes images, anything else for a generator (latent and label inputs)."""
     has_image = any(t.semantic == "image" for t in source.spec.inputs)
     if isinstance(calibration, str) and calibration == "latents":
         if has_image:
@@ -276,16 +339,23 @@ def _calibration_data(source: Source, calibration: Any) -> Any:
                 f"--calib latents is for generators; {source.spec.name} takes images",
                 hint="pass --calib DIR (representative photos) or --calib catalog",
             )
+    elif not has_image and calibration is not None:
+        raise ConversionError(
+            f"{source.spec.name} is calibrated on its latent and label inputs, not on images",
+            hint="pass --calib latents",
+        )
+
+
+def _calibration_data(source: Source, calibration: Any) -> Any:
+    """``calibration`` as ``reduce_precision`` takes it: 'catalog' becomes rendered photos (not
+    the verification images), 'latents' seeded latents with random labels (generators)."""
+    _check_calibration(source, calibration)
+    if isinstance(calibration, str) and calibration == "latents":
         from .inputs import random_feeds
 
         rng = np.random.default_rng(2024)
         module, spec = source.module, source.spec
         return [random_feeds(module, spec, batch=16, size=None, rng=rng) for _ in range(8)]
-    if not has_image and calibration is not None:
-        raise ConversionError(
-            f"{source.spec.name} is calibrated on its latent and label inputs, not on images",
-            hint="pass --calib latents",
-        )
     if isinstance(calibration, str) and calibration == "catalog":
         from .calibration import catalog_images
 

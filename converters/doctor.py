@@ -10,7 +10,8 @@ Severities:
 
 * ``error``: the TensorRT build will fail, or the model gives wrong results as it is (an
   unsupported op, antialiased Resize, computed Resize scales, InstanceNorm computing in fp16,
-  inf/NaN on sample inputs, sides the contract allows but a pixel-unshuffle cannot split);
+  inf/NaN on sample inputs, sides the contract allows but a pixel-unshuffle cannot split,
+  Q/DQ nodes with uint8 or non-zero zero points: TensorRT takes symmetric int8 only);
 * ``warning``: it will hurt once the model runs in fp16 (InstanceNorm, activations beyond
   fp16's 65504) or is a known trap (GridSample precision, SpaceToDepth channel order, int64
   shape arithmetic, normalisations/reductions computed in fp16, Resize scales computed from
@@ -75,6 +76,8 @@ SHAPE_OPS = frozenset(
 )  # fmt: skip
 
 _FLOAT, _FLOAT16, _INT64, _BFLOAT16 = 1, 10, 7, 16
+_UINT8, _INT8 = 2, 3
+QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
 _UNSHUFFLE_PERM = [0, 1, 3, 5, 2, 4]  # (N, C, H/r, r, W/r, r) -> (N, C, r, r, H/r, W/r)
 
 
@@ -255,14 +258,13 @@ def diagnose_checkpoint(
 ) -> DoctorReport:
     """Export a checkpoint to a temporary ONNX file (as ``vetrina convert`` would, without
     the parity check) and :func:`diagnose` it with the architecture's contract."""
-    from vetrina.models.checkpoint import load_checkpoint
-
-    from .convert import build_module, resolve_architecture
     from .export import export_onnx
+    from .source import load_source
 
-    checkpoint = load_checkpoint(path, trusted=trusted)
-    spec = resolve_architecture(checkpoint, arch)
-    module = build_module(spec, checkpoint)
+    # the same loading as ``vetrina convert``: the config detected from a bare public
+    # state_dict (or stored in the checkpoint) builds the module, not the defaults
+    source = load_source(path, arch=arch, trusted=trusted)
+    spec, module = source.spec, source.module
     contract = Contract(
         role=spec.role,
         inputs=spec.inputs,
@@ -303,6 +305,7 @@ class _Graph:
                 self.ranks[v.name] = len(tt.shape.dim)
         self.constants: dict[str, np.ndarray] = {}
         self.initializers = {init.name for init in g.initializer}
+        self._initializer_protos = {init.name: init for init in g.initializer}
         for init in g.initializer:
             self.types[init.name] = init.data_type
             self.ranks[init.name] = len(init.dims)
@@ -328,6 +331,17 @@ class _Graph:
             if a.name == name:
                 return helper.get_attribute_value(a)
         return default
+
+    def value(self, tensor: str) -> np.ndarray | None:
+        """The value of a constant tensor (an initializer of any size, or a Constant)."""
+        if tensor in self.constants:
+            return self.constants[tensor]
+        init = self._initializer_protos.get(tensor)
+        if init is None:
+            return None
+        from onnx import numpy_helper
+
+        return numpy_helper.to_array(init)
 
     def is_constant(self, tensor: str) -> bool:
         """An initializer or a Constant node's output."""
@@ -406,6 +420,8 @@ def _node_findings(
             "rewrite it with supported ops before export, move it out of the model, or "
             "implement a TensorRT plugin",
         )
+    if op in QDQ_OPS:
+        yield from _qdq_findings(graph, node, name)
     if op == "Resize":
         yield from _resize_findings(graph, node, name)
     elif op == "GridSample":
@@ -472,6 +488,47 @@ def _node_findings(
             "Einsum with an ellipsis ('...'): TensorRT's Einsum supports neither ellipsis nor "
             "broadcasting",
             "spell the axes out in the equation, or use MatMul/Reshape",
+        )
+
+
+_QDQ_FIX = (
+    "re-quantize for TensorRT: 'vetrina convert --precision int8 --target tensorrt' "
+    "(symmetric int8, zero points 0); a --target cpu model is for ONNX Runtime CPU only"
+)
+
+
+def _qdq_findings(graph: _Graph, node: Any, name: str) -> Iterable[Finding]:
+    """TensorRT imports Q/DQ as symmetric int8 (or fp8) only: a uint8 zero point or type, or a
+    non-zero zero point, fails the parser (what ``--target cpu`` int8 models carry)."""
+    zero_point = node.input[2] if len(node.input) > 2 and node.input[2] else None
+    uint8 = graph.types.get(zero_point) == _UINT8 if zero_point else False
+    if node.op_type == "QuantizeLinear":
+        uint8 = uint8 or int(graph.attr(node, "output_dtype", 0) or 0) == _UINT8
+    elif graph.is_constant(node.input[0]):  # stored uint8 weights
+        uint8 = uint8 or graph.types.get(node.input[0]) == _UINT8
+    # a Q/DQ without zero point or output_dtype is not flagged: nothing in it says uint8 (the
+    # ONNX default), and exporters for TensorRT may leave a zero point 0 out
+    if uint8:
+        yield Finding(
+            ERROR,
+            "qdq-asymmetric",
+            "Q/DQ",
+            name,
+            "Q/DQ quantizes to uint8 (ONNX Runtime CPU's flavour): TensorRT takes symmetric "
+            "int8 Q/DQ only (zero point 0) and refuses uint8",
+            _QDQ_FIX,
+        )
+        return
+    value = graph.value(zero_point) if zero_point else None
+    if value is not None and np.any(np.asarray(value) != 0):
+        yield Finding(
+            ERROR,
+            "qdq-asymmetric",
+            "Q/DQ",
+            name,
+            "Q/DQ with a non-zero zero point: TensorRT takes symmetric int8 Q/DQ only "
+            "(zero point 0)",
+            _QDQ_FIX,
         )
 
 

@@ -22,9 +22,8 @@ from vetrina.errors import ConversionError
 from vetrina.models.architectures import ArchitectureSpec
 
 from .inputs import check_forward, random_feeds, spatial_inputs
-from .sizes import Size, check_size
+from .sizes import MAX_SIDE, Size, check_size
 
-MAX_SIDE = 16384
 MAX_BATCH = 1024
 
 

@@ -14,6 +14,9 @@ from vetrina.models.architectures import ArchitectureSpec
 
 Size = tuple[int, int]
 
+MAX_SIDE = 16384
+"""The largest side vetrina exports or verifies at (also the dynamic axes' upper bound)."""
+
 _SIZE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
 
 
@@ -37,8 +40,8 @@ def parse_sizes(text: str, *, option: str = "sizes") -> list[Size]:
 
 
 def check_size(spec: ArchitectureSpec, size: Size, *, option: str = "size") -> Size:
-    """Return ``size`` if it keeps ``spec``'s size rules; else a :class:`ConversionError`
-    naming the rule and suggesting the nearest sizes that keep it."""
+    """Return ``size`` if it keeps ``spec``'s size rules and :data:`MAX_SIDE`; else a
+    :class:`ConversionError` naming the rule and suggesting the nearest sizes that keep it."""
     rules = spec.spatial
     h, w = size
     shown = f"{option} {h}x{w}"
@@ -46,6 +49,12 @@ def check_size(spec: ArchitectureSpec, size: Size, *, option: str = "size") -> S
     if min(h, w) < low:
         raise ConversionError(
             f"{shown}: sides must be at least {low} px for {spec.name}",
+            hint=f"try {_fmt(_fit(h, rules), _fit(w, rules))}",
+        )
+    if max(h, w) > MAX_SIDE and (high is None or high > MAX_SIDE):
+        raise ConversionError(
+            f"{shown}: sides must be at most {MAX_SIDE} px (vetrina's limit for export and "
+            "verification)",
             hint=f"try {_fmt(_fit(h, rules), _fit(w, rules))}",
         )
     if high is not None and max(h, w) > high:
@@ -72,13 +81,12 @@ def _fit(side: int, rules: SpatialRules, *, up: bool | None = None) -> int:
     """The allowed side nearest ``side`` (rounded down, up, or to nearest when ``up`` is None)."""
     step = rules.multiple_of
     low = -(-rules.min_size // step) * step
-    high = (rules.max_size // step) * step if rules.max_size is not None else None
+    high = (min(rules.max_size or MAX_SIDE, MAX_SIDE) // step) * step
     if up is None:
         value = int(side / step + 0.5) * step
     else:
         value = (-(-side // step) if up else side // step) * step
-    value = max(low, value)
-    return min(value, high) if high is not None else value
+    return min(max(low, value), high)
 
 
 def _fmt(h: int, w: int) -> str:

@@ -383,6 +383,26 @@ def check_engine_precision(
     )
 
 
+def check_int8_flavour(info: OnnxModelInfo, expected: str) -> None:
+    """Refuse an int8 model quantized for ONNX Runtime CPU (``--target cpu``: uint8
+    activations with non-zero zero points), which TensorRT's parser rejects: TensorRT takes
+    symmetric int8 Q/DQ only. The flavour is the contract's ``target``."""
+    if expected != "int8" or info.contract is None:
+        return
+    provenance = info.contract.provenance
+    reduced = provenance.get("reduced_precision")
+    target = (reduced.get("target") if isinstance(reduced, dict) else None) or provenance.get(
+        "target"
+    )
+    if target == "cpu":
+        raise EngineBuildError(
+            f"{info.path.name} is int8 quantized for ONNX Runtime CPU (--target cpu: uint8 "
+            "activations, non-zero zero points); TensorRT takes symmetric int8 only",
+            hint="re-quantize for TensorRT: vetrina convert CKPT --precision int8 --target "
+            "tensorrt --calib DIR",
+        )
+
+
 # ----------------------------------------------------------------------------------------------
 # building
 # ----------------------------------------------------------------------------------------------
@@ -456,6 +476,7 @@ def build_engine(
             hint="convert the checkpoint with 'vetrina convert'",
         )
     expected = expected_precision(info)
+    check_int8_flavour(info, expected)
     if options.precision == "fp32" and expected != "fp32":
         raise EngineBuildError(
             f"{info.path} is a {expected} model; --precision fp32 needs an fp32 ONNX (TensorRT "

@@ -75,7 +75,11 @@ class Gate:
     def describe(self) -> str:
         parts = []
         if math.isfinite(self.max_abs):
-            parts.append(f"max abs <= {self.max_abs:g}")
+            # relative, like the check (the table's column is in the output's own units)
+            parts.append(
+                f"max abs <= {self.max_abs:g} x the output's value range (its own units "
+                "if it has none)"
+            )
         if self.min_psnr > -math.inf:
             parts.append(f"PSNR >= {self.min_psnr:g} dB")
         if self.min_ssim > -1.0:

@@ -48,7 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
         "and store the contract. Nothing is written when the parity gate fails.",
     )
     p.add_argument("checkpoint", type=Path, help="vetrina checkpoint or bare state_dict (.pt)")
-    p.add_argument("-o", "--output", type=Path, required=True, help="output .onnx file")
+    p.add_argument(
+        "-o", "--output", type=Path, help="output .onnx file (default: CKPT, suffix .onnx)"
+    )
     _add_arch_argument(p)
     p.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's)")
     p.add_argument(
@@ -494,6 +496,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _workers(text: str) -> int | str:
     return "auto" if text == "auto" else positive_int(text)
+
 
 
 def _seed_list(text: str) -> list[int]:

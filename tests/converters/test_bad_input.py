@@ -18,6 +18,17 @@ def _run(argv, capsys):
     return code, captured.out, captured.err.strip()
 
 
+@pytest.fixture
+def no_export(monkeypatch):
+    """Make the export fail loudly: an option refused "before any work" never reaches it."""
+    from vetrina.converters import convert as convert_module
+
+    def export_onnx(*args, **kwargs):
+        raise AssertionError("exported although the options were bad")
+
+    monkeypatch.setattr(convert_module, "export_onnx", export_onnx)
+
+
 def _error(argv, capsys, *needles):
     code, _, err = _run(argv, capsys)
     assert code == 1, err
@@ -133,6 +144,35 @@ def test_static_breaking_the_size_rules(tmp_path, capsys):
     )
     _error(["convert", ckpt, "-o", out, "--static", "8x8"], capsys, "at least 16", "16x16")
     assert not out.exists()
+
+
+def test_static_beyond_the_largest_side(small_checkpoint, tmp_path, capsys, no_export):
+    out = tmp_path / "m.onnx"
+    argv = ["convert", small_checkpoint, "-o", out, "--static", "100000x100000"]
+    _error(argv, capsys, "--static 100000x100000: sides must be at most 16384 px")
+    argv = ["convert", small_checkpoint, "-o", out, "--sizes", "64x64,20000x64"]
+    _error(argv, capsys, "--sizes 20000x64: sides must be at most 16384 px")
+    assert not out.exists()
+
+
+def test_output_that_cannot_be_written_is_refused_up_front(
+    small_checkpoint, tmp_path, capsys, no_export
+):
+    folder = tmp_path / "models"
+    folder.mkdir()
+    _error(["convert", small_checkpoint, "-o", folder], capsys, "is a folder, not a file",
+           str(folder / "tiny-enhancer.onnx"))  # fmt: skip
+    assert list(folder.iterdir()) == []  # no temporary file left in it either
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    _error(["convert", small_checkpoint, "-o", blocker / "m.onnx"], capsys, "is a file, not a")
+    # never over the checkpoint itself: named with -o, or the default for a .onnx "checkpoint"
+    before = small_checkpoint.read_bytes()
+    _error(["convert", small_checkpoint, "-o", small_checkpoint], capsys, "checkpoint itself")
+    odd = tmp_path / "weights.onnx"
+    odd.write_bytes(before)
+    _error(["convert", odd], capsys, "checkpoint itself")
+    assert small_checkpoint.read_bytes() == before and odd.read_bytes() == before
 
 
 @pytest.mark.parametrize("value", ["abc", "0x5", "64"])

@@ -110,6 +110,20 @@ def test_report_json_is_valid(small_checkpoint, small_model):
     )
 
 
+def test_cli_output_defaults_to_the_checkpoint_with_suffix_onnx(small_checkpoint, tmp_path, capsys):
+    from vetrina.cli import main
+
+    ckpt = tmp_path / "enh.pt"
+    ckpt.write_bytes(small_checkpoint.read_bytes())
+    assert main(["convert", str(ckpt), "--sizes", "32x40"]) == 0
+    out = tmp_path / "enh.onnx"
+    assert f"wrote {out}" in capsys.readouterr().out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["enh.onnx", "enh.pt"]
+    assert ckpt.read_bytes() == small_checkpoint.read_bytes()
+    meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert Contract.from_json(meta[METADATA_KEY]).provenance["checkpoint"] == "enh.pt"
+
+
 def _tiny_state_dict():
     return get_architecture("enhancer").build({"channels": 8, "blocks": 1}).state_dict()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import onnx
 import pytest
@@ -11,7 +12,7 @@ from vetrina.contract import METADATA_KEY, Contract
 from vetrina.converters.convert import convert
 from vetrina.converters.quantize import qdq_summary
 from vetrina.converters.verify import verify_file
-from vetrina.errors import ConversionError
+from vetrina.errors import ConversionError, InputError
 
 
 def _contract(path) -> Contract:
@@ -39,6 +40,8 @@ def test_fp16_conversion_keeps_fp32_edges_and_records_its_precision(small_checkp
     assert contract.verification["precision"] == "fp16"
     reduced = contract.provenance["reduced_precision"]
     assert reduced["precision"] == "fp16" and isinstance(reduced["islands"], list)
+    # no atomic-write temporary name (".e16.onnx.XXXX.tmp") anywhere in the contract
+    assert "path" not in reduced and ".tmp" not in contract.to_json()
     # `vetrina verify` reads the precision (and so the gate) from the contract
     again = verify_file(result.output, small_checkpoint)
     assert again.precision == "fp16" and again.passed
@@ -111,6 +114,57 @@ def test_cli_missing_calibration_folder_is_a_clear_error(small_checkpoint, tmp_p
     code = main([*argv, "--target", "cpu", "--calib", str(tmp_path / "nowhere")])
     assert code != 0 and not out.exists()
     assert "nowhere" in capsys.readouterr().err
+
+
+@pytest.fixture
+def no_export(monkeypatch):
+    """Make the export fail loudly: options refused "before any work" never reach it."""
+    from vetrina.converters import convert as convert_module
+
+    def export_onnx(*args, **kwargs):
+        raise AssertionError("exported although the options were bad")
+
+    monkeypatch.setattr(convert_module, "export_onnx", export_onnx)
+
+
+def test_bad_calibration_folder_is_refused_before_the_export(
+    small_checkpoint, tmp_path, capsys, no_export
+):
+    out = tmp_path / "x.onnx"
+    argv = ["convert", str(small_checkpoint), "-o", str(out), "--precision", "int8"]
+    argv += ["--target", "tensorrt", "--calib"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no images here")
+    for folder, message in (
+        (tmp_path / "nowhere", "does not exist"),
+        (empty, "holds no image files"),
+        (empty / "notes.txt", "is not a folder"),
+    ):
+        assert main([*argv, str(folder)]) == 1
+        err = capsys.readouterr().err
+        assert message in err and str(folder) in err and "internal error" not in err
+    with pytest.raises(InputError, match="holds no image files"):  # the Python API too
+        convert(small_checkpoint, out, precision="int8", target="cpu", calibration=str(empty))
+    assert not out.exists()
+
+
+def test_calibration_that_does_not_fit_the_inputs_is_refused_before_the_export(
+    tiny_generator, small_checkpoint, tmp_path, no_export
+):
+    out = tmp_path / "x.onnx"
+    int8 = {"precision": "int8", "target": "cpu"}
+    with pytest.raises(ConversionError, match="--calib latents"):
+        convert(tiny_generator, out, calibration="catalog", **int8)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    _, png = cv2.imencode(".png", np.zeros((8, 8, 3), np.uint8))
+    (photos / "a.png").write_bytes(png.tobytes())
+    with pytest.raises(ConversionError, match="--calib latents"):
+        convert(tiny_generator, out, calibration=photos, **int8)
+    with pytest.raises(ConversionError, match="latents is for generators"):
+        convert(small_checkpoint, out, calibration="latents", **int8)
+    assert not out.exists()
 
 
 @pytest.fixture(scope="module")

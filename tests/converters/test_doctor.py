@@ -250,6 +250,33 @@ def test_unsupported_custom_and_einsum_ops():
     assert not static(plain).findings
 
 
+def _qdq(zero_point, *, out_dtype=None):
+    zp = [const("zp", zero_point)] if zero_point is not None else []
+    names = ["x", "s", "zp"] if zero_point is not None else ["x", "s"]
+    kw = {"output_dtype": out_dtype} if out_dtype is not None else {}
+    nodes = [
+        helper.make_node("QuantizeLinear", names, ["q"], name="q", **kw),
+        helper.make_node("DequantizeLinear", ["q", *names[1:]], ["y"], name="dq"),
+    ]
+    return model(nodes, inits=[const("s", np.array(0.02, np.float32)), *zp], opset=21)
+
+
+def test_qdq_needs_symmetric_int8_for_tensorrt():
+    # --target cpu int8: uint8 activations with a non-zero zero point; TensorRT refuses both
+    (f,) = static(_qdq(np.array(128, np.uint8))).by_check("qdq-asymmetric")
+    assert f.severity == ERROR and f.count == 2 and f.nodes == ["q", "dq"]
+    assert "uint8" in f.issue and "--target tensorrt" in f.fix
+    (f,) = static(_qdq(np.array(3, np.int8))).by_check("qdq-asymmetric")
+    assert "non-zero zero point" in f.issue and f.count == 2
+    per_channel = np.zeros(80, np.int8)  # beyond the small-constant cache
+    per_channel[7] = 1
+    assert static(_qdq(per_channel)).by_check("qdq-asymmetric")
+    assert static(_qdq(None, out_dtype=TensorProto.UINT8)).by_check("qdq-asymmetric")
+    # --target tensorrt int8: symmetric, zero point 0 (given or left out)
+    for clean in (_qdq(np.array(0, np.int8)), _qdq(np.zeros(80, np.int8)), _qdq(None)):
+        assert not static(clean).findings
+
+
 def test_int64_shape_arithmetic():
     nodes, prev = [], "x"
     for i in range(6):  # Shape -> Gather -> Unsqueeze -> Concat -> Reshape chains
@@ -413,6 +440,29 @@ def test_enhancer_export_is_clean(small_model):
     assert {f.severity for f in report.findings} <= {INFO}
     assert "rendered 96x96 images" in report.activations["inputs"]
     assert 0 < report.activations["max_abs"] < FP16_MAX
+
+
+@pytest.mark.parametrize(
+    ("name", "config", "wrap"),
+    [
+        ("cyclegan-resnet", {"ngf": 2, "n_blocks": 1}, None),  # default ngf 64, 9 blocks
+        ("srvgg-compact-x4", {"num_feat": 4, "num_conv": 3}, "params"),  # default 64, 16
+    ],
+)
+def test_public_checkpoint_of_a_non_default_config(tmp_path, capsys, name, config, wrap):
+    """A bare public state_dict (as its project saves it) of a config other than the
+    architecture's default: doctor builds the detected config, like convert."""
+    torch = pytest.importorskip("torch")
+    from vetrina.cli import main
+    from vetrina.models.architectures import get_architecture
+
+    torch.manual_seed(0)
+    state = get_architecture(name).build(config).state_dict()
+    path = tmp_path / "net_G.pth"
+    torch.save({wrap: state} if wrap else state, path)
+    assert main(["doctor", str(path), "--no-run", "--json"]) in (0, 1)
+    report = json.loads(capsys.readouterr().out)
+    assert report["model"] == f"{path} ({name})" and report["nodes"] > 0
 
 
 @pytest.mark.slow

@@ -281,6 +281,57 @@ def _model(path: Path, *, precision: str = "fp32", contract: bool = True) -> Pat
     return path
 
 
+INT8_LAYERS = {
+    "Layers": [
+        {
+            "Name": "/conv/Conv",
+            "LayerType": "CaskConvolution",
+            "Inputs": [{"Format/Datatype": "CHW4 | Int8"}],
+            "Outputs": [{"Format/Datatype": "CHW4 | Int8"}],
+        }
+    ]
+}
+
+
+def _int8_model(path: Path, *, target: str) -> Path:
+    """Q/DQ around a Mul, in the flavour ``target`` writes: "cpu" uint8 with zero point 128,
+    "tensorrt" int8 with zero point 0; the contract records the target like convert does."""
+    x = helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, "h", "w"])
+    y = helper.make_tensor_value_info("out", TensorProto.FLOAT, ["batch", 3, "h", "w"])
+    cpu = target == "cpu"
+    zp = np.array(128 if cpu else 0, np.uint8 if cpu else np.int8)
+    nodes = [
+        helper.make_node("QuantizeLinear", ["image", "s", "zp"], ["q"], name="q_in"),
+        helper.make_node("DequantizeLinear", ["q", "s", "zp"], ["dq"], name="dq_in"),
+        helper.make_node("Mul", ["dq", "k"], ["out"]),
+    ]
+    inits = [
+        numpy_helper.from_array(np.array(1 / 64, np.float32), "s"),
+        numpy_helper.from_array(zp, "zp"),
+        numpy_helper.from_array(np.array([2.0], np.float32), "k"),
+    ]
+    model = helper.make_model(
+        helper.make_graph(nodes, "g", [x], [y], initializer=inits),
+        opset_imports=[helper.make_opsetid("", 17)],
+    )
+    c = Contract(
+        role="editor",
+        inputs=(TensorSpec(name="image"),),
+        outputs=(TensorSpec(name="out"),),
+        spatial=SpatialRules(multiple_of=8, min_size=16),
+        provenance={
+            "precision": "int8",
+            "target": target,
+            "reduced_precision": {"precision": "int8", "target": target, "islands": []},
+        },
+    )
+    entry = model.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, c.to_json()
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
 PROFILE = ["image:1x3x16x16,2x3x64x64,4x3x128x128"]
 SHAPES = ((1, 3, 16, 16), (2, 3, 64, 64), (4, 3, 128, 128))
 
@@ -505,6 +556,36 @@ def test_downgraded_engine_is_not_stored(fake_trt, tmp_path):
             environment=ENV,
         )
     assert store.entries() == []
+
+
+def test_cpu_flavoured_int8_is_refused_before_tensorrt(fake_trt, tmp_path):
+    trt = fake_trt(layers=INT8_LAYERS, network_dtype="INT8")
+    store = EngineStore(tmp_path / "s")
+    with pytest.raises(vt.EngineBuildError, match="quantized for ONNX Runtime CPU") as info:
+        vt.build_engine(
+            _int8_model(tmp_path / "cpu.onnx", target="cpu"), profiles=PROFILE, store=store
+        )  # no environment given: refused before TensorRT or the GPU is asked anything
+    assert "--target tensorrt" in info.value.hint
+    assert "network_flags" not in trt.calls and "built" not in trt.calls
+    assert store.entries() == []
+    # the TensorRT flavour goes on to the build
+    result = vt.build_engine(
+        _int8_model(tmp_path / "trt.onnx", target="tensorrt"),
+        profiles=PROFILE,
+        store=store,
+        environment=ENV,
+    )
+    assert result.precision["built"] == "int8" and trt.calls["built"] == 1
+
+
+def test_cli_build_refuses_cpu_flavoured_int8(fake_trt, tmp_path, capsys):
+    from vetrina.cli import main
+
+    fake_trt()
+    path = _int8_model(tmp_path / "cpu.onnx", target="cpu")
+    assert main(["build", str(path), "--store", str(tmp_path / "s")]) == 1
+    err = capsys.readouterr().err
+    assert "quantized for ONNX Runtime CPU" in err and "--target tensorrt" in err
 
 
 def test_weakly_typed_network_is_refused_before_building(fake_trt, tmp_path):

@@ -16,7 +16,7 @@ from vetrina.contract import METADATA_KEY, Contract, TensorSpec
 from vetrina.converters.convert import write_contract
 from vetrina.converters.inputs import catalog_feeds, label_count, latent_size, random_feeds
 from vetrina.converters.metrics import batch_ssim, delta_e_2000, to_uint8
-from vetrina.converters.sizes import check_size, parse_size, parse_sizes
+from vetrina.converters.sizes import MAX_SIDE, check_size, parse_size, parse_sizes
 from vetrina.converters.verify import (
     DEFAULT_GATES,
     CaseResult,
@@ -239,6 +239,20 @@ def test_report_json_summary_and_table_handle_infinities():
     assert "SSIM" in table and "dE" in table and "NO" in table and "gate (fp16)" in table
 
 
+def test_gate_line_says_max_abs_is_relative_to_the_value_range():
+    # the column shows raw units (2.49e-03 on a 0..255 output passes 0.001 x 255)
+    spec = TensorSpec(name="y", semantic="image", channels="RGB", range=(0.0, 255.0))
+    exp = np.full((1, 3, 16, 16), 100.0, np.float32)
+    act = exp.copy()
+    act[0, 0, 0, 0] += 2.49e-3
+    case = compare_output("c", spec, exp, act, DEFAULT_GATES["fp32"])
+    assert case.passed and case.max_abs == pytest.approx(2.49e-3, rel=1e-2)
+    report = VerificationReport(gate=DEFAULT_GATES["fp32"], precision="fp32", cases=[case])
+    (line,) = [ln for ln in report.table().splitlines() if ln.startswith("gate (fp32)")]
+    assert "max abs <= 0.001 x the output's value range" in line
+    assert "PSNR >= 60 dB" in line
+
+
 # --- sizes -------------------------------------------------------------------------------
 
 
@@ -259,6 +273,16 @@ def test_parse_and_check_sizes():
     gan = get_architecture("cgan-generator")
     with pytest.raises(ConversionError, match="at most 64"):
         check_size(gan, (64, 128))
+
+
+def test_sizes_beyond_max_side_are_refused():
+    spec = get_architecture("enhancer")  # no max_size of its own
+    assert spec.spatial.max_size is None
+    assert check_size(spec, (MAX_SIDE, 64)) == (MAX_SIDE, 64)
+    with pytest.raises(ConversionError, match=rf"100000x100000: sides must be at most {MAX_SIDE}"):
+        check_size(spec, (100000, 100000), option="--static")
+    with pytest.raises(ConversionError, match=rf"try {MAX_SIDE}x64"):
+        check_size(spec, (MAX_SIDE + 2, 64))
 
 
 # --- inputs ------------------------------------------------------------------------------
