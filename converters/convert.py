@@ -8,6 +8,7 @@ step passed; a refused export leaves nothing behind.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import os
 import tempfile
@@ -27,6 +28,7 @@ from vetrina.timing import StepTimes
 from .cpu_graph import tune_for_cpu
 from .export import export_onnx, model_opset, slim_onnx
 from .input_norm import with_input_norm
+from .locality import whole_image_ops
 from .sizes import Size, check_size
 from .source import Source, build_module, identify, load_source, resolve_architecture
 from .verify import Gate, VerificationReport, gate_for, precision_cases, verify
@@ -394,12 +396,15 @@ def build_contract(
     }
     if ":" in spec.factory and not spec.factory.startswith("vetrina."):
         provenance["factory"] = spec.factory
+    whole_image = whole_image_ops(model)
+    if whole_image:  # why the runtime will not tile it
+        provenance["whole_image_ops"] = whole_image
     provenance.update({k: v for k, v in (extra or {}).items() if v is not None})
     return Contract(
         role=spec.role,
         inputs=spec.inputs,
         outputs=spec.outputs,
-        spatial=spec.spatial,
+        spatial=dataclasses.replace(spec.spatial, tileable=not whole_image),
         provenance=provenance,
         verification=report.summary(),
     )

@@ -4,4 +4,4 @@
 model is opened; torch, TensorRT and CUDA only by the converters or a GPU backend.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -16,7 +16,7 @@ from . import __version__
 from .bench_cli import add_bench_parser
 from .cli_options import add_runtime_options, needs_convert, positive_int
 from .errors import VetrinaError
-from .pipeline_spec import builtin_names
+from .pipeline_spec import MAX_WHOLE_PIXELS, builtin_names
 from .zoo_cli import add_zoo_parser
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
@@ -190,10 +190,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--tile",
-        type=positive_int,
+        type=_tile_side,
         default=1024,
-        help="pipelines: photos larger than this (working side, px) are processed in "
-        "overlapping, feather-blended tiles (default 1024)",
+        help="pipelines: photos larger than this (working side, px, >= 16) are processed in "
+        "overlapping, feather-blended tiles (default 1024); never for a chain with a model "
+        "that normalises over the whole image (instance norm, spatial means)",
+    )
+    p.add_argument(
+        "--max-whole-mp",
+        type=_megapixels,
+        default=MAX_WHOLE_PIXELS / 1e6,
+        help="pipelines that cannot be tiled: refuse photos whose working size has more "
+        f"megapixels (default {MAX_WHOLE_PIXELS / 1e6:.1f}; a style net needs about 0.75 GB "
+        "per MP); --max-side processes larger ones downscaled instead",
     )
     p.add_argument(
         "--max-pixels",
@@ -463,6 +472,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 threads=threads,
                 max_side=args.max_side,
                 tile_side=args.tile,
+                max_whole_pixels=round(args.max_whole_mp * 1e6),
                 log=print,
                 **options,
             )
@@ -497,6 +507,22 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _workers(text: str) -> int | str:
     return "auto" if text == "auto" else positive_int(text)
 
+
+def _tile_side(text: str) -> int:
+    value = positive_int(text)
+    if value < 16:
+        raise argparse.ArgumentTypeError(f"{value} is below the smallest tile side, 16")
+    return value
+
+
+def _megapixels(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 1e-6 <= value <= 1e4:  # also refuses nan and inf
+        raise argparse.ArgumentTypeError(f"{value} is not a megapixel count in 0.000001..10000")
+    return value
 
 
 def _seed_list(text: str) -> list[int]:

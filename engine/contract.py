@@ -144,12 +144,18 @@ class TensorSpec:
 @dataclass(frozen=True)
 class SpatialRules:
     """Size rules for image inputs: each side a multiple of ``multiple_of`` within bounds;
-    outputs are ``scale`` times the input."""
+    outputs are ``scale`` times the input.
+
+    ``tileable`` is False when an output pixel depends on statistics of the whole image
+    (instance norm, spatial means): each tile would be normalised by its own statistics and
+    the blended result would show patches, so such a model only runs on whole images.
+    """
 
     multiple_of: int = 1
     min_size: int = 1
     max_size: int | None = None
     scale: int = 1
+    tileable: bool = True
 
     def __post_init__(self) -> None:
         sides = (self.multiple_of, self.min_size, self.scale)
@@ -162,6 +168,8 @@ class SpatialRules:
             )
         if self.max_size is not None and self.max_size < self.min_size:
             raise ModelError(f"contract: max_size < min_size in {self}")
+        if not isinstance(self.tileable, bool):
+            raise ModelError(f"contract: tileable is {self.tileable!r}; expected true or false")
 
     def fit(self, height: int, width: int, limit: int | None = None) -> tuple[int, int]:
         """The size an image of ``height`` x ``width`` is processed at: scaled down (aspect

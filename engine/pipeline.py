@@ -32,7 +32,7 @@ from .foreground import estimate_foreground
 from .framing import ALPHA_CUT, EmptyMatteWarning, combine_alpha, frame, rgb_guide
 from .model import Model
 from .modelrefs import file_sha256, resolve_model
-from .pipeline_spec import PipelineError, PipelineSpec, load_spec
+from .pipeline_spec import MAX_WHOLE_PIXELS, PipelineError, PipelineSpec, load_spec
 from .stages import (
     CleanStage,
     EditStage,
@@ -57,8 +57,12 @@ class Pipeline:
     ``max_side`` (default: none) downscales larger ones first and resizes the result back.
     A photo whose working size exceeds ``tile_side`` (or a model's size limit) is processed in
     overlapping tiles (``tile_overlap`` pixels at least) blended with feathered weights, so
-    memory stays bounded and no seam shows. ``batch_size`` is the most images (or tiles) per
-    model call. ``threads``: ONNX Runtime intra-op
+    memory stays bounded and no seam shows. A chain with a model that normalises over the
+    whole image (its contract says ``tileable: false``: instance norm, spatial means) is never
+    tiled, since every tile would be normalised differently: it runs on the whole photo, up to
+    ``max_whole_pixels`` (working size, default 2048 x 2048; a style net takes about 0.75 kB
+    per pixel); a larger photo is refused with the fixes named. ``batch_size`` is the most
+    images (or tiles) per model call. ``threads``: ONNX Runtime intra-op
     threads; ``kernel_threads``: threads of the pre/post/hand-off kernels (None: OpenMP's
     default). ``spinning`` (default off) lets ONNX Runtime's idle threads spin-wait, which
     takes the cores from the kernels that run between two models.
@@ -77,6 +81,7 @@ class Pipeline:
         max_side: int | None = None,
         tile_side: int | None = 1024,
         tile_overlap: int = 32,
+        max_whole_pixels: int = MAX_WHOLE_PIXELS,
         batch_size: int = 4,
         times: StepTimes | None = None,
         log: Callable[[str], None] | None = None,
@@ -89,9 +94,12 @@ class Pipeline:
             raise ValueError(f"tile_overlap must be in 0..512, got {tile_overlap}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if max_whole_pixels < 1:
+            raise ValueError(f"max_whole_pixels must be >= 1, got {max_whole_pixels}")
         self.spec = spec
         self.max_side = max_side
         self.tile_overlap = tile_overlap
+        self.max_whole_pixels = max_whole_pixels
         self.batch_size = batch_size
         self.kernel_threads = kernel_threads
         self.times = times if times is not None else StepTimes()
@@ -131,7 +139,7 @@ class Pipeline:
         self.scale = math.prod(s.rules.scale for s in self.stages)
         self.fixed_size = self._fixed_size()
         caps = [c for c in (tile_side, self.rules.max_size) if c is not None]
-        self.tile_side = min(caps) if caps else None
+        self.tile_side = min(caps) if caps and self.rules.tileable else None
         if self.source is not None:
             self._check_generated_size()
         self.device_chain = self._device_chain() if device != "cpu" else None
@@ -186,6 +194,7 @@ class Pipeline:
                     multiple_of=r.multiple_of // math.gcd(r.multiple_of, scale),
                     min_size=-(-r.min_size // scale),
                     max_size=None if r.max_size is None else r.max_size // scale,
+                    tileable=r.tileable,
                 )
             )
             scale *= r.scale
@@ -272,14 +281,16 @@ class Pipeline:
             )
         groups: dict[tuple[int, int], list[int]] = defaultdict(list)
         for i, img in enumerate(images):
-            groups[self.working_size(img.shape[0], img.shape[1])].append(i)
+            size = self.working_size(img.shape[0], img.shape[1])
+            self._check_whole_size(size, i)
+            groups[size].append(i)
         results: list[np.ndarray | None] = [None] * len(images)
         for size, indices in groups.items():
             if (
                 self.fixed_size is None
                 and self.tile_side is not None
                 and max(size) > self.tile_side
-            ):
+            ):  # tile_side is None for a chain that cannot be tiled
                 for i in indices:
                     one = None if mattes is None else [mattes[i]]
                     if self.device_chain is not None:
@@ -314,6 +325,28 @@ class Pipeline:
                 for i, out in zip(chunk, outs, strict=True):
                     results[i] = out
         return [r for r in results if r is not None]
+
+    def _check_whole_size(self, size: tuple[int, int], index: int) -> None:
+        """Refuse a photo too large to run whole through a chain that cannot be tiled."""
+        if self.rules.tileable or self.fixed_size is not None:
+            return
+        if size[0] * size[1] <= self.max_whole_pixels:
+            return
+        reasons = [
+            f"{stage.label} ({', '.join(ops)})"
+            for stage in self.stages
+            for ops in [_whole_image_ops(stage)]
+            if ops
+        ]
+        side = math.isqrt(self.max_whole_pixels)
+        raise InputError(
+            f"images[{index}]: {self.spec.name} normalises over the whole image in "
+            f"{'; '.join(reasons) or 'a stage'}, so it is not tiled, and the photo's working "
+            f"size {size[0]}x{size[1]} is above the {self.max_whole_pixels / 1e6:.1f} MP it "
+            "runs whole (max_whole_pixels)",
+            hint=f"process it downscaled and resized back (max_side={side}, CLI --max-side "
+            f"{side}), or raise max_whole_pixels (CLI --max-whole-mp) if memory allows",
+        )
 
     def _device_out(
         self,
@@ -404,9 +437,12 @@ class Pipeline:
             n = -(-(length - overlap) // (side - overlap))
             return min(side, -(-(length + (n - 1) * overlap) // n // step) * step)
 
-        return kernels.plan_tiles(
-            size, (balanced(size[0]), balanced(size[1])), overlap, multiple=step
+        tiles = (balanced(size[0]), balanced(size[1]))
+        # an axis that one tile covers needs no overlap (and its tile may be thinner than it)
+        overlaps = tuple(
+            0 if tile >= length else overlap for tile, length in zip(tiles, size, strict=True)
         )
+        return kernels.plan_tiles(size, tiles, overlaps, multiple=step)
 
     def edit(
         self,
@@ -604,6 +640,12 @@ class Pipeline:
                 else f"sides multiple of {self.rules.multiple_of}"
                 + (f", <= {self.max_side} px" if self.max_side else "")
                 + (f", tiles of {self.tile_side} px above" if self.tile_side else "")
+                + (
+                    ""
+                    if self.rules.tileable
+                    else f", never tiled (whole-image statistics), at most "
+                    f"{self.max_whole_pixels / 1e6:.1f} MP"
+                )
             )
             lines.append(
                 f"preprocess: uint8 photo -> {first.channels} {_range(first.range)} NCHW, {where}"
@@ -662,3 +704,16 @@ class Pipeline:
 
 def _range(r: tuple[float, float] | None) -> str:
     return "none" if r is None else f"[{r[0]:g}, {r[1]:g}]"
+
+
+def _whole_image_ops(stage: EditStage | CleanStage) -> list[str]:
+    """The ops that make ``stage`` depend on the whole image, from its models' contracts
+    (empty when its models can be tiled)."""
+    return sorted(
+        {
+            str(op)
+            for model in stage.models
+            if not model.contract.spatial.tileable
+            for op in model.contract.provenance.get("whole_image_ops") or ["whole-image statistics"]
+        }
+    )

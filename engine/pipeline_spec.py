@@ -63,6 +63,10 @@ OUTPUT_OPTIONS: dict[str, Any] = {
     "fill": 0.85,
 }
 
+#: The largest working size (pixels) a chain that cannot be tiled runs whole by default:
+#: 2048 x 2048, about 3 GB of activations for a style net on ONNX Runtime CPU.
+MAX_WHOLE_PIXELS = 2048 * 2048
+
 BUILTIN_PACKAGE = "vetrina.pipelines"
 
 

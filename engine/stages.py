@@ -432,7 +432,13 @@ def combine_rules(rules: list[SpatialRules], where: str) -> SpatialRules:
     high = min(caps) if caps else None
     if high is not None and (high // multiple) * multiple < max(low, multiple):
         raise PipelineError(f"{where}: the models' size rules exclude every size ({rules})")
-    return SpatialRules(multiple_of=multiple, min_size=low, max_size=high, scale=rules[0].scale)
+    return SpatialRules(
+        multiple_of=multiple,
+        min_size=low,
+        max_size=high,
+        scale=rules[0].scale,
+        tileable=all(r.tileable for r in rules),
+    )
 
 
 def _label_index(spec: TensorSpec, value: str) -> int:

@@ -418,6 +418,50 @@ def test_large_photos_are_tiled_and_blended_without_seams(tmp_path):
     assert diff.max() <= 8 and diff.mean() < 0.5
 
 
+def test_a_photo_thinner_than_the_overlap_is_tiled_along_its_long_side(tmp_path):
+    yaml = tmp_path / "up.yaml"
+    yaml.write_text("stages:\n  - edit: zoo:upscaler\n")
+    whole = Pipeline.load(yaml, tile_side=None)
+    tiled = Pipeline.load(yaml, tile_side=64, tile_overlap=32)
+    strip = np.random.default_rng(5).integers(0, 256, (10, 300, 3), np.uint8)  # 10 < overlap
+    out = tiled.run([strip])[0]
+    assert out.shape == (20, 600, 3) and "tile blend" in tiled.times.seconds
+    diff = np.abs(out.astype(int) - whole.run([strip])[0].astype(int))
+    assert diff.mean() < 1.0
+
+
+def test_a_chain_with_whole_image_statistics_is_never_tiled(tmp_path):
+    """A style net normalises each image (instance norm): tiles would each be normalised by
+    their own statistics. It runs whole, bit for bit as without tiling, up to a pixel limit."""
+    from vetrina.models import catalog
+
+    yaml = tmp_path / "style.yaml"
+    yaml.write_text("stages:\n  - edit: zoo:style-vintage\n")
+    untiled = Pipeline.load(yaml, tile_side=None)
+    small_tiles = Pipeline.load(yaml, tile_side=64, tile_overlap=16, max_whole_pixels=200 * 200)
+    assert not small_tiles.rules.tileable and small_tiles.tile_side is None
+    assert "never tiled" in "\n".join(small_tiles.describe())
+    photo = catalog.render(931, 160).image[:150]  # 150x160: 3x3 tiles of 64 if it tiled
+    out = small_tiles.run([photo])[0]
+    assert "tile blend" not in small_tiles.times.seconds
+    np.testing.assert_array_equal(out, untiled.run([photo])[0])
+    with pytest.raises(InputError, match=r"InstanceNormalization.*max_side=200"):
+        small_tiles.run([np.zeros((240, 200, 3), np.uint8)])
+    with pytest.raises(ValueError, match="max_whole_pixels"):
+        Pipeline.load(yaml, max_whole_pixels=0)
+
+
+def test_the_upscaler_can_be_tiled_and_the_style_net_cannot():
+    from vetrina.model import Model
+    from vetrina.modelrefs import resolve_model
+
+    upscaler = Model.open(resolve_model("zoo:upscaler", Path.cwd())).contract
+    style = Model.open(resolve_model("zoo:style-vintage", Path.cwd())).contract
+    assert upscaler.spatial.tileable and "whole_image_ops" not in upscaler.provenance
+    assert not style.spatial.tileable
+    assert style.provenance["whole_image_ops"] == ["InstanceNormalization"]
+
+
 def test_tiling_options_are_checked(tmp_path):
     yaml = tmp_path / "up.yaml"
     yaml.write_text("stages:\n  - edit: zoo:upscaler\n")
