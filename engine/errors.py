@@ -53,3 +53,11 @@ class DeviceError(VetrinaError):
 
 class OverloadedError(VetrinaError):
     """A bounded request queue is full: the client should back off (a service answers 503)."""
+
+
+def failure_message(exc: Exception) -> str:
+    """One item's error for a per-item report: a :class:`VetrinaError` as it reads, any other
+    exception marked as internal (a bug to report), so one item never fails its batch."""
+    if isinstance(exc, VetrinaError):
+        return str(exc)
+    return f"internal error: {type(exc).__name__}: {exc}"

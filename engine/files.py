@@ -6,6 +6,7 @@ A bad file is reported and skipped; it never stops the others.
 from __future__ import annotations
 
 import dataclasses
+import glob
 import os
 import threading
 import time
@@ -16,7 +17,7 @@ from typing import Protocol
 
 import numpy as np
 
-from .errors import InputError, VetrinaError
+from .errors import InputError, VetrinaError, failure_message
 from .imageio import (
     DEFAULT_MAX_PIXELS,
     DecodedImage,
@@ -59,11 +60,19 @@ class FileResult:
 
 
 def collect_inputs(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
-    """Expand folders to the image files directly inside them (sorted); files are kept as
-    given, whatever their extension, so that a wrong file is reported rather than ignored."""
+    """Expand folders to the image files directly inside them (sorted) and glob patterns
+    (``*``, ``?``, ``[...]``; ``**`` for subfolders) that no file is named after to what they
+    match (sorted; images only); files are kept as given, whatever their extension, so that
+    a wrong file is reported rather than ignored (so is a pattern that matches nothing)."""
     found: list[Path] = []
     for raw in paths:
         path = Path(raw)
+        text = os.fspath(raw)
+        if not path.exists() and any(c in text for c in "*?["):
+            matches = sorted(Path(m) for m in glob.glob(text, recursive=True))
+            images = [m for m in matches if m.is_file() and m.suffix.lower() in IMAGE_EXTENSIONS]
+            found.extend(images or [path])  # no match: reported as a missing file
+            continue
         if path.is_dir():
             found.extend(
                 sorted(
@@ -128,7 +137,12 @@ def edit_files(
         editor, fmt, quality, png_compression, metadata
     )
     outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
+    if outdir.exists() and not outdir.is_dir():
+        raise InputError(f"output folder {outdir} is a file", hint="give a folder with -o")
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create the output folder {outdir}: {exc.strerror}") from None
     targets = output_paths(sources, outdir, fmt)
     results = _Results(on_result)
     todo = list(range(len(sources)))
@@ -282,10 +296,10 @@ def _edit_and_write(
 ) -> list[tuple[int, FileResult]]:
     try:
         edited = editor.edit([d.pixels for _, d in decoded], order="BGR")
-    except VetrinaError as exc:
+    except Exception as exc:  # a file's failure, whatever it is, is its own
         if len(decoded) == 1:
             i, image = decoded[0]
-            return [(i, FileResult(Path(image.source), error=str(exc)))]
+            return [(i, FileResult(Path(image.source), error=failure_message(exc)))]
         # One bad image must not fail its batch: retry each alone.
         return [
             r

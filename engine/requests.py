@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .editor import check_image
-from .errors import InputError, VetrinaError
+from .errors import InputError, VetrinaError, failure_message
 from .imageio import (
     DEFAULT_MAX_PIXELS,
     check_png_compression,
@@ -114,9 +114,9 @@ def _run(
 ) -> list[tuple[int, Outcome]]:
     try:
         results = processor.edit([p for _, p in chunk], order="BGR", output_order="BGR")
-    except VetrinaError as exc:
+    except Exception as exc:  # an item's failure, whatever it is, is its own
         if len(chunk) == 1:
-            return [(chunk[0][0], Outcome(error=str(exc)))]
+            return [(chunk[0][0], Outcome(error=failure_message(exc)))]
         return [r for one in chunk for r in _run(processor, [one], options)]
     out = []
     for (i, _), pixels in zip(chunk, results, strict=True):

@@ -63,6 +63,9 @@ def test_help_for_every_command(capsys):
         ["bogus"],
         ["run", "m.onnx", "x.png"],
         ["run", "m.onnx", "x.png", "-o", "o", "--batch", "0"],
+        ["run", "p.yaml", "x.png", "-o", "o", "--tile", "3"],
+        ["run", "p.yaml", "x.png", "-o", "o", "--max-whole-mp", "nan"],
+        ["run", "p.yaml", "x.png", "-o", "o", "--max-whole-mp", "0"],
     ],
 )
 def test_usage_errors_are_one_line(argv, capsys):
@@ -127,6 +130,24 @@ def test_run_folder_reports_bad_files_and_processes_the_rest(
         assert result.shape[:2] == px.shape[:2]
     rgba = cv2.imread(str(out / "c.png"), cv2.IMREAD_UNCHANGED)
     np.testing.assert_array_equal(rgba[:, :, 3], good["c.png"][:, :, 3])
+
+
+def test_run_expands_quoted_globs_and_refuses_a_file_as_output_folder(
+    small_model, photo_folder, tmp_path, capsys
+):
+    folder, _ = photo_folder
+    out = tmp_path / "out"
+    pattern = str(folder / "[ab].*")  # as a quoted pattern reaches us: no shell expansion
+    code = main(["run", str(small_model), pattern, str(folder / "zz*.png"), "-o", str(out)])
+    captured = capsys.readouterr()
+    assert code == 1 and "Traceback" not in captured.err
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png"]
+    assert "zz*.png: no such file" in captured.err
+    taken = tmp_path / "taken.png"
+    taken.write_bytes(b"x")
+    code = main(["run", str(small_model), str(folder / "a.png"), "-o", str(taken)])
+    err = capsys.readouterr().err
+    assert code == 1 and "output folder" in err and "is a file" in err and "internal" not in err
 
 
 def test_run_all_good_exits_zero_and_jpeg_output(small_model, photo_folder, tmp_path, capsys):

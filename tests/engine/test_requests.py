@@ -75,3 +75,22 @@ def test_png_compression_keeps_the_pixels_and_needs_png(editor):
         process(editor, [photo], encode="jpeg", png_compression=9)
     with pytest.raises(InputError, match="PNG compression was given for arrays"):
         process(editor, [photo], png_compression=9)
+
+
+def test_an_unexpected_failure_fails_only_its_item(editor):
+    """A bug that one input triggers (here a ValueError from a wrapped editor) is reported as
+    that item's internal error; the other items of its batch are still edited."""
+
+    class Fussy:
+        batch_size, times = editor.batch_size, editor.times
+
+        def edit(self, images, **options):
+            if any(img.shape[0] == 7 for img in images):
+                raise ValueError("seven rows")
+            return editor.edit(images, **options)
+
+    photos = [_photo(20), _photo(21, 7, 32), _photo(22)]
+    out = process(Fussy(), photos)
+    assert [o.ok for o in out] == [True, False, True]
+    assert out[1].error == "internal error: ValueError: seven rows"
+    np.testing.assert_array_equal(out[2].value, editor.edit([photos[2]])[0])
