@@ -18,6 +18,7 @@ import numpy as np
 
 from .atomic import atomic_write_bytes
 from .errors import InputError
+from .orientation import apply_orientation, exif_orientation
 from .png import SIGNATURE as PNG_SIGNATURE
 from .png import encode_png, text_chunks
 
@@ -88,8 +89,9 @@ def decode_image(
 ) -> DecodedImage:
     """Decode encoded image bytes to 8-bit pixels, after structural and size checks.
 
-    EXIF orientation is applied to JPEG files. 16-bit images are reduced to 8 bits
-    (rounded); float images are refused.
+    EXIF orientation is applied (JPEG and TIFF by OpenCV, PNG and WebP by
+    :mod:`vetrina.orientation`). 16-bit images are reduced to 8 bits (rounded); float images
+    are refused.
     """
     if len(data) == 0:
         raise InputError(f"{source}: file is empty (0 bytes)")
@@ -112,6 +114,10 @@ def decode_image(
     if pixels is None:
         raise InputError(f"{source}: corrupt or truncated {fmt} data (the decoder rejected it)")
     _check_pixels(pixels.shape[:2], max_pixels, source)
+    if fmt in ("png", "webp"):  # decoded UNCHANGED (alpha kept), which ignores orientation
+        pixels = apply_orientation(pixels, exif_orientation(data, fmt))
+    if fmt == "tiff" and pixels.dtype == np.uint8 and pixels.ndim == 3 and pixels.shape[2] == 4:
+        pixels = _straight_alpha(pixels)
     return DecodedImage(_to_uint8(pixels, source), source, fmt)
 
 
@@ -231,6 +237,19 @@ def _check_pixels(size: tuple[int, int], max_pixels: int, source: str) -> None:
             f"limit of {max_pixels / 1e6:.1f} MP",
             hint="raise the limit (--max-pixels) if the file is trusted",
         )
+
+
+def _straight_alpha(bgra: np.ndarray) -> np.ndarray:
+    """Undo the premultiplication OpenCV's 8-bit TIFF reader applies (libtiff's RGBA reader
+    multiplies colour by alpha), so a TIFF's colours come back straight like a PNG's: colour
+    ``round(c * 255 / a)`` (exact at full alpha, within ``255 / (2a)`` levels of the file's
+    value below it; the reader rounded), 0 where alpha is 0."""
+    alpha = bgra[:, :, 3:].astype(np.uint32)
+    colour = bgra[:, :, :3].astype(np.uint32)
+    straight = np.minimum((colour * 255 + alpha // 2) // np.maximum(alpha, 1), 255)
+    out = bgra.copy()
+    out[:, :, :3] = np.where(alpha > 0, straight, 0)
+    return out
 
 
 def _to_uint8(pixels: np.ndarray, source: str) -> np.ndarray:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import io
+import struct
+import zlib
+
 import cv2
 import numpy as np
 import pytest
@@ -260,3 +264,86 @@ def test_damaged_files_decode_or_fail_with_an_input_error(kind, edits, cut):
         assert "damaged" in str(exc)
         return
     assert decoded.pixels.dtype == np.uint8 and decoded.pixels.size <= 4 * 4_000_000
+
+
+# --- EXIF orientation ---------------------------------------------------------------------
+
+
+def _with_orientation(pixels: np.ndarray, fmt: str, orientation: int) -> bytes:
+    """``pixels`` (RGB or RGBA) saved by Pillow as ``fmt`` with EXIF ``orientation``."""
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    extra = {"lossless": True} if fmt == "WEBP" else {"quality": 100} if fmt == "JPEG" else {}
+    Image.fromarray(pixels).save(buffer, fmt, exif=exif.tobytes(), **extra)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+@pytest.mark.parametrize("fmt", ["PNG", "WEBP", "TIFF", "JPEG"])
+def test_exif_orientation_is_applied_as_pillow_applies_it(fmt, orientation):
+    from PIL import Image, ImageOps
+
+    rng = np.random.default_rng(orientation)
+    channels = 3 if fmt == "JPEG" else 4  # PNG, WebP and TIFF keep their alpha
+    pixels = rng.integers(0, 256, (6, 10, channels), np.uint8)
+    if fmt == "JPEG":
+        pixels = np.repeat(np.repeat(pixels, 8, axis=0), 8, axis=1)  # 8x8 blocks survive
+    data = _with_orientation(pixels, fmt, orientation)
+    upright = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(data))))
+    decoded = decode_image(data).pixels  # BGR(A)
+    expected = upright[:, :, [2, 1, 0, 3][:channels]]
+    assert decoded.shape == expected.shape
+    if fmt == "JPEG":
+        assert np.abs(decoded.astype(int) - expected).max() <= 8  # different IDCTs
+    elif fmt == "TIFF":  # straight alpha restored from OpenCV's premultiplied pixels
+        _assert_straight(decoded, expected)
+    else:
+        np.testing.assert_array_equal(decoded, expected)
+
+
+def _assert_straight(decoded: np.ndarray, expected: np.ndarray) -> None:
+    """``decoded`` equals ``expected`` in alpha, and in colour to the rounding that
+    premultiplying by alpha and dividing again allows (exact at alpha 255)."""
+    np.testing.assert_array_equal(decoded[..., 3], expected[..., 3])
+    alpha = expected[..., 3:].astype(float)
+    error = np.abs(decoded[..., :3].astype(float) - expected[..., :3])
+    allowed = np.where(alpha > 0, 255.0 / (2 * np.maximum(alpha, 1)) + 0.5, 255)
+    assert (error <= allowed).all()
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda exif: exif[:10],  # cut inside IFD0
+        lambda exif: b"XX" + exif[2:],  # no byte-order mark
+        lambda exif: exif[:4] + b"\xff\xff\xff\x7f" + exif[8:],  # IFD0 beyond the block
+    ],
+)
+def test_a_malformed_exif_block_leaves_the_png_as_stored(damage):
+    pixels = np.random.default_rng(1).integers(0, 256, (6, 10, 3), np.uint8)
+    data = _with_orientation(pixels, "PNG", 6)
+    start = data.index(b"eXIf") + 4
+    (length,) = struct.unpack(">I", data[start - 8 : start - 4])
+    exif = damage(data[start : start + length])
+    chunk = struct.pack(">I", len(exif)) + b"eXIf" + exif
+    chunk += struct.pack(">I", zlib.crc32(b"eXIf" + exif) & 0xFFFFFFFF)
+    broken = data[: start - 8] + chunk + data[start + length + 4 :]
+    np.testing.assert_array_equal(decode_image(broken).pixels, pixels[:, :, ::-1])
+
+
+def test_an_rgba_tiff_keeps_its_straight_colours():
+    """OpenCV's 8-bit TIFF reader premultiplies colour by alpha; a half-transparent red must
+    still decode as red, as it does from a PNG."""
+    from PIL import Image
+
+    rgba = np.zeros((4, 6, 4), np.uint8)
+    rgba[..., 0], rgba[..., 3] = 200, np.arange(6, dtype=np.uint8) * 51  # alpha 0..255
+    buffer = io.BytesIO()
+    Image.fromarray(rgba).save(buffer, "TIFF")
+    decoded = decode_image(buffer.getvalue()).pixels
+    np.testing.assert_array_equal(decoded[..., 3], rgba[..., 3])
+    np.testing.assert_array_equal(decoded[:, 1:, 2], 200)  # red at every alpha above 0
+    assert (decoded[:, 0, :3] == 0).all()  # colour under alpha 0 is lost: 0
