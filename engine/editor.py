@@ -51,13 +51,13 @@ class Editor:
         self.output = model.contract.output("image")
         for spec in (self.input, self.output):
             if (
-                spec.dtype != "float32"
+                spec.dtype not in ("float32", "float16")
                 or spec.layout != "NCHW"
                 or spec.channels not in ("RGB", "BGR")
             ):
                 raise ModelError(
                     f"{model.path}: tensor {spec.name!r} is {spec.dtype} {spec.layout} "
-                    f"{spec.channels}; this engine feeds float32 NCHW RGB/BGR images"
+                    f"{spec.channels}; this engine feeds float32/float16 NCHW RGB/BGR images"
                 )
         self.max_side = max_side
         self.batch_size = batch_size
@@ -109,14 +109,15 @@ class Editor:
                 offset=in_offset,
                 src_order=order,
                 dst_order=self.input.channels,
+                dtype=np.dtype(self.input.dtype),
             )
         with self.times.step("inference"):
             result = self.model.session.run({self.input.name: batch})[self._output_index]
         expected = (len(images), 3, size[0] * factor, size[1] * factor)
-        if result.shape != expected or result.dtype != np.float32:
+        if result.shape != expected or result.dtype != self.output.dtype:
             raise ModelError(
                 f"{self.model.path}: output {self.output.name!r} is {result.dtype} "
-                f"{result.shape}; the contract promises float32 {expected}"
+                f"{result.shape}; the contract promises {self.output.dtype} {expected}"
             )
         with self.times.step("postprocess"):
             sizes = [(img.shape[0] * factor, img.shape[1] * factor) for img in images]

@@ -150,11 +150,13 @@ class Pipeline:
         return cls(load_spec(ref), **options)
 
     def _device_chain(self) -> DeviceChain | None:
-        """The GPU data path, for pipelines of edit and clean stages after a generate stage
-        of a fixed output size, or on photos (tiled or not, after a matte stage or not; the
-        matte's alpha is refined and applied on the host)."""
+        """The GPU data path, for pipelines of float32 edit and clean stages after a generate
+        stage of a fixed output size, or on photos (tiled or not, after a matte stage or not;
+        the matte's alpha is refined and applied on the host). Other chains keep their
+        sessions on the device and hand tensors on through the host."""
         if (
             not all(isinstance(s, (EditStage, CleanStage)) for s in self.stages)
+            or any(s.input.dtype != "float32" or s.output.dtype != "float32" for s in self.stages)
             or (self.source is None and self.matte is None and not self.stages)
             or (self.source is not None and device_chain.generated_size(self.source) is None)
         ):
@@ -484,6 +486,7 @@ class Pipeline:
                 offset=offset,
                 src_order=order,
                 dst_order=spec.channels,
+                dtype=np.dtype(spec.dtype),
                 num_threads=self.kernel_threads,
             )
 

@@ -1,10 +1,11 @@
 """The stages a pipeline chains, and the hand-off between two of them.
 
-Every stage takes and returns a float32 NCHW batch in its model's own domain (value range,
-channel order), as the contracts say. A :class:`Handoff` maps one stage's output domain onto
-the next one's input domain in one fused kernel pass (``kernels.adapt``), only where the two
-contracts differ, and clamps to the next model's input range (each model was trained on
-in-range inputs; a uint8 round trip would clamp too, without the rounding).
+Every stage takes and returns an NCHW batch in its model's own domain (value range, channel
+order, float32 or float16), as the contracts say. A :class:`Handoff` maps one stage's output
+domain onto the next one's input domain in one fused kernel pass (``kernels.adapt``: values,
+channel order and dtype at once), only where the two contracts differ, and clamps to the next
+model's input range (each model was trained on in-range inputs; a uint8 round trip would clamp
+too, without the rounding).
 """
 
 from __future__ import annotations
@@ -62,11 +63,11 @@ class Handoff:
 
     @property
     def converts(self) -> bool:
-        """Whether values or channels change (else only the clamp runs)."""
+        """Whether values, channels or the dtype change (else only the clamp runs)."""
         scales = self.scale if isinstance(self.scale, tuple) else (self.scale,)
         offsets = self.offset if isinstance(self.offset, tuple) else (self.offset,)
         same = all(math.isclose(s, 1.0) for s in scales) and all(o == 0.0 for o in offsets)
-        return self.swap or not same
+        return self.swap or not same or self.src.dtype != self.dst.dtype
 
     def describe(self) -> str:
         parts = []
@@ -76,17 +77,20 @@ class Handoff:
             parts.append(f"mean/std {_norm(self.src)} -> {_norm(self.dst)}")
         if self.swap:
             parts.append(f"{self.src.channels} -> {self.dst.channels}")
+        if self.src.dtype != self.dst.dtype:
+            parts.append(f"{self.src.dtype} -> {self.dst.dtype}")
         return ", ".join(parts) or "same domain"
 
     def apply(self, batch: np.ndarray, num_threads: int | None = None) -> np.ndarray:
         """The batch in the next domain; may reuse ``batch``'s memory (the caller's is spent)."""
-        if self.converts:
+        if self.converts or batch.dtype != self.dst.dtype:
             batch = kernels.adapt(
                 batch,
                 scale=self.scale,
                 offset=self.offset,
                 src_order=self.src.channels,
                 dst_order=self.dst.channels,
+                dtype=np.dtype(self.dst.dtype),
                 num_threads=num_threads,
             )
         lo, hi = self.dst.bounds
@@ -100,6 +104,20 @@ def _require_role(model: Model, role: str, need: str, ref: str, where: str) -> N
     """A :class:`PipelineError` unless ``model`` (``ref`` in the pipeline) has ``role``."""
     if model.contract.role != role:
         raise PipelineError(f"{where}: {need}; {ref} is a {model.contract.role}")
+
+
+def _require_float32(model: Model, ref: str, where: str) -> None:
+    """A :class:`PipelineError` for a float16 image or mask tensor where only edit stages
+    take float16 (clean and matte stages compute on their masks in float32)."""
+    tensors = (*model.contract.inputs, *model.contract.outputs)
+    half = [t.name for t in tensors if t.semantic in ("image", "mask") and t.dtype != "float32"]
+    if half:
+        raise PipelineError(
+            f"{where}: {ref} has float16 tensors ({', '.join(half)}); only edit stages take "
+            "float16 images",
+            hint="convert it with float32 inputs and outputs (vetrina convert --precision fp16 "
+            "keeps them float32)",
+        )
 
 
 def _per_channel(scale: Affine1, offset: Affine1) -> list[tuple[float, float]]:
@@ -140,7 +158,7 @@ class EditStage:
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         out = self._session.run({self.input.name: batch})[self._output_index]
-        return _checked(out, batch, self.rules.scale, 3, self.label)
+        return _checked(out, batch, self.rules.scale, 3, self.label, self.output.dtype)
 
 
 class CleanStage:
@@ -153,6 +171,7 @@ class CleanStage:
     def __init__(self, spec: StageSpec, detector: Model, inpainter: Model, where: str) -> None:
         for model, role in ((detector, "detector"), (inpainter, "inpainter")):
             _require_role(model, role, f"clean needs a {role} as {role}", spec.models[role], where)
+            _require_float32(model, spec.models[role], where)
         self.label = spec.label
         self.models = (detector, inpainter)
         self.threshold = float(spec.params["threshold"])
@@ -215,6 +234,7 @@ class MatteStage:
 
     def __init__(self, spec: StageSpec, model: Model, where: str) -> None:
         _require_role(model, "matting", "matte needs a matting model", spec.models["model"], where)
+        _require_float32(model, spec.models["model"], where)
         self.label = spec.label
         self.models = (model,)
         self.input = model.contract.input("image")
@@ -448,12 +468,19 @@ def _label_index(spec: TensorSpec, value: str) -> int:
     return labels.index(value)
 
 
-def _checked(out: np.ndarray, batch: np.ndarray, scale: int, channels: int, label: str):
+def _checked(
+    out: np.ndarray,
+    batch: np.ndarray,
+    scale: int,
+    channels: int,
+    label: str,
+    dtype: str = "float32",
+):
     n, _, h, w = batch.shape
     expected = (n, channels, h * scale, w * scale)
-    if out.shape != expected or out.dtype != np.float32:
+    if out.shape != expected or out.dtype != dtype:
         raise ModelError(
-            f"{label}: output is {out.dtype} {out.shape}; the contract promises float32 {expected}"
+            f"{label}: output is {out.dtype} {out.shape}; the contract promises {dtype} {expected}"
         )
     return out
 
