@@ -10,7 +10,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from . import __version__
 from .bench_cli import add_bench_parser
@@ -165,7 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-side",
         type=positive_int,
         help="longest side processed; larger images are processed downscaled and "
-        "resized back (default: 2048 for a model; none for a pipeline, which tiles)",
+        "resized back (default: none: larger photos are tiled, or run whole where a model "
+        "cannot be tiled)",
     )
     p.add_argument(
         "--workers",
@@ -455,28 +456,23 @@ def _cmd_run(args: argparse.Namespace) -> int:
     workers = default_workers(len(sources)) if args.workers == "auto" else args.workers
     if threads is None and workers > 1:
         threads = max(1, available_cores() // workers)
-    if Path(args.target).suffix.lower() == ".onnx":
-        from .editor import Editor
-        from .model import Model
+    from .pipeline import Pipeline
+    from .pipeline_spec import load_spec, single_model_spec
 
-        with times.step("load model"):
-            model = Model.open(args.target, device=args.device, threads=threads)
-        processor: Any = Editor(model, max_side=args.max_side or 2048, **options)
-    else:
-        from .pipeline import Pipeline
-
-        with times.step("load pipeline"):
-            processor = Pipeline.load(
-                args.target,
-                device=args.device,
-                threads=threads,
-                max_side=args.max_side,
-                tile_side=args.tile,
-                max_whole_pixels=round(args.max_whole_mp * 1e6),
-                log=print,
-                **options,
-            )
-        print("\n".join(processor.describe()))
+    with times.step("load pipeline"):
+        target = Path(args.target)
+        spec = single_model_spec(target) if target.suffix.lower() == ".onnx" else None
+        processor = Pipeline(
+            spec or load_spec(args.target),
+            device=args.device,
+            threads=threads,
+            max_side=args.max_side,
+            tile_side=args.tile,
+            max_whole_pixels=round(args.max_whole_mp * 1e6),
+            log=print,
+            **options,
+        )
+    print("\n".join(processor.describe()))
     progress = FileProgress(len(sources), enabled=False if args.no_progress else None)
     try:
         results = edit_files(  # output settings not given: the pipeline's

@@ -24,7 +24,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError
+from .errors import InputError, ModelError
 
 INPUTS = ("image", "generate")
 FORMATS = ("png", "jpeg", "webp")
@@ -125,6 +125,20 @@ def load_spec(ref: str | os.PathLike[str]) -> PipelineSpec:
     except yaml.YAMLError as exc:
         raise PipelineError(f"{ref}: not valid YAML ({' '.join(str(exc).split())})") from None
     return parse_spec(raw, base_dir=base, origin=str(ref))
+
+
+def single_model_spec(model: str | os.PathLike[str]) -> PipelineSpec:
+    """The one-stage pipeline ``edit: MODEL`` that ``vetrina run MODEL.onnx`` runs, so a
+    single model gets what a pipeline gets: tiling of large photos where the model allows it,
+    no downscaling unless asked, provenance in the PNG metadata."""
+    path = Path(model)
+    if not path.is_file():
+        raise ModelError(f"{path}: no such model file")
+    return parse_spec(
+        {"name": path.stem, "stages": [{"edit": path.name}]},
+        base_dir=path.resolve().parent,
+        origin=str(path),
+    )
 
 
 def parse_spec(raw: Any, *, base_dir: Path | None = None, origin: str = "pipeline") -> PipelineSpec:
