@@ -14,12 +14,12 @@ from vetrina.imageio import read_image
 from vetrina.model import Model
 
 
-class Interrupted(Exception):
-    pass
+class Interrupted(BaseException):
+    """Like KeyboardInterrupt: it stops the run (an Exception would fail only its files)."""
 
 
 class FailsAfter:
-    """An editor that is 'killed' (raises a non-vetrina error) on its ``n``-th batch."""
+    """An editor that is interrupted on its ``n``-th batch."""
 
     def __init__(self, editor: Editor, n: int) -> None:
         self.editor, self.n, self.calls = editor, n, 0
