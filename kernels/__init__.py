@@ -21,7 +21,7 @@ argument, the value and what is expected. The numerics contract is in docs/kerne
 
 from __future__ import annotations
 
-from ._checks import MAX_CHANNELS, MAX_SIZE, MAX_THREADS
+from ._checks import MAX_CHANNELS, MAX_IMAGE_SIZE, MAX_SIZE, MAX_THREADS
 from ._checks import check_image as _check_image
 from ._checks import check_order as _check_order
 from ._checks import check_sequence as _check_sequence
@@ -53,6 +53,7 @@ __all__ = [
     "INTERPOLATIONS",
     "MAX_CHANNELS",
     "MAX_DEFECT_RADIUS",
+    "MAX_IMAGE_SIZE",
     "MAX_RADIUS",
     "MAX_SCALE",
     "MAX_SIZE",

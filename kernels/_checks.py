@@ -17,6 +17,10 @@ import numpy as np
 
 MAX_SIZE = 16384
 """Largest output height or width accepted by the kernels."""
+MAX_IMAGE_SIZE = 1 << 20
+"""Largest input image height or width (1048576) accepted by the kernels, CPU and GPU alike:
+far inside the int32 row, column and byte-offset arithmetic of the kernels (the CUDA kernels
+index columns times channels, and Lanczos windows up to 3x the source length, in int32)."""
 MAX_THREADS = 1024
 """Largest ``num_threads`` accepted."""
 MAX_CHANNELS = 64
@@ -180,6 +184,11 @@ def check_image(fn: str, i: int, img: object, name: str | None = None) -> np.nda
         )
     if img.shape[0] == 0 or img.shape[1] == 0:
         raise ValueError(f"{fn}: {name} has shape {img.shape}; expected a non-empty image")
+    if img.shape[0] > MAX_IMAGE_SIZE or img.shape[1] > MAX_IMAGE_SIZE:
+        raise ValueError(
+            f"{fn}: {name} has shape {img.shape}; expected a height and width of at most "
+            f"{MAX_IMAGE_SIZE} (MAX_IMAGE_SIZE)"
+        )
     if img.shape[2] not in (1, 3, 4):
         raise ValueError(
             f"{fn}: {name} has {img.shape[2]} channels (shape {img.shape}); expected 1, 3 or 4"

@@ -369,6 +369,7 @@ cdef extern from *:
         const int32_t *xi; const int32_t *yi;
         /* VT_BOX: output (x, y) sums the bw x bh block at (kx*x + ox, ky*y + oy) */
         int kx, ky, ox, oy, bw, bh, boxfast, round2;
+        int wide;                   /* bw * bh > VT_BOX_U32_PIXELS: 64-bit sums */
         float q;
         /* VT_SEP lanczos: x taps are pixel indices; rows go through vt_pre_hlz (float pixels,
            clamped to [0, 255]) into the thread's ring when it is deep enough */
@@ -654,6 +655,30 @@ cdef extern from *:
 
     /* integer box sums: exact, so the summation order is free. value = float(sum) * q (or
        (sum + 2) >> 2 for the OpenCV uint8 2x mode), then mapped. */
+    /* the most pixels of a block whose uint8 sum fits 32 bits: 255 * 16843009 < 2^32 */
+    #define VT_BOX_U32_PIXELS 16843009LL
+    /* vt_pre_box's scalar values of columns x.. of blocks past VT_BOX_U32_PIXELS pixels, in
+       64-bit sums (an 8192 x 8192 block -> 1 pixel holds 2^26 pixels: a 32-bit sum of 255s
+       wrapped to 63 per pixel). Out of line: it leaves the common path's code as it was.
+       (round2 blocks are 2 x 2, never here.) */
+    #if defined(__GNUC__)
+    __attribute__((noinline, cold))
+    #endif
+    static void vt_pre_box_wide(const vt_pre *p, const unsigned char *r, int x, float *acc,
+                                Py_ssize_t cap) {
+        Py_ssize_t s0 = p->s0, s1 = p->s1, i, j;
+        int c, xx;
+        for (c = 0; c < 3; c++) {
+            float *a = acc + c * cap;
+            for (xx = x; xx < p->cw; xx++) {
+                const unsigned char *px = r + (Py_ssize_t)p->kx * xx * s1 + p->coff[c];
+                uint64_t t = 0;
+                for (i = 0; i < p->bh; i++)
+                    for (j = 0; j < p->bw; j++) t += px[i * s0 + j * s1];
+                a[xx] = (float)t * p->q;
+            }
+        }
+    }
     static void vt_pre_box(const vt_pre *p, int dy, vt_scr *s, const vt_prow *w) {
         int cw = p->cw, kx = p->kx, bw = p->bw, bh = p->bh, ox = p->ox, x = 0, i, j, c;
         Py_ssize_t cap = s->cap, s1 = p->s1, s0 = p->s0;
@@ -661,7 +686,8 @@ cdef extern from *:
         const unsigned char *r = p->base + (Py_ssize_t)(p->ky * dy + p->oy) * s0
                                  + (Py_ssize_t)ox * s1;
     #if VT_SSE
-        if (p->boxfast && vt_simd && bw * bh <= 257 && (s1 == 3 || s1 == 4)) {
+        /* u16 sums: 255 * bw * bh <= 65535 (the product in 64 bits: blocks reach 2^40) */
+        if (p->boxfast && vt_simd && (long long)bw * bh <= 257 && (s1 == 3 || s1 == 4)) {
             /* lanes = source channels; destination planes and per-lane constants */
             int l, f16 = w->f16, cl[3], twomul = 0;
             float m1[4] = {1, 1, 1, 1}, m2[4] = {1, 1, 1, 1}, a4[4] = {0, 0, 0, 0};
@@ -729,16 +755,22 @@ cdef extern from *:
             }
         }
     #endif
-        /* scalar: values of columns x.. into acc (float32 output: columns < x are written) */
-        for (c = 0; c < 3; c++) {
-            float *a = acc + c * cap;
-            int xx;
-            for (xx = x; xx < cw; xx++) {
-                const unsigned char *px = r + (Py_ssize_t)kx * xx * s1 + p->coff[c];
-                uint32_t t = 0;
-                for (i = 0; i < bh; i++)
-                    for (j = 0; j < bw; j++) t += px[i * s0 + j * s1];
-                a[xx] = p->round2 ? (float)((t + 2u) >> 2) : (float)t * q;
+        /* scalar: values of columns x.. into acc (float32 output: columns < x are written).
+           32-bit sums while 255 * bw * bh fits them (bw * bh <= VT_BOX_U32_PIXELS), 64-bit
+           sums beyond (vt_pre_box_wide). */
+        if (p->wide) {
+            vt_pre_box_wide(p, r, x, acc, cap);
+        } else {
+            for (c = 0; c < 3; c++) {
+                float *a = acc + c * cap;
+                int xx;
+                for (xx = x; xx < cw; xx++) {
+                    const unsigned char *px = r + (Py_ssize_t)kx * xx * s1 + p->coff[c];
+                    uint32_t t = 0;
+                    for (i = 0; i < bh; i++)
+                        for (j = 0; j < bw; j++) t += px[i * s0 + j * s1];
+                    a[xx] = p->round2 ? (float)((t + 2u) >> 2) : (float)t * q;
+                }
             }
         }
         {
@@ -1156,6 +1188,7 @@ cdef extern from *:
     int VT_SEP
     int VT_BOX
     int VT_U8
+    long long VT_BOX_U32_PIXELS
     uint16_t vt_f2h(float f) noexcept nogil
     float vt_h2f(uint16_t h) noexcept nogil
     int vt_lanczos_ntaps(Py_ssize_t S, Py_ssize_t D) noexcept nogil
@@ -1207,6 +1240,7 @@ cdef extern from *:
         int bh
         int boxfast
         int round2
+        int wide
         float q
         int lz
         int sw
@@ -1640,8 +1674,10 @@ def preprocess_batch(list images, const Py_ssize_t[:, ::1] boxes, unsigned char[
             sy, sx, sh, sw = boxes[i, 0], boxes[i, 1], boxes[i, 2], boxes[i, 3]
             top, left, ch, cw = boxes[i, 4], boxes[i, 5], boxes[i, 6], boxes[i, 7]
             nch = src.shape[2]
-            if (src.shape[0] < 1 or src.shape[1] < 1
-                    or not (nch == 1 or nch == 3 or nch == 4)):
+            # sides past 2^30 would overflow the kernels' int row/column math (the wrappers
+            # allow MAX_IMAGE_SIZE = 2^20, docs/kernels.md)
+            if (src.shape[0] < 1 or src.shape[1] < 1 or src.shape[0] > (1 << 30)
+                    or src.shape[1] > (1 << 30) or not (nch == 1 or nch == 3 or nch == 4)):
                 raise ValueError(f"preprocess_batch: bad image shape at index {i}")
             if (sh < 1 or sw < 1 or sy < 0 or sx < 0 or sy + sh > src.shape[0]
                     or sx + sw > src.shape[1] or ch < 1 or cw < 1 or top < 0 or left < 0
@@ -1679,7 +1715,9 @@ def preprocess_batch(list images, const Py_ssize_t[:, ::1] boxes, unsigned char[
                     _cv_integer_scale(sh, ch, &ky):
                 p.mode = VT_BOX
                 p.kx, p.ky, p.bw, p.bh = kx, ky, kx, ky
-                p.q = onef / <float>(kx * ky)  # float division, as OpenCV's 1.f / area
+                # float division, as OpenCV's 1.f / area; the area in 64 bits (kx * ky
+                # exceeds 2^31 for blocks past 46341 x 46341)
+                p.q = onef / <float>(<long long>kx * ky)
             elif method == METHOD_BILINEAR and sw % cw == 0 and sh % ch == 0:
                 # integer factors: bilinear samples 1 or 2 taps per axis with weights 1 or
                 # 1/2; the exact integer sum times 1, 1/2 or 1/4 is the same float32 value
@@ -1693,7 +1731,10 @@ def preprocess_batch(list images, const Py_ssize_t[:, ::1] boxes, unsigned char[
                 p.oy = ky // 2 - 1 if ky % 2 == 0 else (ky - 1) // 2
                 p.q = onef / <float>(p.bw * p.bh)
             if p.mode == VT_BOX:
-                p.boxfast = p.vec
+                # SIMD box sums are uint16: blocks of at most 257 pixels (255 * 257 = 65535);
+                # scalar sums are uint32 up to VT_BOX_U32_PIXELS pixels, else uint64
+                p.boxfast = 1 if (p.vec and <long long>p.bw * p.bh <= 257) else 0
+                p.wide = 1 if <long long>p.bw * p.bh > VT_BOX_U32_PIXELS else 0
                 if p.boxfast:
                     vcap = max(vcap, (p.kx * (cw - 1) + p.bw - 1) * p.s1 + nch + 8)
                 continue

@@ -7,7 +7,7 @@ boxes or keypoints back to the source image) agree to the pixel. See docs/kernel
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ._checks import check_choice, check_size, is_int
 
@@ -110,22 +110,30 @@ def _check_hw(fn: str, name: str, value: object) -> tuple[int, int]:
 
 
 def check_placement(fn: str, name: str, value: object) -> Placement:
-    """A :class:`Placement` whose boxes are consistent with its sizes."""
+    """A :class:`Placement` whose sizes are two positive ints each and whose boxes are
+    consistent with them; returned with every field as a tuple of Python ints."""
     if not isinstance(value, Placement):
         raise TypeError(f"{fn}: {name} has type {type(value).__name__}; expected a Placement")
-    (h, w), (oh, ow) = value.src_hw, value.dst_hw
+    h, w = _check_hw(fn, f"{name}.src_hw", value.src_hw)
+    oh, ow = _check_hw(fn, f"{name}.dst_hw", value.dst_hw)
+    boxes = []
     for box, (bh, bw), what in ((value.src_box, (h, w), "src"), (value.dst_box, (oh, ow), "dst")):
+        try:
+            items = [] if isinstance(box, (str, bytes)) else list(box)  # type: ignore[call-overload]
+        except TypeError:
+            items = []
         if (
-            len(box) != 4
-            or not all(is_int(v) for v in box)
-            or box[0] < 0
-            or box[1] < 0
-            or box[2] < 1
-            or box[3] < 1
-            or box[0] + box[2] > bh
-            or box[1] + box[3] > bw
+            len(items) != 4
+            or not all(is_int(v) for v in items)
+            or items[0] < 0
+            or items[1] < 0
+            or items[2] < 1
+            or items[3] < 1
+            or items[0] + items[2] > bh
+            or items[1] + items[3] > bw
         ):
             raise ValueError(
                 f"{fn}: {name}.{what}_box is {box!r}; expected (y, x, h, w) inside {(bh, bw)}"
             )
-    return value
+        boxes.append(tuple(int(v) for v in items))
+    return replace(value, src_hw=(h, w), dst_hw=(oh, ow), src_box=boxes[0], dst_box=boxes[1])

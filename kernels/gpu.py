@@ -173,16 +173,21 @@ def _pre_mode(method: str, box: Sequence[int]) -> tuple[int, int, int, float]:
 _PRE_FAMILIES = {"bilinear": "", "area": "_area", "bilinear-u8": "_u8", "lanczos": "_lanczos"}
 """Preprocess kernel of each interpolation method (preprocess.cu, VT_FAM_*)."""
 _AREA_MAX8, _BOX_MAXP = 7, 8  # VT_AREA_MAX8 (resample.cuh), VT_BOX_MAXP (preprocess.cu)
+_BOX_U32_PIXELS = 16843009
+"""VT_BOX_U32_PIXELS (preprocess.cu): the most pixels of a block whose uint8 sum fits the fast
+box path's 32-bit sums (255 * 16843009 < 2**32)."""
 
 
-def _pre_fast_ok(mode: int, kx: int, box: Sequence[int]) -> bool:
+def _pre_fast_ok(mode: int, kx: int, box: Sequence[int], ky: int = 1) -> bool:
     """Whether the method's fast preprocess kernel takes this image; otherwise the launch
-    goes to the generic kernel (vt_preprocess_any_*): area windows wider than 8 columns."""
+    goes to the generic kernel (vt_preprocess_any_*): area windows wider than 8 columns, box
+    blocks wider than 8 or of more than ``_BOX_U32_PIXELS`` pixels (the generic kernel sums
+    them in 64 bits)."""
     sw, cw = box[3], box[7]
     if mode == _M_AREA:
         return sw < cw or sw <= _AREA_MAX8 * cw
     if mode == _M_BOX:
-        return kx <= _BOX_MAXP
+        return kx <= _BOX_MAXP and kx * ky <= _BOX_U32_PIXELS
     return True
 
 
@@ -634,7 +639,7 @@ class GpuKernels:
                 p = placements[start + k]
                 box = p.src_box + p.dst_box
                 mode, kx, ky, q = _pre_mode(method, box)
-                fast = fast and _pre_fast_ok(mode, kx, box)
+                fast = fast and _pre_fast_ok(mode, kx, box, ky)
                 modes.add(mode)
                 chans = (0, 0, 0) if im.channels == 1 else ((2, 1, 0) if swap else (0, 1, 2))
                 sy, sx, sh, sw, top, left, ch, cw = box
@@ -1364,8 +1369,13 @@ def _check_device_image(fn: str, name: str, im: Any, channels: tuple[int, ...]) 
         raise TypeError(f"{fn}: {name} has type {type(im).__name__}; expected a DeviceImage")
     if not (isinstance(im.ptr, (int, np.integer)) and im.ptr > 0):
         raise ValueError(f"{fn}: {name}.ptr is {im.ptr!r}; expected a device pointer")
-    if not (1 <= im.height <= 1 << 20 and 1 <= im.width <= 1 << 20):
-        raise ValueError(f"{fn}: {name} is {im.height}x{im.width}; expected a non-empty image")
+    from ._checks import MAX_IMAGE_SIZE
+
+    if not (1 <= im.height <= MAX_IMAGE_SIZE and 1 <= im.width <= MAX_IMAGE_SIZE):
+        raise ValueError(
+            f"{fn}: {name} is {im.height}x{im.width}; expected a non-empty image of at most "
+            f"{MAX_IMAGE_SIZE} x {MAX_IMAGE_SIZE} (MAX_IMAGE_SIZE)"
+        )
     if im.channels not in channels:
         raise ValueError(
             f"{fn}: {name} has {im.channels} channels; expected "

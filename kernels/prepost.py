@@ -269,12 +269,22 @@ def _check_targets(
             )
         plist = [check_placement(fn, f"placements[{i}]", p) for i, p in enumerate(plist)]
     if sizes is None:
-        targets = [(big_h, big_w) if plist is None else plist[i].src_hw for i in range(n)]
-        for i, hw in enumerate(targets):
-            if not (1 <= hw[0] <= ck.MAX_SIZE and 1 <= hw[1] <= ck.MAX_SIZE):
+        if plist is None:  # each output keeps the batch size
+            if not (big_h <= ck.MAX_SIZE and big_w <= ck.MAX_SIZE):
                 raise ValueError(
-                    f"{fn}: placements[{i}].src_hw is {hw}; larger than {ck.MAX_SIZE} "
-                    f"(pass sizes to choose the output size)"
+                    f"{fn}: batch has shape {tuple(shape)}; its {big_h} x {big_w} images are "
+                    f"larger than {ck.MAX_SIZE} (the largest output size), and without sizes "
+                    f"or placements each output keeps that size: pass sizes to choose the "
+                    f"output size"
+                )
+            return plist, [(big_h, big_w)] * n
+        targets = [p.src_hw for p in plist]  # each output takes its placement's source size
+        for i, hw in enumerate(targets):
+            if not (hw[0] <= ck.MAX_SIZE and hw[1] <= ck.MAX_SIZE):
+                raise ValueError(
+                    f"{fn}: placements[{i}].src_hw is {hw}; larger than {ck.MAX_SIZE} (the "
+                    f"largest output size), and without sizes it is the output size: pass "
+                    f"sizes to choose the output size"
                 )
         return plist, targets
     seq = ck.check_sequence(fn, "sizes", sizes)

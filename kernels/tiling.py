@@ -28,10 +28,11 @@ def _pair(fn: str, name: str, value: object, lo: int) -> tuple[int, int]:
     if (
         not isinstance(items, (list, tuple))
         or len(items) != 2
-        or not all(ck.is_int(v) and lo <= int(v) <= 1 << 20 for v in items)
+        or not all(ck.is_int(v) and lo <= int(v) <= ck.MAX_IMAGE_SIZE for v in items)
     ):
         raise ValueError(
-            f"{fn}: {name} is {value!r}; expected an int or (height, width) ints >= {lo}"
+            f"{fn}: {name} is {value!r}; expected an int or (height, width) ints in "
+            f"{lo}..{ck.MAX_IMAGE_SIZE}"
         )
     return int(items[0]), int(items[1])
 
@@ -186,10 +187,11 @@ def plan_tiles(
         hw = [int(v) for v in image_hw if ck.is_int(v)]  # type: ignore[union-attr]
     except TypeError:
         hw = []
+    expected = f"expected (height, width), two ints in 1..{ck.MAX_IMAGE_SIZE}"
     if isinstance(image_hw, (str, bytes)) or len(hw) != 2 or len(list(image_hw)) != 2:
-        raise ValueError(f"{fn}: image_hw is {image_hw!r}; expected (height, width) ints >= 1")
-    if min(hw) < 1 or max(hw) > 1 << 20:
-        raise ValueError(f"{fn}: image_hw is {tuple(hw)}; expected (height, width) ints >= 1")
+        raise ValueError(f"{fn}: image_hw is {image_hw!r}; {expected}")
+    if min(hw) < 1 or max(hw) > ck.MAX_IMAGE_SIZE:
+        raise ValueError(f"{fn}: image_hw is {tuple(hw)}; {expected}")
     if not ck.is_int(multiple) or not 1 <= int(multiple) <= 4096:
         raise ValueError(f"{fn}: multiple is {multiple!r}; expected an int in 1..4096")
     m = int(multiple)

@@ -16,8 +16,9 @@
 // one source row come in as a few aligned 4-byte words (VtBytes) instead of one load per byte
 // and channel, are converted to float without int -> float conversions, and are summed in the
 // CPU's order. The tap coordinates' divisions are computed once per thread (VtAxisK). Area
-// factors above 7 (or box blocks above 8) take the generic per-sample kernel. Lanczos has its
-// own kernel (vt_pre_lanczos: its taps computed on the device, the x weights once per thread).
+// factors above 7 (or box blocks wider than 8 or of more than VT_BOX_U32_PIXELS pixels) take
+// the generic per-sample kernel. Lanczos has its own kernel (vt_pre_lanczos: its taps computed
+// on the device, the x weights once per thread).
 #include "common.cuh"
 #include "resample.cuh"
 
@@ -51,6 +52,9 @@ VT_SIZE(VtPreBatch, 2600);
 
 // Largest BOX block width of the fast path (wider blocks take the generic path).
 #define VT_BOX_MAXP 8
+// Most pixels of a BOX block whose uint8 sum fits 32 bits (255 * 16843009 < 2^32): the fast
+// path's limit (gpu.py _BOX_U32_PIXELS); the generic path sums in 64 bits.
+#define VT_BOX_U32_PIXELS 16843009
 
 // One channel of a uint8 image, converted exactly to float (generic path).
 struct VtU8Plane {
@@ -232,6 +236,8 @@ VT_DEV void vt_pre_float(const VtPreBatch& b, const VtPreCol& c, T* o, vt_i64 pl
 }
 
 // VT_M_BOX and VT_M_U8_2X: exact integer sums of a kx x ky block (any order), kx <= 8.
+// 32-bit sums: the launcher sends a block here only when kx * ky <= VT_BOX_U32_PIXELS
+// (gpu.py _pre_fast_ok), so 255 * kx * ky < 2^32; larger blocks take vt_pre_generic.
 template <int CH, typename T>
 VT_DEV void vt_pre_box(const VtPreBatch& b, const VtPreImage& im, const VtPreCol& c, T* o,
                        vt_i64 plane, int W, int ya, int yb) {
@@ -499,9 +505,14 @@ VT_DEV void vt_pre_generic(const VtPreBatch& b, const VtPreImage& im, const VtPr
             const int y0 = c.ky.s0 + ky * vy, x0 = c.kx.s0 + kx * vx;
             for (int k = 0; k < 3; ++k) {
                 const VtU8Plane p = {im.src + im.ch[k], im.row_pitch, im.px_pitch};
-                vt_u32 t = 0;
+                // 64-bit total: a block past VT_BOX_U32_PIXELS pixels (8192 x 8192 -> 1)
+                // wraps a 32-bit sum; a row's sum fits 32 bits (kx <= the image width <=
+                // MAX_IMAGE_SIZE = 2^20, gpu.py _check_device_image: <= 255 * 2^20)
+                vt_u64 t = 0;
                 for (int r = 0; r < ky; ++r) {
-                    for (int j = 0; j < kx; ++j) t += (vt_u32)p.raw(y0 + r, x0 + j);
+                    vt_u32 row = 0u;
+                    for (int j = 0; j < kx; ++j) row += (vt_u32)p.raw(y0 + r, x0 + j);
+                    t += row;
                 }
                 v[k] = im.mode == VT_M_BOX ? (float)t * im.q : (float)((t + 2u) >> 2);
             }

@@ -221,7 +221,11 @@ def area_u8(img: np.ndarray, h: int, w: int) -> np.ndarray:
     sh, sw = img.shape[:2]
     ky, kx = cv_integer_scale(sh, h), cv_integer_scale(sw, w)
     if ky is not None and kx is not None:
-        s = img.reshape(h, ky, w, kx, -1).astype(np.int64).sum(axis=(1, 3))
+        # exact integer sums without an int64 copy of the image (broadcast views stay views):
+        # column sums of ky rows in uint32 (exact: 255 * ky < 2**32), then int64 along x
+        assert 255 * ky < 2**32
+        s = img.reshape(h, ky, w, kx, -1).sum(axis=1, dtype=np.uint32)
+        s = s.sum(axis=2, dtype=np.int64)
         return s.astype(F32) * (F32(1) / F32(kx * ky))
     return separable(img, area_taps(sh, h), area_taps(sw, w))
 

@@ -26,6 +26,7 @@ from .test_cuda_gpu import (
     PRE_CASES,
     TILE_CASES,
     check_adapt_case,
+    check_big_box_sums,
     check_post_case,
     check_pre_case,
     check_tile_case,
@@ -466,6 +467,55 @@ def test_emulated_multi_row_launches_equal_cpu(emu, monkeypatch):
         check_adapt_case(emu, case, exact=True)
     for case in TILE_CASES:
         check_tile_case(emu, case, exact=True)
+
+
+def test_emulated_area_box_sums_past_32_bits(emu, monkeypatch):
+    """Blocks of 16843010+ pixels go to the generic kernel, whose 64-bit sums equal the
+    CPU's (a 32-bit sum wrapped); a launch holding one takes the generic kernel whole."""
+    launched = []
+    launch = emu._launch
+    monkeypatch.setattr(emu, "_launch", lambda name, *a: launch(launched.append(name) or name, *a))
+    check_big_box_sums(emu, exact=True)
+    assert launched == [
+        "vt_preprocess_any_f32",
+        "vt_preprocess_any_f32",
+        "vt_preprocess_box_f32",
+        "vt_preprocess_any_f16",
+    ]
+
+
+@pytest.mark.parametrize(("hw", "ok"), [((1 << 20, 1), True), ((1, (1 << 20) + 1), False)])
+def test_device_images_larger_than_the_limit_name_it(hw, ok):
+    """DeviceImages share the CPU's MAX_IMAGE_SIZE, and the error says the limit."""
+    from vetrina.kernels import MAX_IMAGE_SIZE, gpu
+
+    im = gpu.DeviceImage(256, *hw, 3)
+    if ok:
+        gpu._check_device_image("preprocess_async", "images[0]", im, (3,))
+        return
+    assert MAX_IMAGE_SIZE == 1 << 20
+    with pytest.raises(
+        ValueError,
+        match=r"^preprocess_async: images\[0\] is 1x1048577; expected a non-empty image of at "
+        r"most 1048576 x 1048576 \(MAX_IMAGE_SIZE\)$",
+    ):
+        gpu._check_device_image("preprocess_async", "images[0]", im, (3,))
+
+
+def test_fast_box_path_takes_only_blocks_with_32_bit_sums():
+    """The box kernel sums in 32 bits: the launcher sends it blocks of at most 16843009
+    pixels (255 * that < 2**32), wider or larger ones to the generic kernel."""
+    from vetrina.kernels import gpu
+
+    box = (0, 0, 0, 0, 0, 0, 1, 1)
+    assert 255 * gpu._BOX_U32_PIXELS < 2**32 <= 255 * (gpu._BOX_U32_PIXELS + 1)
+    assert gpu._pre_fast_ok(gpu._M_BOX, 8, box, 8)
+    assert gpu._pre_fast_ok(gpu._M_BOX, 8, box, gpu._BOX_U32_PIXELS // 8)
+    assert not gpu._pre_fast_ok(gpu._M_BOX, 8, box, gpu._BOX_U32_PIXELS // 8 + 1)
+    assert not gpu._pre_fast_ok(gpu._M_BOX, 9, box, 1)
+    src = (gpu.SOURCE_DIR / "preprocess.cu").read_text()
+    assert re.search(rf"#define VT_BOX_U32_PIXELS {gpu._BOX_U32_PIXELS}\b", src)
+    assert re.search(rf"#define VT_BOX_MAXP {gpu._BOX_MAXP}\b", src)
 
 
 def test_emulated_many_rows_per_thread_equal_cpu(emu, monkeypatch):

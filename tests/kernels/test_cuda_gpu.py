@@ -130,6 +130,28 @@ def check_pre_case(gk, case: Case, exact: bool) -> None:
     _assert_close(got, want, exact, f"preprocess {case}")
 
 
+def check_big_box_sums(gk, exact: bool) -> None:
+    """Integer-factor area blocks of 16843010+ pixels (255 * pixels past 2**32): the generic
+    kernel's 64-bit block sums (a 32-bit sum wrapped, as the CPU's did: 8192 x 8192 of 255
+    -> 1 x 1 gave 63). One gray and one RGB image, each a 4105 x 4105 block -> 1 x 1, in one
+    launch with a small integer-factor image (which the launch then takes generically too)."""
+    rng = np.random.default_rng(3)
+    imgs = [
+        np.full((4105, 4105), 255, np.uint8),
+        np.full((4105, 4105, 3), 250, np.uint8),
+        rng.integers(0, 256, (8, 8, 3), dtype=np.uint8),  # a 8 x 8 block: a fast-path size
+    ]
+    for img in imgs:
+        got = gk.preprocess([img], (1, 1), interpolation="area", scale=1.0)
+        _assert_close(got, cpu.preprocess([img], (1, 1), interpolation="area", scale=1.0),
+                      exact, f"area {img.shape} -> 1 x 1")  # fmt: skip
+        if img.min() == img.max():  # the mean, up to the rounding of sum * (1 / area)
+            assert np.abs(got - F32(img.flat[0])).max() < 1e-3, (img.shape, got)
+    got = gk.preprocess(imgs, (1, 1), interpolation="area", dtype=F16)
+    _assert_close(got, cpu.preprocess(imgs, (1, 1), interpolation="area", dtype=F16), exact,
+                  "area, one launch")  # fmt: skip
+
+
 # ---------------------------------------------------------------------------------------------
 # postprocess
 # ---------------------------------------------------------------------------------------------
@@ -350,6 +372,11 @@ def test_adapt_matches_cpu(gk, case):
 @pytest.mark.parametrize("case", TILE_CASES, ids=str)
 def test_tiles_match_cpu(gk, case):
     check_tile_case(gk, case, exact=False)
+
+
+@gpu_only
+def test_area_box_sums_past_32_bits_match_cpu(gk):
+    check_big_box_sums(gk, exact=False)
 
 
 @gpu_only

@@ -213,6 +213,64 @@ def test_bad_placements_are_rejected():
 
 
 @pytest.mark.parametrize(
+    ("field", "value", "match"),
+    [
+        (
+            "src_hw",
+            ("16", "16"),
+            r"placements\[1\]\.src_hw is \('16', '16'\); expected \(height, wi",
+        ),
+        ("src_hw", (16.0, 16), r"placements\[1\]\.src_hw is \(16\.0, 16\); expected"),
+        ("src_hw", "16", r"placements\[1\]\.src_hw is '16'; expected \(height, width\), two pos"),
+        ("src_hw", None, r"placements\[1\]\.src_hw is None; expected"),
+        ("src_hw", (0, 16), r"placements\[1\]\.src_hw is \(0, 16\); expected"),
+        ("dst_hw", ("8", "8"), r"placements\[1\]\.dst_hw is \('8', '8'\); expected \(height, wid"),
+        ("dst_hw", (8, 8, 3), r"placements\[1\]\.dst_hw is \(8, 8, 3\); expected"),
+        ("src_box", None, r"placements\[1\]\.src_box is None; expected \(y, x, h, w\) inside"),
+        ("dst_box", "0088", r"placements\[1\]\.dst_box is '0088'; expected \(y, x, h, w\)"),
+    ],
+)
+def test_placement_fields_of_the_wrong_type_are_value_errors(field, value, match):
+    """Not a raw TypeError from comparing a str with an int: the field, its value and what
+    is expected."""
+    batch = np.zeros((2, 3, 8, 8), F32)
+    p = plan_fit((16, 16), (8, 8))
+    bad = Placement(**{**p.__dict__, field: value})
+    with pytest.raises(ValueError, match=match) as info:
+        postprocess(batch, placements=[p, bad])
+    assert str(info.value).startswith("postprocess: ")
+
+
+def test_placement_fields_as_lists_and_numpy_ints_are_accepted():
+    batch = np.random.default_rng(5).random((1, 3, 8, 8), dtype=F32)
+    p = plan_fit((16, 16), (8, 8))
+    q = Placement([16, 16], (np.int64(8), 8), [0, 0, 16, 16], (0, 0, np.int32(8), 8))
+    (want,) = postprocess(batch, placements=[p], alphas=[np.zeros((16, 16), np.uint8)])
+    (got,) = postprocess(batch, placements=[q], alphas=[np.zeros((16, 16), np.uint8)])
+    np.testing.assert_array_equal(got, want)
+
+
+def test_output_too_large_without_sizes_names_what_was_passed():
+    # no placements: the batch's own size is the output size (not "placements[0]")
+    batch = np.broadcast_to(F32(0.5), (1, 3, 1, 20000))
+    with pytest.raises(
+        ValueError,
+        match=r"postprocess: batch has shape \(1, 3, 1, 20000\); its 1 x 20000 images are "
+        r"larger than 16384 .* pass sizes to choose the output size",
+    ) as info:
+        postprocess(batch)
+    assert "placements" not in str(info.value).split(";")[0]
+    (out,) = postprocess(batch, [(1, 100)])  # with sizes it is fine
+    assert out.shape == (1, 100, 3) and (out == 128).all()
+    # placements: their source size is the output size
+    p = plan_fit((1, 20000), (1, 8))
+    with pytest.raises(
+        ValueError, match=r"placements\[0\]\.src_hw is \(1, 20000\); larger than 16384"
+    ):
+        postprocess(batch[..., :8], placements=[p])
+
+
+@pytest.mark.parametrize(
     ("args", "match"),
     [
         (((0, 5), (4, 4)), r"src_hw is \(0, 5\)"),

@@ -93,6 +93,45 @@ def test_area_integer_factor_is_the_block_mean():
     np.testing.assert_array_equal(got, want * (F32(1) / F32(12)))
 
 
+def _big_block_images():
+    """Integer-factor area blocks of 16843010+ pixels, where 255 * pixels passes 2**32 (a
+    32-bit block sum wrapped: 8192 x 8192 of 255 -> 1 x 1 gave 63). Broadcast views (no
+    memory; zero strides) and one real packed image (the SIMD-capable layout)."""
+    rng = np.random.default_rng(7)
+    row = rng.integers(0, 256, (1, 8192, 3), dtype=np.uint8)
+    return [
+        ("8192x8192 of 255", np.broadcast_to(np.uint8(255), (8192, 8192, 3)), (1, 1)),
+        ("4105x4105 gray", np.broadcast_to(np.uint8(255), (4105, 4105)), (1, 1)),
+        ("random rows", np.broadcast_to(row, (8192, 8192, 3)), (1, 2)),
+        ("8212x4106 of 250 to 2x1", np.broadcast_to(np.uint8(250), (8212, 4106, 4)), (2, 1)),
+        ("wide 17 rows", np.broadcast_to(np.uint8(255), (17, 1 << 20)), (1, 1)),
+        ("packed 4105x4105", np.full((4105, 4105, 3), 255, np.uint8), (1, 1)),
+    ]
+
+
+def test_area_integer_factor_sums_past_32_bits():
+    old = _cpu.set_simd(2)
+    try:
+        for name, img, size in _big_block_images():
+            want = preprocess_ref([img], size, scale=1.0, interpolation="area")
+            want = want[0].transpose(1, 2, 0)
+            if img.min() == img.max():  # the mean, up to the rounding of sum * (1 / area)
+                assert np.abs(want - F32(img.flat[0])).max() < 1e-3, (name, want)
+            for level in (0, 2):  # blocks past 257 pixels take the scalar sums at any level
+                _cpu.set_simd(level)
+                np.testing.assert_array_equal(values(img, size, "area"), want, err_msg=name)
+        # mapped (the default 1/255 scale) and float16: the same values through the map
+        img = np.broadcast_to(np.uint8(255), (8192, 8192, 3))
+        for dt in (np.float32, np.float16):
+            got = preprocess([img], (1, 1), interpolation="area", dtype=dt)
+            np.testing.assert_array_equal(
+                got, preprocess_ref([img], (1, 1), interpolation="area", dtype=dt)
+            )
+            assert (got == dt(1)).all()
+    finally:
+        _cpu.set_simd(old)
+
+
 def test_area_antialiases_where_bilinear_aliases():
     # a 1-pixel checkerboard averages to mid grey under area; bilinear at 4x picks samples
     y, x = np.mgrid[:256, :256]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import cv2
 import numpy as np
 import pytest
@@ -396,6 +398,33 @@ def test_validation_errors(case):
     with pytest.raises(ValueError, match=match) as info:
         preprocess(*args, **kwargs)
     assert str(info.value).startswith("preprocess: ")
+
+
+@pytest.mark.parametrize(
+    ("shape", "index"),
+    [((3, (1 << 20) + 1, 3), 3), (((1 << 20) + 1, 2), 1), ((2**31, 1, 3), 0), ((5, 2**40), 2)],
+)
+def test_images_larger_than_the_limit_are_rejected_at_the_boundary(shape, index):
+    """At the input check, naming the image and the limit (not deep inside plan_fit)."""
+    from vetrina.kernels import MAX_IMAGE_SIZE
+
+    assert MAX_IMAGE_SIZE == 1 << 20
+    imgs = [GOOD] * 4
+    imgs[index] = np.broadcast_to(np.uint8(7), shape)  # no memory
+    shown = shape if len(shape) == 3 else (*shape, 1)
+    with pytest.raises(
+        ValueError,
+        match=rf"^preprocess: images\[{index}\] has shape {re.escape(str(shown))}; expected a "
+        rf"height and width of at most 1048576 \(MAX_IMAGE_SIZE\)$",
+    ):
+        preprocess(imgs, (4, 4), interpolation="area")
+
+
+def test_images_at_the_limit_are_accepted():
+    img = np.broadcast_to(np.arange(3, dtype=np.uint8), (2, 1 << 20, 3))
+    for interpolation in ("bilinear", "area", "bilinear-u8"):
+        got = preprocess([img], (1, 2), scale=1.0, interpolation=interpolation)
+        assert (got == np.arange(3, dtype=F32)[None, :, None, None]).all(), interpolation
 
 
 def test_out_overlapping_an_image_is_rejected():

@@ -158,6 +158,21 @@ def test_split_pads_tiles_larger_than_the_image():
         (((100,), 32), {}, r"image_hw is \(100,\)"),
         (((100, 100), 32), {"multiple": 0}, r"multiple is 0"),
         (((100, 100), (32, 32, 3)), {}, r"tile is \(32, 32, 3\)"),
+        # the upper limit is said, not just the lower one
+        (
+            ((2**21, 5), 32),
+            {},
+            r"image_hw is \(2097152, 5\); expected \(height, width\), two "
+            r"ints in 1\.\.1048576",
+        ),
+        (((5, 2**20 + 1), 32), {}, r"image_hw is \(5, 1048577\); .* in 1\.\.1048576"),
+        (
+            ((100, 100), 2**21),
+            {},
+            r"tile is 2097152; expected an int or \(height, width\) "
+            r"ints in 1\.\.1048576",
+        ),
+        (((100, 100), 32, (0, 2**21)), {}, r"overlap is \(0, 2097152\); .* in 0\.\.1048576"),
     ],
 )
 def test_plan_validation(args, kwargs, match):
