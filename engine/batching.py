@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import threading
 import time
 from collections import deque
@@ -35,14 +36,17 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+import numpy as np
+
 from .errors import OverloadedError
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from .editor import Editor
 
 __all__ = ["BatcherStats", "DynamicBatcher", "EditorBatcher"]
+
+#: An encoded image file: its bytes, or its path.
+Encoded = bytes | bytearray | memoryview | str | os.PathLike
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -394,7 +398,8 @@ class EditorBatcher:
     one thread would take twice as long; with ``solo_editor`` it runs on all the cores, as
     without a batcher. Both editors must give the same bytes (ONNX Runtime's CPU kernels do,
     whatever the thread count; tested). Images are ``order`` ("RGB"/"BGR") uint8 HxW, HxWx3 or
-    HxWx4; bad ones raise :class:`~vetrina.errors.InputError` from ``submit``.
+    HxWx4 arrays, or encoded files (bytes or paths, decoded at submit, at most ``max_pixels``);
+    bad ones raise :class:`~vetrina.errors.InputError` from ``submit``.
     """
 
     def __init__(
@@ -408,6 +413,7 @@ class EditorBatcher:
         order: str = "RGB",
         output_order: str | None = None,
         solo_editor: Editor | None = None,
+        max_pixels: int = 64_000_000,
     ) -> None:
         if max_batch_size is None:
             max_batch_size = editor.batch_size
@@ -425,6 +431,7 @@ class EditorBatcher:
 
         self.editor = editor
         self.solo_editor = solo_editor
+        self.max_pixels = max_pixels
         self._running = 0
         self._running_lock = threading.Lock()
         self.order = order
@@ -455,17 +462,36 @@ class EditorBatcher:
             with self._running_lock:
                 self._running -= 1
 
-    def submit(self, image: np.ndarray) -> Future[np.ndarray]:
-        """Queue one image; the edited image arrives on the future."""
-        return self._batcher.submit(image)
+    def submit(self, image: np.ndarray | Encoded) -> Future[np.ndarray]:
+        """Queue one image; the edited image arrives on the future.
 
-    async def aedit(self, image: np.ndarray) -> np.ndarray:
-        """Edit one image from asyncio code without blocking the loop."""
+        ``image``: a uint8 array in ``order``, or an encoded file as bytes or a path, decoded
+        here on the caller's thread (EXIF orientation applied, ``max_pixels`` enforced before
+        any pixel memory is allocated); a file that cannot be decoded raises
+        :class:`~vetrina.errors.InputError` here, as a bad array does."""
+        return self._batcher.submit(self._pixels(image))
+
+    async def aedit(self, image: np.ndarray | Encoded) -> np.ndarray:
+        """Edit one image from asyncio code without blocking the loop (a file is decoded on a
+        worker thread)."""
+        if not isinstance(image, np.ndarray):
+            image = await asyncio.get_running_loop().run_in_executor(None, self._pixels, image)
         return await self._batcher.asubmit(image)
 
-    def edit(self, image: np.ndarray, timeout: float | None = None) -> np.ndarray:
+    def edit(self, image: np.ndarray | Encoded, timeout: float | None = None) -> np.ndarray:
         """Edit one image, blocking the calling thread (batched with concurrent callers)."""
-        return self._batcher.submit(image).result(timeout)
+        return self.submit(image).result(timeout)
+
+    def _pixels(self, image: np.ndarray | Encoded) -> np.ndarray:
+        """An array as given; bytes or a path decoded into ``order``."""
+        if isinstance(image, np.ndarray):
+            return image
+        from .requests import to_pixels
+
+        pixels = to_pixels(image, max_pixels=self.max_pixels)  # OpenCV order: BGR(A)
+        if self.order == "RGB" and pixels.ndim == 3:
+            pixels = np.ascontiguousarray(pixels[:, :, [2, 1, 0, 3][: pixels.shape[2]]])
+        return pixels
 
     def close(self, drain: bool = True, timeout: float | None = None) -> bool:
         """See :meth:`DynamicBatcher.close`."""

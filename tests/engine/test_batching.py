@@ -434,6 +434,32 @@ def test_editor_batcher_rejects_bad_images_at_submit_and_serves_asyncio(editor):
         EditorBatcher(editor, max_batch_size=8)
 
 
+@pytest.mark.parametrize("order", ["RGB", "BGR"])
+def test_editor_batcher_takes_encoded_files_as_bytes_and_paths(editor, tmp_path, order):
+    """A service hands on what it received: PNG bytes or a file path are decoded at submit
+    (in the batcher's channel order) and give what the decoded array gives."""
+    import cv2
+
+    rng = np.random.default_rng(9)
+    bgr = rng.integers(0, 256, (30, 44, 3), dtype=np.uint8)
+    png = cv2.imencode(".png", bgr)[1].tobytes()
+    path = tmp_path / "photo.png"
+    path.write_bytes(png)
+    array = bgr if order == "BGR" else np.ascontiguousarray(bgr[:, :, ::-1])
+    with EditorBatcher(editor, max_wait_ms=1, max_queue=8, order=order, max_pixels=2000) as s:
+        want = s.edit(array, timeout=TIMEOUT)
+        for item in (png, bytearray(png), str(path), path):
+            np.testing.assert_array_equal(s.edit(item, timeout=TIMEOUT), want)
+        np.testing.assert_array_equal(asyncio.run(s.aedit(png)), want)
+        with pytest.raises(InputError, match="truncated"):
+            s.submit(png[: len(png) // 2])
+        with pytest.raises(InputError, match="limit"):
+            s.submit(cv2.imencode(".png", np.zeros((50, 50, 3), np.uint8))[1].tobytes())
+        with pytest.raises(InputError, match="unsupported request type int"):
+            s.submit(7)  # type: ignore[arg-type]
+    assert s.stats.submitted == 6
+
+
 class _Recording:
     """Wraps an editor and records the batch sizes it was given."""
 
