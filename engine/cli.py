@@ -472,6 +472,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
             log=print,
             **options,
         )
+    if processor.source is not None:
+        raise VetrinaError(
+            f"{processor.spec.name} generates its images from requests, it takes no photos",
+            hint=f"run it with 'vetrina generate {args.target} --category ... --seed N -o DIR'",
+        )
     print("\n".join(processor.describe()))
     progress = FileProgress(len(sources), enabled=False if args.no_progress else None)
     try:
@@ -560,6 +565,13 @@ def _cmd_generate(args: argparse.Namespace) -> int:
             times=times,
             log=print,
         )
+    if pipeline.source is None:
+        raise VetrinaError(
+            f"{pipeline.spec.name} edits photos, it generates nothing",
+            hint=f"run it with 'vetrina run {args.pipeline} PHOTOS... -o DIR'",
+        )
+    if args.output.exists() and not args.output.is_dir():
+        raise VetrinaError(f"output folder {args.output} is a file", hint="give a folder with -o")
     print("\n".join(pipeline.describe()))
     requests = [GenerationRequest(seed, dict(labels)) for seed in seeds]
     images = pipeline.generate(requests, output_order="BGR")

@@ -396,6 +396,18 @@ def test_cli_generate_writes_png_with_provenance(zoo_cache, tmp_path, capsys):
     assert code == 1 and "unknown colour 'mauve'" in capsys.readouterr().err
 
 
+def test_each_command_names_the_other_for_the_wrong_kind_of_pipeline(tmp_path, capsys):
+    photo = tmp_path / "photo.png"
+    cv2.imwrite(str(photo), np.zeros((32, 32, 3), np.uint8))
+    code = main(["run", "generate-catalog", str(photo), "-o", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 1 and "takes no photos" in err and "vetrina generate generate-catalog" in err
+    assert err.count("\n") == 1  # once, not once per file
+    code = main(["generate", "brand-style", "--seed", "1", "-o", str(tmp_path / "gen")])
+    err = capsys.readouterr().err
+    assert code == 1 and "generates nothing" in err and "vetrina run brand-style" in err
+
+
 # --- large images: tiles ------------------------------------------------------------------------
 
 
