@@ -34,7 +34,7 @@ from collections import deque
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
 
 import numpy as np
 
@@ -43,7 +43,7 @@ from .errors import OverloadedError
 if TYPE_CHECKING:
     from .editor import Editor
 
-__all__ = ["BatcherStats", "DynamicBatcher", "EditorBatcher"]
+__all__ = ["BatcherStats", "DynamicBatcher", "EditorBatcher", "GenerationBatcher"]
 
 #: An encoded image file: its bytes, or its path.
 Encoded = bytes | bytearray | memoryview | str | os.PathLike
@@ -370,7 +370,28 @@ class DynamicBatcher(Generic[T, R]):
             request.future.set_result(result)
 
 
-class EditorBatcher:
+class _Served:
+    """What the request-level batchers share: closing (also as a context manager) and the
+    stats of their :class:`DynamicBatcher` (``self._batcher``)."""
+
+    _batcher: DynamicBatcher[Any, Any]
+
+    def close(self, drain: bool = True, timeout: float | None = None) -> bool:
+        """See :meth:`DynamicBatcher.close`."""
+        return self._batcher.close(drain, timeout)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close(drain=True)
+
+    @property
+    def stats(self) -> BatcherStats:
+        return self._batcher.stats
+
+
+class EditorBatcher(_Served):
     """Serves one-image edit requests from many threads / tasks through a DynamicBatcher.
 
     ``editor`` is an :class:`~vetrina.editor.Editor` or a :class:`~vetrina.pipeline.Pipeline`
@@ -493,19 +514,59 @@ class EditorBatcher:
             pixels = np.ascontiguousarray(pixels[:, :, [2, 1, 0, 3][: pixels.shape[2]]])
         return pixels
 
-    def close(self, drain: bool = True, timeout: float | None = None) -> bool:
-        """See :meth:`DynamicBatcher.close`."""
-        return self._batcher.close(drain, timeout)
 
-    def __enter__(self) -> EditorBatcher:
-        return self
+class GenerationBatcher(_Served):
+    """Serves generation requests (seed + labels) from many threads / tasks through a
+    :class:`DynamicBatcher`, for a generation pipeline (:class:`~vetrina.pipeline.Pipeline`
+    with a generate stage).
 
-    def __exit__(self, *exc: object) -> None:
-        self.close(drain=True)
+    A request's image is the same bytes alone or in a batch (the latent comes from its seed
+    alone; tested). A bad request (unknown label, bad seed) raises
+    :class:`~vetrina.errors.InputError` from ``submit``; one that fails inside a batch fails
+    alone (the batch is retried a request at a time).
+    """
 
-    @property
-    def stats(self) -> BatcherStats:
-        return self._batcher.stats
+    def __init__(
+        self,
+        pipeline: Any,
+        *,
+        max_batch_size: int | None = None,
+        max_wait_ms: float = 5.0,
+        max_queue: int = 64,
+        workers: int = 1,
+        output_order: str = "RGB",
+    ) -> None:
+        if getattr(pipeline, "source", None) is None:
+            raise ValueError("GenerationBatcher needs a generation pipeline (a generate stage)")
+        if output_order not in ("RGB", "BGR"):
+            raise ValueError(f"output_order must be 'RGB' or 'BGR', got {output_order!r}")
+        self.pipeline = pipeline
+        self.output_order = output_order
+        self._batcher: DynamicBatcher[Any, np.ndarray] = DynamicBatcher(
+            self._handle,
+            max_batch_size=max_batch_size or pipeline.batch_size,
+            max_wait_ms=max_wait_ms,
+            max_queue=max_queue,
+            validate=pipeline.check_request,
+            workers=workers,
+            name="generation-batcher",
+        )
+
+    def _handle(self, requests: list[Any]) -> list[np.ndarray]:
+        return self.pipeline.generate(requests, output_order=self.output_order)
+
+    def submit(self, request: Any) -> Future[np.ndarray]:
+        """Queue one :class:`~vetrina.pipeline.GenerationRequest`; its image arrives on the
+        future."""
+        return self._batcher.submit(request)
+
+    async def agenerate(self, request: Any) -> np.ndarray:
+        """Generate one image from asyncio code without blocking the loop."""
+        return await self._batcher.asubmit(request)
+
+    def generate(self, request: Any, timeout: float | None = None) -> np.ndarray:
+        """Generate one image, blocking the calling thread (batched with concurrent callers)."""
+        return self._batcher.submit(request).result(timeout)
 
 
 def _check_int(name: str, value: Any, minimum: int) -> None:

@@ -460,9 +460,12 @@ class Pipeline:
         self, requests: Sequence[GenerationRequest], *, output_order: str = "RGB"
     ) -> list[np.ndarray]:
         """Requests (seed + labels) -> uint8 images; the same seed and models give the same
-        pixels on the CPU."""
-        if self.source is None:
-            raise InputError(f"{self.spec.name} edits photos; call run() with images")
+        pixels on the CPU (alone or in a batch). Every request is checked before any runs."""
+        for i, request in enumerate(requests):
+            try:
+                self.check_request(request)
+            except InputError as exc:
+                raise InputError(f"requests[{i}]: {exc}") from None
         results: list[np.ndarray] = []
         for start in range(0, len(requests), self.batch_size):
             chunk = list(requests[start : start + self.batch_size])
@@ -474,6 +477,17 @@ class Pipeline:
                 batch = self.source.run(chunk)
             results += self._exit(self._chain(batch, first=2), None, output_order, None)
         return results
+
+    def check_request(self, request: GenerationRequest) -> None:
+        """Raise :class:`InputError` unless ``request`` is one this generation pipeline can
+        run (a seed, and known labels with known values): what a batcher checks at submit."""
+        if self.source is None:
+            raise InputError(f"{self.spec.name} edits photos; call run() with images")
+        if not isinstance(request, GenerationRequest) or not isinstance(request.labels, dict):
+            raise InputError(
+                f"expected a GenerationRequest(seed, labels: dict), got {request!r:.80}"
+            )
+        self.source.inputs([request])  # the feeds' checks: seed, label names and values
 
     def _entry(self, images: list[np.ndarray], size: tuple[int, int], order: str) -> np.ndarray:
         spec = self.stages[0].input

@@ -1,7 +1,8 @@
 """Requests in any form a service receives them, each failing alone.
 
-:func:`process` takes encoded bytes, file paths or uint8 arrays, decodes and checks each one
-(pixel limit, truncation, type), runs the good ones through a pipeline or editor in batches,
+:func:`process` takes encoded bytes, file paths or uint8 arrays (or generation requests for a
+generation pipeline), decodes and checks each one (pixel limit, truncation, type, labels),
+runs the good ones through a pipeline or editor in batches,
 and returns one :class:`Outcome` per request, in order: the result as an RGB(A) array or as
 encoded PNG/JPEG/WebP bytes, or the error that request alone hit. A batch that fails is retried
 one request at a time, so one bad image never fails the others.
@@ -10,7 +11,7 @@ one request at a time, so one bad image never fails the others.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,8 +27,9 @@ from .imageio import (
     encode_image,
     read_image,
 )
+from .stages import GenerationRequest
 
-Item = bytes | bytearray | memoryview | str | os.PathLike | np.ndarray
+Item = bytes | bytearray | memoryview | str | os.PathLike | np.ndarray | GenerationRequest
 ENCODINGS = ("png", "jpeg", "webp")
 
 
@@ -77,9 +79,11 @@ def process(
 ) -> list[Outcome]:
     """Run ``items`` through ``processor`` (a Pipeline or Editor); one Outcome per item.
 
-    ``encode`` None returns RGB(A) uint8 arrays; "png"/"jpeg"/"webp" returns encoded bytes
-    (JPEG flattens alpha onto white; ``metadata`` goes into PNG text chunks, whose zlib level
-    is ``png_compression``).
+    Items are photos (bytes, paths, arrays) or, for a generation pipeline,
+    :class:`~vetrina.pipeline.GenerationRequest` s; each is checked alone, and a bad one
+    fails alone. ``encode`` None returns RGB(A) uint8 arrays; "png"/"jpeg"/"webp" returns
+    encoded bytes (JPEG flattens alpha onto white; ``metadata`` goes into PNG text chunks,
+    whose zlib level is ``png_compression``).
     """
     if encode is not None and encode not in ENCODINGS:
         raise InputError(f"unknown encoding {encode!r}; choose {', '.join(ENCODINGS)}")
@@ -88,15 +92,39 @@ def process(
     options = Encoding(encode, quality, metadata, png_compression)
     outcomes: list[Outcome | None] = [None] * len(items)
     good: list[tuple[int, np.ndarray]] = []
+    wanted: list[tuple[int, GenerationRequest]] = []
     for i, item in enumerate(items):
         try:
-            good.append((i, to_pixels(item, max_pixels=max_pixels)))
+            if isinstance(item, GenerationRequest):
+                _check_request(processor, item)
+                wanted.append((i, item))
+            else:
+                good.append((i, to_pixels(item, max_pixels=max_pixels)))
         except VetrinaError as exc:
             outcomes[i] = Outcome(error=str(exc))
-    for start in range(0, len(good), processor.batch_size):
-        for i, outcome in _run(processor, good[start : start + processor.batch_size], options):
-            outcomes[i] = outcome
+    size = processor.batch_size
+    for work, run in ((good, _edit), (wanted, _generate)):
+        for start in range(0, len(work), size):
+            for i, outcome in _run(processor, work[start : start + size], options, run):
+                outcomes[i] = outcome
     return [o if o is not None else Outcome(error="not processed") for o in outcomes]
+
+
+def _check_request(processor: Any, request: GenerationRequest) -> None:
+    check = getattr(processor, "check_request", None)
+    if check is None:
+        raise InputError(
+            f"{type(processor).__name__} edits photos; it takes no generation requests"
+        )
+    check(request)
+
+
+def _edit(processor: Any, items: list[Any]) -> list[np.ndarray]:
+    return processor.edit(items, order="BGR", output_order="BGR")
+
+
+def _generate(processor: Any, items: list[Any]) -> list[np.ndarray]:
+    return processor.generate(items, output_order="BGR")
 
 
 @dataclass(frozen=True)
@@ -110,14 +138,17 @@ class Encoding:
 
 
 def _run(
-    processor: Any, chunk: list[tuple[int, np.ndarray]], options: Encoding
+    processor: Any,
+    chunk: list[tuple[int, Any]],
+    options: Encoding,
+    run: Callable[[Any, list[Any]], list[np.ndarray]],
 ) -> list[tuple[int, Outcome]]:
     try:
-        results = processor.edit([p for _, p in chunk], order="BGR", output_order="BGR")
+        results = run(processor, [p for _, p in chunk])
     except Exception as exc:  # an item's failure, whatever it is, is its own
         if len(chunk) == 1:
             return [(chunk[0][0], Outcome(error=failure_message(exc)))]
-        return [r for one in chunk for r in _run(processor, [one], options)]
+        return [r for one in chunk for r in _run(processor, [one], options, run)]
     out = []
     for (i, _), pixels in zip(chunk, results, strict=True):
         try:

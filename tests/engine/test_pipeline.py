@@ -319,6 +319,37 @@ def test_generation_requests_are_checked(generation):
         generation.run([np.zeros((8, 8, 3), np.uint8)])
 
 
+def test_bad_generation_requests_fail_alone_in_process_and_the_batcher(generation, cleanup):
+    import asyncio
+
+    from vetrina.batching import GenerationBatcher
+    from vetrina.requests import process
+
+    good = [GenerationRequest(s, {"category": "mug", "colour": "red"}) for s in (5, 6)]
+    alone = [generation.generate([r])[0] for r in good]
+    bad = GenerationRequest(7, {"category": "mug", "colour": "mauve"})
+    photo = cv2.imencode(".png", np.zeros((16, 16, 3), np.uint8))[1].tobytes()
+    out = process(generation, [good[0], bad, GenerationRequest(-1, {}), good[1], photo])
+    assert [o.ok for o in out] == [True, False, False, True, False]
+    assert "mauve" in out[1].error and "seed must be" in out[2].error
+    assert "generates its images" in out[4].error  # a photo for a generation pipeline
+    for got, want in zip((out[0].value, out[3].value), alone, strict=True):
+        np.testing.assert_array_equal(got, want)  # the same bytes as alone
+    assert "edits photos" in process(cleanup, [good[0]])[0].error
+    with GenerationBatcher(generation, max_wait_ms=50, max_queue=8) as batcher:
+        futures = [batcher.submit(r) for r in good]
+        with pytest.raises(InputError, match="mauve"):
+            batcher.submit(bad)
+        with pytest.raises(InputError, match="GenerationRequest"):
+            batcher.submit({"seed": 1})
+        served = [f.result(timeout=120) for f in futures]
+        served.append(asyncio.run(batcher.agenerate(good[0])))
+    for got, want in zip(served, [*alone, alone[0]], strict=True):
+        np.testing.assert_array_equal(got, want)
+    with pytest.raises(ValueError, match="generation pipeline"):
+        GenerationBatcher(cleanup)
+
+
 def test_models_of_the_wrong_role_or_missing_are_refused_before_any_request(zoo_cache, tmp_path):
     cases = {
         "edit: zoo:detector": "edit needs an editor or upscaler; zoo:detector is a detector",
