@@ -13,6 +13,7 @@ rules of the whole chain.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import warnings
@@ -138,6 +139,12 @@ class Pipeline:
         self.rules = self._chain_rules()
         self.scale = math.prod(s.rules.scale for s in self.stages)
         self.fixed_size = self._fixed_size()
+        if self.fixed_size is not None and self.source is None:
+            self._resize_into_static_stages(self.fixed_size)
+        elif self.fixed_size is not None and not self._accepts(self.fixed_size):
+            raise PipelineError(
+                f"{self.spec.name}: static size {self.fixed_size} breaks a stage's rules"
+            )
         caps = [c for c in (tile_side, self.rules.max_size) if c is not None]
         self.tile_side = min(caps) if caps and self.rules.tileable else None
         if self.source is not None:
@@ -150,13 +157,14 @@ class Pipeline:
         return cls(load_spec(ref), **options)
 
     def _device_chain(self) -> DeviceChain | None:
-        """The GPU data path, for pipelines of float32 edit and clean stages after a generate
-        stage of a fixed output size, or on photos (tiled or not, after a matte stage or not;
-        the matte's alpha is refined and applied on the host). Other chains keep their
-        sessions on the device and hand tensors on through the host."""
+        """The GPU data path, for pipelines of float32 edit and clean stages (no resizing
+        hand-off) after a generate stage of a fixed output size, or on photos (tiled or not,
+        after a matte stage or not; the matte's alpha is refined and applied on the host).
+        Other chains keep their sessions on the device and hand tensors on through the host."""
         if (
             not all(isinstance(s, (EditStage, CleanStage)) for s in self.stages)
             or any(s.input.dtype != "float32" or s.output.dtype != "float32" for s in self.stages)
+            or any(h is not None and h.size is not None for h in self.handoffs)
             or (self.source is None and self.matte is None and not self.stages)
             or (self.source is not None and device_chain.generated_size(self.source) is None)
         ):
@@ -203,8 +211,9 @@ class Pipeline:
         return combine_rules(per_entry, self.spec.name)
 
     def _fixed_size(self) -> tuple[int, int] | None:
-        """The one entry size when a stage's model was exported with a static size."""
-        fixed: tuple[int, int] | None = None
+        """The entry size when a stage's model was exported with a static size: the first
+        such stage's size over the scale of the stages before it. A later static stage of
+        another size gets a resize in its hand-off (:meth:`_resize_into_static_stages`)."""
         scale = 1
         for i, stage in enumerate(self.stages):
             static = stage.static_size
@@ -214,18 +223,35 @@ class Pipeline:
                         f"{self.spec.name}: stage {i + 1}'s static size {static} is not "
                         f"{scale}x an entry size"
                     )
-                entry = (static[0] // scale, static[1] // scale)
-                if fixed is not None and entry != fixed:
-                    raise PipelineError(
-                        f"{self.spec.name}: static sizes disagree (entry {fixed} vs {entry} for "
-                        f"stage {i + 1})",
-                        hint="convert the models without --static, or with matching sizes",
-                    )
-                fixed = entry
+                return static[0] // scale, static[1] // scale
             scale *= stage.rules.scale
-        if fixed is not None and not self._accepts(fixed):
-            raise PipelineError(f"{self.spec.name}: static size {fixed} breaks a stage's rules")
-        return fixed
+        return None
+
+    def _resize_into_static_stages(self, entry: tuple[int, int]) -> None:
+        """Follow the tensor's size from ``entry`` through the stages: a static-size stage
+        that would get another size gets a resize in its hand-off; every stage must accept
+        the size it gets."""
+        size = entry
+        for i, stage in enumerate(self.stages):
+            static = stage.static_size
+            if static is not None and static != size:
+                handoff = self.handoffs[i]
+                if handoff is None:  # the entry is made for the first static stage
+                    raise PipelineError(f"{self.spec.name}: no hand-off into stage {i + 1}")
+                self.handoffs[i] = dataclasses.replace(handoff, size=static)
+                size = static
+            r = stage.rules
+            if not all(
+                side % r.multiple_of == 0
+                and side >= r.min_size
+                and (r.max_size is None or side <= r.max_size)
+                for side in size
+            ):
+                raise PipelineError(
+                    f"{self.spec.name}: stage {i + 1} ({stage.label}) gets {size[0]}x{size[1]}, "
+                    f"which its size rules refuse ({r})"
+                )
+            size = (size[0] * r.scale, size[1] * r.scale)
 
     def _check_generated_size(self) -> None:
         size = self.source.size if self.source else None

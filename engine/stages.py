@@ -31,13 +31,16 @@ class Handoff:
     """float NCHW in ``src``'s domain and channel order -> ``dst``'s, clamped to its range.
 
     ``scale``/``offset`` are numbers, or one per output channel where either side has a
-    per-channel ``mean``/``std`` normalisation."""
+    per-channel ``mean``/``std`` normalisation. ``size``: the (height, width) the next model
+    was exported at (a static size) when the tensor arrives at another size: resized in the
+    same pass ("area" when both sides shrink, else bilinear)."""
 
     src: TensorSpec
     dst: TensorSpec
     scale: Affine1
     offset: Affine1
     swap: bool
+    size: tuple[int, int] | None = None
 
     @classmethod
     def between(cls, src: TensorSpec, dst: TensorSpec, where: str) -> Handoff:
@@ -67,7 +70,7 @@ class Handoff:
         scales = self.scale if isinstance(self.scale, tuple) else (self.scale,)
         offsets = self.offset if isinstance(self.offset, tuple) else (self.offset,)
         same = all(math.isclose(s, 1.0) for s in scales) and all(o == 0.0 for o in offsets)
-        return self.swap or not same or self.src.dtype != self.dst.dtype
+        return self.swap or not same or self.src.dtype != self.dst.dtype or self.size is not None
 
     def describe(self) -> str:
         parts = []
@@ -79,13 +82,21 @@ class Handoff:
             parts.append(f"{self.src.channels} -> {self.dst.channels}")
         if self.src.dtype != self.dst.dtype:
             parts.append(f"{self.src.dtype} -> {self.dst.dtype}")
+        if self.size is not None:
+            parts.append(f"resize to {self.size[0]}x{self.size[1]} (a static-size model)")
         return ", ".join(parts) or "same domain"
 
     def apply(self, batch: np.ndarray, num_threads: int | None = None) -> np.ndarray:
         """The batch in the next domain; may reuse ``batch``'s memory (the caller's is spent)."""
         if self.converts or batch.dtype != self.dst.dtype:
+            size = self.size if self.size != tuple(batch.shape[2:]) else None
+            shrinks = size is not None and all(
+                new < old for new, old in zip(size, batch.shape[2:], strict=True)
+            )
             batch = kernels.adapt(
                 batch,
+                size,
+                interpolation="area" if shrinks else "bilinear",
                 scale=self.scale,
                 offset=self.offset,
                 src_order=self.src.channels,

@@ -16,6 +16,7 @@ from vetrina.cli import main
 from vetrina.contract import TensorSpec
 from vetrina.errors import InputError, ModelError
 from vetrina.imageio import png_text, read_image
+from vetrina.model import Model
 from vetrina.pipeline import GenerationRequest, Pipeline
 from vetrina.pipeline_spec import PipelineError, builtin_names, load_spec, parse_spec
 from vetrina.stages import Handoff, latent
@@ -546,6 +547,33 @@ def test_a_static_size_model_gets_exactly_its_size_and_results_come_back_at_the_
     from vetrina.model import Model
 
     assert Editor(Model.open(model)).working_size(300, 500) == (64, 96)
+
+
+def test_a_later_static_stage_of_another_size_gets_a_resizing_hand_off(tmp_path):
+    from vetrina.converters.convert import convert
+    from vetrina.models.zoo import checkpoint_path
+
+    big = convert(checkpoint_path("enhancer"), tmp_path / "e64.onnx", static=(64, 96)).output
+    small = convert(checkpoint_path("enhancer"), tmp_path / "e48.onnx", static=(48, 64)).output
+    (tmp_path / "p.yaml").write_text("stages:\n  - edit: e64.onnx\n  - edit: e48.onnx\n")
+    pipeline = Pipeline.load(tmp_path / "p.yaml")
+    assert pipeline.working_size(300, 500) == (64, 96)
+    assert "resize to 48x64" in "\n".join(pipeline.describe())
+    _, photo = _defective_photo(945, 128)
+    photo = photo[:100, :120]
+    out = pipeline.run([photo])[0]
+    # by hand: the first session at 64x96, an area resize to 48x64 with the clamp, the second
+    contract = Model.open(big).contract
+    scale, offset = contract.input("image").from_uint8_affine()
+    x = kernels.preprocess([photo], (64, 96), scale=scale, offset=offset)
+    x = _session(big).run(None, {"image": x})[0]
+    x = np.clip(kernels.adapt(x, (48, 64), interpolation="area"), 0, 1)
+    x = _session(small).run(None, {"image": x})[0]
+    out_scale, out_offset = contract.output("image").to_uint8_affine()
+    expected = kernels.postprocess(x, [(100, 120)], scale=out_scale, offset=out_offset)[0]
+    np.testing.assert_array_equal(out, expected)
+    (tmp_path / "q.yaml").write_text("stages:\n  - edit: e48.onnx\n  - edit: e64.onnx\n")
+    assert "resize to 64x96" in "\n".join(Pipeline.load(tmp_path / "q.yaml").describe())
 
 
 # --- matte, crop, canvas ------------------------------------------------------------------------
