@@ -11,7 +11,7 @@ import re
 import sys
 from pathlib import Path
 
-from .cli_options import add_runtime_options, positive_int
+from .cli_options import add_runtime_options, finite_float, positive_int
 from .pipeline_spec import builtin_names
 
 EXIT_OK = 0  # the value of vetrina.cli.EXIT_OK
@@ -139,26 +139,16 @@ def _int_list(text: str) -> list[int]:
 
 
 def _positive_float(text: str) -> float:
-    value = _float(text)
+    value = finite_float(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"{text!r}: give seconds > 0")
     return value
 
 
 def _non_negative_float(text: str) -> float:
-    value = _float(text)
+    value = finite_float(text)
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"{text!r}: give seconds >= 0")
-    return value
-
-
-def _float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if value != value or value in (float("inf"), float("-inf")):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
     return value
 
 

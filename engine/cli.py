@@ -14,7 +14,7 @@ from typing import NoReturn
 
 from . import __version__
 from .bench_cli import add_bench_parser
-from .cli_options import add_runtime_options, needs_convert, positive_int
+from .cli_options import add_runtime_options, finite_float, needs_convert, positive_int
 from .errors import VetrinaError
 from .pipeline_spec import MAX_WHOLE_PIXELS, builtin_names
 from .zoo_cli import add_zoo_parser
@@ -517,11 +517,8 @@ def _tile_side(text: str) -> int:
 
 
 def _megapixels(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 1e-6 <= value <= 1e4:  # also refuses nan and inf
+    value = finite_float(text)
+    if not 1e-6 <= value <= 1e4:
         raise argparse.ArgumentTypeError(f"{value} is not a megapixel count in 0.000001..10000")
     return value
 

@@ -389,7 +389,7 @@ def test_pipeline_steps_with_hand_off_tiles_and_composite(tmp_path):
     (composite, JPEG out): every step the pipeline records is foreseen, in order."""
     path = tmp_path / "two.yaml"
     path.write_text(
-        "stages:\n  - edit: zoo:enhancer\n  - edit: zoo:enhancer\n"
+        "stages:\n  - edit: zoo:upscaler\n  - edit: zoo:upscaler\n"
         "output: {background: white, format: jpeg}\n"
     )
     report = bench_pipeline(path, duration=0.1, warmup=0.0, size=(40, 40), tile_side=16)
@@ -397,9 +397,9 @@ def test_pipeline_steps_with_hand_off_tiles_and_composite(tmp_path):
         "decode",
         "preprocess",
         "tile split",
-        "1 edit:enhancer",
+        "1 edit:upscaler",
         "hand-off",
-        "2 edit:enhancer",
+        "2 edit:upscaler",
         "tile blend",
         "postprocess",
         "composite",
@@ -409,8 +409,13 @@ def test_pipeline_steps_with_hand_off_tiles_and_composite(tmp_path):
     r = report.results[0]
     assert list(r.step_ms) == report.steps
     assert r.step_calls["tile blend"] == r.step_calls["postprocess"] == r.requests
-    assert r.step_calls["1 edit:enhancer"] == r.step_calls["tile split"] > r.requests
+    assert r.step_calls["1 edit:upscaler"] == r.step_calls["tile split"] > r.requests
     assert "in tiles of <= 16" in report.table()
+    # the enhancer normalises over the whole image: never tiled, and no tile steps foreseen
+    path.write_text("stages:\n  - edit: zoo:enhancer\n")
+    whole = bench_pipeline(path, duration=0.1, warmup=0.0, size=(40, 40), tile_side=16)
+    assert whole.pipeline.tile_side is None and "tile split" not in whole.steps
+    assert list(whole.results[0].step_ms) == whole.steps
 
 
 def test_generation_pipeline(tmp_path):
