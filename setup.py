@@ -34,7 +34,7 @@ extensions = [
     Extension(
         "vetrina.kernels._cpu",
         ["kernels/_cpu.pyx"],
-        depends=["kernels/_alpha.pxi", "kernels/_cutout.pxi"],  # included by _cpu.pyx
+        depends=["kernels/_alpha.pxi", "kernels/_cutout.pxi", "kernels/_tiles.pxi"],  # in _cpu.pyx
         extra_compile_args=cflags,
         extra_link_args=ldflags,
     )

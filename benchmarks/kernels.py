@@ -1,6 +1,6 @@
 """CPU kernel benchmark: vetrina.kernels against OpenCV and the usual numpy pipelines.
 
-    python benchmarks/kernels.py [--json PATH] [--rounds 15] [--quick]
+    python benchmarks/kernels.py [--json PATH] [--rounds 15] [--quick] [--only KERNEL]
 
 Every case runs its contenders side by side in ONE process, interleaved round by round (so a
 busy neighbour on a shared machine slows them alike), at 1 thread and at all threads
@@ -19,6 +19,12 @@ Contenders:
   area pipeline that normalises with a single multiply, as a floor for that baseline.
 * postprocess, 8x3xHxW float32 in [0, 1] -> 8 uint8 images: vetrina vs the numpy way
   (transpose, ``* 255``, clip, ``np.rint``, ``astype(uint8)``, ``cv2.resize`` per image).
+* blend, 126 tiles of 256x256 (32 px overlap) -> a 2000x3000x3 image, float32 and uint8:
+  ``TilePlan.blend`` (the Cython kernel; float32 also from HWC views of an NCHW batch, what
+  the pipeline passes) vs the numpy formulation it replaced (``tile_blend_ref`` in
+  tests/kernels/reference.py, full-size float32 temporaries) and a plain copy of an
+  output-sized image (``img.copy()``: allocating, like the blend). At most 7 rounds (the
+  numpy blend takes about a quarter of a second).
 
 Then a page-offset sweep: the 512x512 goal case, one thread, into a caller-provided ``out``
 placed at 8 offsets within a 4 KiB page of the images' (page-aligned) rows. Its spread is how
@@ -51,6 +57,9 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from vetrina import kernels as vk  # noqa: E402
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from tests.kernels.reference import tile_blend_ref  # noqa: E402
 
 MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
@@ -137,11 +146,80 @@ def postprocess_cases(quick: bool):
     return cases
 
 
-def run(rounds: int, quick: bool) -> dict:
+def blend_cases(quick: bool):
+    """(name, plan, packed tiles, HWC views of an NCHW batch or None): 256 px tiles, 32 px
+    overlap, a 2000x3000x3 image; every tile its own random values (blending is real work)."""
+    plan = vk.plan_tiles((2000, 3000), 256, 32)
+    rng = np.random.default_rng(2)
+    th, tw = plan.tile_hw
+    batch = rng.random((len(plan), 3, th, tw), dtype=np.float32) * 255  # a model's output
+    cases = [
+        (
+            f"{len(plan)} tiles 256 px -> 2000x3000x3 float32",
+            plan,
+            [np.ascontiguousarray(t.transpose(1, 2, 0)) for t in batch],
+            list(batch.transpose(0, 2, 3, 1)),
+        )
+    ]
+    if not quick:
+        u8 = batch.astype(np.uint8)
+        cases.append(
+            (
+                f"{len(plan)} tiles 256 px -> 2000x3000x3 uint8",
+                plan,
+                [np.ascontiguousarray(t.transpose(1, 2, 0)) for t in u8],
+                None,
+            )
+        )
+    return cases
+
+
+def blend_rows(rounds: int, quick: bool, threads: list[int]) -> list[dict]:
+    rows = []
+    for name, plan, tiles, views in blend_cases(quick):
+        image = np.zeros((*plan.image_hw, 3), tiles[0].dtype)
+        nbytes = sum(t.nbytes for t in tiles) + image.nbytes  # tiles read + image written
+        for n in threads:
+            fns = {
+                "vetrina blend": lambda p=plan, t=tiles, n=n: p.blend(t, num_threads=n),
+                "numpy blend (reference)": lambda p=plan, t=tiles: tile_blend_ref(
+                    p.image_hw, p.tile_hw, p.ys, p.xs, t
+                ),
+                "plain copy (img.copy())": image.copy,
+            }
+            if views is not None:
+                fns["vetrina blend, NCHW views"] = lambda p=plan, v=views, n=n: p.blend(
+                    v, num_threads=n
+                )
+            for impl, (best, med) in best_and_median(fns, min(rounds, 7)).items():
+                rows.append(
+                    {
+                        "kernel": "blend",
+                        "case": name,
+                        "impl": impl,
+                        "threads": n,
+                        "best_ms": best * 1e3,
+                        "median_ms": med * 1e3,
+                        "gbs": (2 * image.nbytes if "copy" in impl else nbytes) / best / 1e9,
+                    }
+                )
+    return rows
+
+
+def run(rounds: int, quick: bool, only: str | None = None) -> dict:
     nmax = os.cpu_count() or 1
     threads = sorted({1, nmax})
     rows = []
     bw = copy_bandwidth()
+    if only == "blend":
+        return {
+            "copy_bandwidth_gbs": bw,
+            "threads": threads,
+            "rounds": min(rounds, 7),
+            "rows": blend_rows(rounds, quick, threads),
+            "goals": [],
+            "page_offsets": [],
+        }
     for name, imgs, (h, w) in preprocess_cases(quick):
         nbytes_in = sum(im.nbytes for im in imgs)
         nbytes_out = len(imgs) * 3 * h * w * 4
@@ -204,6 +282,8 @@ def run(rounds: int, quick: bool) -> dict:
                     }
                 )
     cv2.setNumThreads(-1)
+    if not quick:
+        rows += blend_rows(rounds, quick, threads)
     return {
         "copy_bandwidth_gbs": bw,
         "threads": threads,
@@ -280,6 +360,8 @@ def _reference(rows: list[dict], r: dict) -> dict:
     """The vetrina row a contender is compared with (same kernel, case, threads)."""
     if r["kernel"] == "postprocess":
         ours = "vetrina"
+    elif r["kernel"] == "blend":
+        ours = "vetrina blend"
     else:
         ours = "vetrina area" if "AREA" in r["impl"] else "vetrina bilinear"
     return next(
@@ -331,6 +413,8 @@ def table(res: dict) -> str:
             f"{g['vs']} (goal {g['goal']:.0f}x) {mark}"
         )
     sweep = res["page_offsets"]
+    if not sweep:
+        return "\n".join(lines)
     times = [r["best_ms"] for r in sweep]
     lines += [
         "",
@@ -347,9 +431,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", metavar="PATH", help="also write every number as JSON")
     ap.add_argument("--rounds", type=int, default=15, help="interleaved rounds per case")
     ap.add_argument("--quick", action="store_true", help="only the goal cases, 5 rounds")
+    ap.add_argument(
+        "--only", choices=["blend"], help="only the tile-blend cases (--quick: float32 only)"
+    )
     args = ap.parse_args(argv)
     rounds = 5 if args.quick else max(3, args.rounds)
-    res = run(rounds, args.quick)
+    res = run(rounds, args.quick, args.only)
     res["machine"] = {
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),

@@ -19,7 +19,7 @@ Layout of this module:
   region per call running over every output row of the batch (dynamic schedule).
 * ``_alpha.pxi`` (included at the end): the alpha (matting) kernels, which reuse the tap
   tables and the float row engine above; ``_cutout.pxi``: the empty-matte edge statistics
-  and the RGBA cut-out.
+  and the RGBA cut-out; ``_tiles.pxi``: the feathered blend of overlapping tiles.
 
 Numerics: all float arithmetic is float32 in a fixed order and the build uses
 -ffp-contract=off, so the results equal the numpy references in tests/kernels/reference.py
@@ -2076,3 +2076,4 @@ def composite_rgba(const unsigned char[:, :, :] fg, const unsigned char[:, :, :]
 
 include "_alpha.pxi"
 include "_cutout.pxi"
+include "_tiles.pxi"

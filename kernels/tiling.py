@@ -5,17 +5,21 @@ A :class:`TilePlan` cuts an image into tiles of one size (a multiple of the mode
 image smaller than a tile becomes one tile padded by edge replication. After processing
 (optionally with an integer scale factor, e.g. x2 for an upscaler) :meth:`TilePlan.blend`
 puts them back with feathered weights: linear ramps across each overlap, 1 elsewhere,
-normalised per pixel, so identity processing gives the image back and no seam shows.
+normalised per pixel, so identity processing gives the image back and no seam shows. The blend
+is one fused Cython/OpenMP pass over the output rows (kernels/_tiles.pxi), bit for bit the
+numpy formulation kept in tests/kernels/reference.py (docs/kernels.md, "Tiling").
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from . import _checks as ck
+from . import _cpu
 
 __all__ = ["MAX_SCALE", "TilePlan", "plan_tiles"]
 
@@ -52,12 +56,13 @@ def _ramps(origins: Sequence[int], tile: int, scale: int) -> list[np.ndarray]:
     u = np.arange(tile * scale, dtype=np.float64) + 0.5
     for i, p in enumerate(origins):
         w = np.ones(tile * scale, dtype=np.float64)
-        if i > 0:
-            ov = (origins[i - 1] + tile - p) * scale
-            w = np.minimum(w, u / ov)
-        if i + 1 < len(origins):
-            ov = (p + tile - origins[i + 1]) * scale
-            w = np.minimum(w, (tile * scale - u) / ov)
+        with np.errstate(divide="ignore"):  # neighbours that just touch: x / 0 = inf, no ramp
+            if i > 0:
+                ov = (origins[i - 1] + tile - p) * scale
+                w = np.minimum(w, u / ov)
+            if i + 1 < len(origins):
+                ov = (p + tile - origins[i + 1]) * scale
+                w = np.minimum(w, (tile * scale - u) / ov)
         out.append(w.astype(np.float32))
     return out
 
@@ -110,12 +115,17 @@ class TilePlan:
         s = _check_scale("TilePlan.weights", scale)
         return _ramps(self.ys, self.tile_hw[0], s), _ramps(self.xs, self.tile_hw[1], s)
 
-    def blend(self, tiles: Sequence[np.ndarray], scale: int = 1) -> np.ndarray:
+    def blend(
+        self, tiles: Sequence[np.ndarray], scale: int = 1, *, num_threads: int | None = None
+    ) -> np.ndarray:
         """Processed tiles (row-major, each ``scale * tile_hw`` [+ channels], one dtype:
-        uint8, float32 or float16) -> the ``scale * image_hw`` image, same dtype.
+        uint8, float32 or float16, any strides) -> the C-contiguous ``scale * image_hw``
+        image, same dtype.
 
-        Each pixel is ``sum(w_i * tile_i) / sum(w_i)`` in float32 over the tiles covering it
-        (weights from :meth:`weights`); uint8 results are clamped and rounded half up.
+        Each pixel is ``sum(w_i * tile_i) / sum(w_i)`` in float32 over the tiles covering it,
+        summed in tile order (weights from :meth:`weights`); uint8 results are clamped and
+        rounded half up. One fused Cython/OpenMP pass over the output rows (``num_threads``:
+        None = OpenMP default, else 1..1024; results never depend on it).
         """
         fn = "TilePlan.blend"
         s = _check_scale(fn, scale)
@@ -141,25 +151,48 @@ class TilePlan:
                     f"{fn}: tiles[{i}] is {t.dtype} {t.shape} but tiles[0] is "
                     f"{first.dtype} {first.shape}; expected one dtype and shape"
                 )
+        nthreads = ck.check_threads(fn, num_threads)
         oh, ow = self.image_hw[0] * s, self.image_hw[1] * s
         extra = first.shape[2:]
-        acc = np.zeros((oh, ow, *extra), dtype=np.float32)
-        wsum = np.zeros((oh, ow), dtype=np.float32)
-        wys, wxs = self.weights(s)
-        k = 0
-        for i, y in enumerate(self.ys):
-            for j, x in enumerate(self.xs):
-                y0, x0 = y * s, x * s
-                h, w = min(want[0], oh - y0), min(want[1], ow - x0)
-                w2 = wys[i][:h, None] * wxs[j][None, :w]
-                t = seq[k][:h, :w].astype(np.float32)
-                acc[y0 : y0 + h, x0 : x0 + w] += t * (w2[:, :, None] if extra else w2)
-                wsum[y0 : y0 + h, x0 : x0 + w] += w2
-                k += 1
-        res = acc / (wsum[:, :, None] if extra else wsum)
-        if first.dtype == ck.U8:
-            return np.floor(np.clip(res, 0, 255) + np.float32(0.5)).astype(np.uint8)
-        return res.astype(first.dtype)
+        out = np.empty((oh, ow, *extra), dtype=first.dtype)
+        c = extra[0] if extra else 1
+        if c == 0:
+            return out
+        wy, wx, ys, xs = _tables(self.ys, self.xs, self.tile_hw, s)
+        wxe = wx if c == 1 else np.repeat(wx, c, axis=1)
+        kind = _KINDS[first.dtype]
+        views = [_tile_view(t) for t in seq]
+        raw = out.view(np.uint8).reshape(oh, -1)  # the kernel writes bytes of any dtype
+        _cpu.blend_tiles(views, kind, wy, wx, wxe, ys, xs, raw, nthreads)
+        return out
+
+
+_KINDS = {ck.F32: 0, ck.F16: 1, ck.U8: 2}  # _cpu.TILE_F32, TILE_F16, TILE_U8
+
+
+def _tile_view(t: np.ndarray) -> np.ndarray:
+    """A 3-D view of a tile for the kernel: float tiles aligned (else an aligned copy),
+    float16 seen as uint16 (the kernel converts the bits)."""
+    if t.dtype != ck.U8 and not t.flags.aligned:
+        t = np.array(t, order="C")  # a fresh, aligned copy
+    if t.ndim == 2:
+        t = t[:, :, None]
+    return t.view(np.uint16) if t.dtype == ck.F16 else t
+
+
+@functools.lru_cache(maxsize=32)
+def _tables(
+    ys: tuple[int, ...], xs: tuple[int, ...], tile_hw: tuple[int, int], scale: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The kernel's tables of a plan at ``scale`` (read-only, kept per geometry): stacked
+    float32 weights along y (ny, th) and x (nx, tw), and the scaled origins."""
+    wy = np.stack(_ramps(ys, tile_hw[0], scale))
+    wx = np.stack(_ramps(xs, tile_hw[1], scale))
+    oy = np.array(ys, dtype=np.intp) * scale
+    ox = np.array(xs, dtype=np.intp) * scale
+    for a in (wy, wx, oy, ox):
+        a.flags.writeable = False
+    return wy, wx, oy, ox
 
 
 def _check_scale(fn: str, scale: object) -> int:

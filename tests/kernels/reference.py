@@ -456,3 +456,53 @@ def composite_ref(rgba, background, premultiplied=False) -> np.ndarray:
     else:
         out = (fg[:, :, :3] * a + bg * (255 - a) + 127) // 255
     return out.astype(np.uint8)
+
+
+# ---------------------------------------------------------------------------------------
+# tiling
+# ---------------------------------------------------------------------------------------
+
+
+def tile_ramps(origins, tile: int, scale: int) -> list[np.ndarray]:
+    """Per-tile float32 weights along one axis at ``scale`` (docs/kernels.md, "Tiling"):
+    ``min(1, (u + 0.5) / ov_prev, (len - u - 0.5) / ov_next)`` in float64, rounded once."""
+    out = []
+    length = tile * scale
+    u = np.arange(length, dtype=np.float64) + 0.5
+    for i, p in enumerate(origins):
+        w = np.ones(length, dtype=np.float64)
+        with np.errstate(divide="ignore"):  # an overlap of 0: x / 0 = inf, weight 1
+            if i > 0:
+                w = np.minimum(w, u / ((origins[i - 1] + tile - p) * scale))
+            if i + 1 < len(origins):
+                w = np.minimum(w, (length - u) / ((p + tile - origins[i + 1]) * scale))
+        out.append(w.astype(F32))
+    return out
+
+
+def tile_blend_ref(image_hw, tile_hw, ys, xs, tiles, scale: int = 1) -> np.ndarray:
+    """The feathered blend of row-major ``tiles`` (TilePlan.blend's numpy formulation before
+    the Cython kernel): per tile, ``acc += t * (wy * wx)`` and ``wsum += wy * wx`` over full
+    float32 images, then ``acc / wsum``; uint8 ``floor(clip(v, 0, 255) + 0.5)``."""
+    oh, ow = image_hw[0] * scale, image_hw[1] * scale
+    th, tw = tile_hw[0] * scale, tile_hw[1] * scale
+    first = tiles[0]
+    extra = first.shape[2:]
+    acc = np.zeros((oh, ow, *extra), dtype=F32)
+    wsum = np.zeros((oh, ow), dtype=F32)
+    wys, wxs = tile_ramps(ys, tile_hw[0], scale), tile_ramps(xs, tile_hw[1], scale)
+    k = 0
+    with np.errstate(invalid="ignore", over="ignore"):
+        for i, y in enumerate(ys):
+            for j, x in enumerate(xs):
+                y0, x0 = y * scale, x * scale
+                h, w = min(th, oh - y0), min(tw, ow - x0)
+                w2 = wys[i][:h, None] * wxs[j][None, :w]
+                t = tiles[k][:h, :w].astype(F32)
+                acc[y0 : y0 + h, x0 : x0 + w] += t * (w2[:, :, None] if extra else w2)
+                wsum[y0 : y0 + h, x0 : x0 + w] += w2
+                k += 1
+        res = acc / (wsum[:, :, None] if extra else wsum)
+        if first.dtype == np.uint8:
+            return np.floor(np.clip(res, 0, 255) + F32(0.5)).astype(np.uint8)
+        return res.astype(first.dtype)
