@@ -729,9 +729,7 @@ class Pipeline:
             "vetrina:version": __version__,
             "vetrina:pipeline": self.spec.name,
             "vetrina:stages": " > ".join(labels),
-            "vetrina:models": " ".join(
-                f"{m.path.name}={self.model_hash(m)[:16]}" for m in self.models
-            ),
+            "vetrina:models": " ".join(f"{m.path.name}={self.model_hash(m)}" for m in self.models),
         }
         if request is not None:
             meta["vetrina:seed"] = str(request.seed)

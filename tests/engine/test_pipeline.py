@@ -424,6 +424,9 @@ def test_cli_generate_writes_png_with_provenance(zoo_cache, tmp_path, capsys):
     assert meta["vetrina:seed"] == "3" and meta["vetrina:colour"] == "blue"
     assert meta["vetrina:stages"].startswith("generate:gan > edit:style-cartoon > clean:")
     assert "upscaler-" in meta["vetrina:models"]
+    for entry in meta["vetrina:models"].split():  # name=sha256 of the file, all 64 digits
+        digest = entry.rsplit("=", 1)[1]
+        assert len(digest) == 64 and int(digest, 16) >= 0
     code = main(["generate", "--category", "mug", "--colour", "mauve", "-o", str(out)])
     assert code == 1 and "unknown colour 'mauve'" in capsys.readouterr().err
 
