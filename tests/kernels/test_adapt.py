@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from vetrina.kernels import adapt, normalization, range_mapping
 
+from . import layouts
 from .reference import adapt_ref
 
 F32 = np.float32
@@ -114,18 +115,20 @@ def test_out_buffer():
 @given(
     n=st.integers(1, 3),
     c=st.sampled_from([1, 3, 4]),
-    h=st.integers(1, 12),
-    w=st.one_of(st.integers(1, 30), st.integers(1000, 2048)),
-    oh=st.integers(1, 12),
-    ow=st.integers(1, 40),
+    hw=layouts.sizes(12, 30, thin=12),
+    out_hw=layouts.sizes(12, 40, thin=12),
     interpolation=st.sampled_from(["bilinear", "area"]),
     src16=st.booleans(),
     out16=st.booleans(),
+    layout=layouts.layouts(),
     seed=st.integers(0, 2**31),
 )
-def test_property_matches_reference(n, c, h, w, oh, ow, interpolation, src16, out16, seed):
+def test_property_matches_reference(n, c, hw, out_hw, interpolation, src16, out16, layout, seed):
+    # sizes from 1x1 to 4096 wide (in and out), any layout (strided with negative steps, NHWC,
+    # broadcast), float32/float16 in and out
     rng = np.random.default_rng(seed)
-    b = rand_batch(n, c, h, w, rng, F16 if src16 else F32)
+    (h, w), (oh, ow) = hw, out_hw
+    b = layouts.lay_out(rand_batch(n, c, h, w, rng, F16 if src16 else F32), layout, rng)
     kw = {
         "scale": 1.5,
         "offset": -0.5,

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from vetrina.kernels import _cpu, preprocess
 
+from . import layouts
 from .reference import area_taps, cv_resize_u8, lanczos3, lanczos_taps, preprocess_ref, sinpi
 
 F32 = np.float32
@@ -232,14 +233,14 @@ def strided_images(draw):
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     imgs=st.lists(strided_images(), min_size=1, max_size=3),
-    dh=st.integers(1, 24),
-    dw=st.one_of(st.integers(1, 48), st.integers(1000, 2048)),
+    size=layouts.sizes(24, 48, thin=24),
     interpolation=st.sampled_from(["bilinear", "area", "bilinear-u8"]),
     fit=st.sampled_from(["stretch", "letterbox", "crop"]),
     dtype=st.sampled_from([np.float32, np.float16]),
     swap=st.booleans(),
 )
-def test_property_modes_match_reference(imgs, dh, dw, interpolation, fit, dtype, swap):
+def test_property_modes_match_reference(imgs, size, interpolation, fit, dtype, swap):
+    dh, dw = size
     kw = {
         "scale": (1 / 58.4, 1 / 57.1, 1 / 57.4),
         "offset": (-2.1, -2.0, -1.8),
@@ -433,12 +434,12 @@ def test_lanczos_tall_windows_without_the_row_ring():
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     imgs=st.lists(strided_images(), min_size=1, max_size=3),
-    dh=st.integers(1, 24),
-    dw=st.one_of(st.integers(1, 48), st.integers(1000, 2048)),
+    size=layouts.sizes(24, 48, thin=24),
     fit=st.sampled_from(["stretch", "letterbox", "crop"]),
     dtype=st.sampled_from([np.float32, np.float16]),
 )
-def test_property_lanczos_matches_reference(imgs, dh, dw, fit, dtype):
+def test_property_lanczos_matches_reference(imgs, size, fit, dtype):
+    dh, dw = size
     kw = {"interpolation": "lanczos", "fit": fit, "pad_value": 7, "dtype": dtype}
     got = preprocess(imgs, (dh, dw), **kw)
     np.testing.assert_array_equal(got, preprocess_ref(imgs, (dh, dw), **kw))

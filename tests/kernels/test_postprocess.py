@@ -10,9 +10,11 @@ from hypothesis import strategies as st
 
 from vetrina.kernels import postprocess, preprocess
 
+from . import layouts
 from .reference import postprocess_ref
 
 F32 = np.float32
+F16 = np.float16
 RNG = np.random.default_rng(99)
 
 MEAN = np.array([0.485, 0.456, 0.406])
@@ -209,35 +211,87 @@ def test_num_threads_do_not_change_the_result(threads):
     assert_lists_equal(postprocess(batch, sizes, num_threads=threads), postprocess(batch, sizes))
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(
     n=st.integers(1, 3),
-    h=st.integers(1, 10),
-    w=st.one_of(st.integers(1, 40), st.integers(1000, 4096)),
-    data=st.data(),
+    hw=layouts.sizes(10, 40, thin=10),
+    sizes=st.one_of(st.none(), st.lists(layouts.sizes(12, 64, thin=12), min_size=3, max_size=3)),
+    dtype=st.sampled_from([F32, F16]),
+    interpolation=st.sampled_from(["bilinear", "area"]),
+    layout=layouts.layouts(),
     swap=st.booleans(),
     seed=st.integers(0, 2**32 - 1),
 )
-def test_property_matches_reference(n, h, w, data, swap, seed):
+def test_property_matches_reference(n, hw, sizes, dtype, interpolation, layout, swap, seed):
+    # float32 and float16 batches (widened exactly), both resize modes, any layout (strided
+    # with negative steps, NHWC, broadcast), sizes from 1x1 to 4096 wide, NaN/inf
     rng = np.random.default_rng(seed)
-    batch = with_specials(rand_batch(n, h, w, rng), rng)
-    sizes = data.draw(
-        st.one_of(
-            st.none(),
-            st.lists(st.tuples(st.integers(1, 12), st.integers(1, 64)), min_size=n, max_size=n),
-        )
-    )
-    targets = [(h, w)] * n if sizes is None else sizes
+    with np.errstate(over="ignore"):  # 3e38 -> inf in float16
+        batch = with_specials(rand_batch(n, *hw, rng), rng).astype(dtype)
+    batch = layouts.lay_out(batch, layout, rng)
+    sizes = None if sizes is None else sizes[:n]
+    targets = [hw] * n if sizes is None else sizes
     alphas = [
-        rng.integers(0, 256, hw, dtype=np.uint8) if rng.random() < 0.5 else None for hw in targets
+        rng.integers(0, 256, t, dtype=np.uint8) if rng.random() < 0.5 else None for t in targets
     ]
     kw = {
         "scale": tuple(rng.uniform(-300, 300, 3)),
         "offset": tuple(rng.uniform(-50, 50, 3)),
         "dst_order": "BGR" if swap else "RGB",
         "alphas": alphas,
+        "interpolation": interpolation,
     }
-    assert_lists_equal(postprocess(batch, sizes, **kw), postprocess_ref(batch, sizes, **kw))
+    got = postprocess(batch, sizes, **kw)
+    assert [g.shape[:2] for g in got] == [tuple(t) for t in targets]
+    assert_lists_equal(got, postprocess_ref(batch, sizes, **kw))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    srcs=st.lists(layouts.sizes(40, 60, thin=8), min_size=1, max_size=3),
+    size=layouts.sizes(24, 64, thin=8),
+    fit=st.sampled_from(["letterbox", "crop", "stretch"]),
+    factor=st.sampled_from([1, 2]),
+    mult=st.sampled_from([None, 1, 2]),
+    dtype=st.sampled_from([F32, F16]),
+    interpolation=st.sampled_from(["bilinear", "area"]),
+    layout=layouts.layouts(),
+    specials=st.booleans(),
+    swap=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_property_placements_match_reference(
+    srcs, size, fit, factor, mult, dtype, interpolation, layout, specials, swap, seed
+):
+    # undo preprocess' letterbox / crop: the placements of random images, a float32 or float16
+    # batch (upscaled x2 like a super-resolution model's output), outputs at the source size
+    # or a multiple of it, any layout, fill outside a crop's window
+    rng = np.random.default_rng(seed)
+    imgs = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in srcs]
+    batch, places = preprocess(imgs, size, fit=fit, dtype=dtype, return_placements=True)
+    assert [p.src_hw for p in places] == [tuple(s) for s in srcs]
+    if factor > 1:
+        batch = np.repeat(np.repeat(batch, factor, 2), factor, 3)
+    if specials:
+        with np.errstate(over="ignore"):
+            batch = with_specials(batch, rng)
+    batch = layouts.lay_out(batch, layout, rng)
+    sizes = None if mult is None else [(h * mult, w * mult) for h, w in srcs]
+    targets = [(h * (mult or 1), w * (mult or 1)) for h, w in srcs]
+    kw = {
+        "placements": places,
+        "fill": tuple(int(v) for v in rng.integers(0, 256, 3)),
+        "scale": tuple(rng.uniform(-300, 300, 3)),
+        "offset": tuple(rng.uniform(-50, 50, 3)),
+        "dst_order": "BGR" if swap else "RGB",
+        "alphas": [
+            rng.integers(0, 256, t, dtype=np.uint8) if rng.random() < 0.5 else None for t in targets
+        ],
+        "interpolation": interpolation,
+    }
+    got = postprocess(batch, sizes, **kw)
+    assert [g.shape[:2] for g in got] == targets
+    assert_lists_equal(got, postprocess_ref(batch, sizes, **kw))
 
 
 # ---------------------------------------------------------------------------------------
