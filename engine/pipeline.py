@@ -241,12 +241,7 @@ class Pipeline:
                 self.handoffs[i] = dataclasses.replace(handoff, size=static)
                 size = static
             r = stage.rules
-            if not all(
-                side % r.multiple_of == 0
-                and side >= r.min_size
-                and (r.max_size is None or side <= r.max_size)
-                for side in size
-            ):
+            if not _fits(r, size):
                 raise PipelineError(
                     f"{self.spec.name}: stage {i + 1} ({stage.label}) gets {size[0]}x{size[1]}, "
                     f"which its size rules refuse ({r})"
@@ -267,13 +262,7 @@ class Pipeline:
             )
 
     def _accepts(self, size: tuple[int, int]) -> bool:
-        r = self.rules
-        return all(
-            side % r.multiple_of == 0
-            and side >= r.min_size
-            and (r.max_size is None or side <= r.max_size)
-            for side in size
-        )
+        return _fits(self.rules, size)
 
     # --- running ---------------------------------------------------------------------------
 
@@ -757,4 +746,14 @@ def _whole_image_ops(stage: EditStage | CleanStage) -> list[str]:
             if not model.contract.spatial.tileable
             for op in model.contract.provenance.get("whole_image_ops") or ["whole-image statistics"]
         }
+    )
+
+
+def _fits(rules: SpatialRules, size: tuple[int, int]) -> bool:
+    """Whether both sides of ``size`` keep ``rules`` (multiple-of, min and max size)."""
+    return all(
+        side % rules.multiple_of == 0
+        and side >= rules.min_size
+        and (rules.max_size is None or side <= rules.max_size)
+        for side in size
     )
