@@ -37,10 +37,8 @@ default gate: still FAILED). RRDBNet (16.7 M params, about 140 GFLOP per 64x64 i
 every search trial re-runs PyTorch on the verification inputs, minutes each here) is timed at
 64 px with at most 3 repeats, int8-calibrated on the same 32 photos at 64 px instead of
 256 px, and gets no island search: its fp16 / int8 rows are the plain result judged against
-the default gate, which is what ``convert`` returns when no islands are needed. The x4's fp16
-row is verified at 32x48 and 64x64 instead of 64x96 and 128x128: fp16's activation-range
-measurement holds every intermediate tensor of every verification input at once, over 23 GB
-for RRDBNet x4 at the default sizes. Each of these departures is named in the row.
+the default gate, which is what ``convert`` returns when no islands are needed. Each of these
+departures is named in the row.
 ``--max-trials`` bounds every other search.
 """
 
@@ -76,7 +74,6 @@ class PublicFormat:
     latency_repeats: int | None = None  # at most this many (instead of --repeats)
     calib_size: int | None = None  # int8 calibration photos at this side instead of 256 px
     search: bool = True  # False: no island search (the plain fp16/int8, judged by the gate)
-    fp16_sizes: tuple[tuple[int, int], ...] = ()  # fp16 verification sizes (memory), if set
 
 
 #: Row name -> format. Configs: pytorch/examples fast_neural_style (candy.pth, ...: 32 channels,
@@ -134,7 +131,6 @@ PUBLIC: dict[str, PublicFormat] = {
         latency_repeats=3,
         calib_size=64,
         search=False,
-        fp16_sizes=((32, 48), (64, 64)),
     ),
     "rrdbnet-x2": PublicFormat(
         "rrdbnet-x2",
@@ -336,9 +332,6 @@ def run_one(name: str, precision: str, target: str, out: Path, args: argparse.Na
             notes.append(f"calibrated at {fmt.calib_size} px")
         options.update(target=target, calibration=calibration)
         notes.insert(0, target)
-    if fmt is not None and precision == "fp16" and fmt.fp16_sizes:
-        options["sizes"] = list(fmt.fp16_sizes)
-        notes.append("verified at " + ", ".join(f"{h}x{w}" for h, w in fmt.fp16_sizes))
     measured = fmt is not None and not fmt.search and precision != "fp32"
     if measured:
         notes.append("no island search")

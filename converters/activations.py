@@ -8,16 +8,24 @@ Float16 numerics need care on the CPU. ONNX Runtime's CPU provider runs most flo
 Relu, Sigmoid, ...) through float32 kernels and removes the casts around them, so activations
 are never rounded to float16 and the error looks 10-30 dB smaller than it is (ONNX Runtime
 1.32: ``Cast(fp16) -> Relu -> Cast(fp32)`` returns its input unrounded; no session option turns
-that off). Hence three evaluators:
+that off; an op placed to force the rounding, such as ``Max(t, t)``, is moved into float32
+with the chain). Hence three evaluators:
 
 * ``onnxruntime-cpu``: the model as it is (right for fp32 and int8 Q/DQ models);
-* ``onnxruntime-fp16-emulated`` (float16 checks, the default there): a ``Max(t, t)`` after every
-  float16 tensor forces ONNX Runtime to materialise it in float16, so each one is rounded
-  exactly as stored, while the ops compute in float32 -- the way GPU kernels (TensorRT)
-  accumulate convolutions. A self-check on a tiny graph guards this: if a future ONNX Runtime
-  stops rounding there, it raises instead of silently measuring fp32;
+* ``onnxruntime-fp16-emulated`` (float16 checks, the default there): the model rewritten to
+  compute every op in float32 and round every float16 tensor through a ``Cast`` pair (see
+  :func:`emulate_fp16`), so each one is rounded exactly as stored, while the ops compute in
+  float32 -- the way GPU kernels (TensorRT) accumulate convolutions. A self-check on a small
+  chain guards this: if a future ONNX Runtime stops rounding there, it raises instead of
+  silently measuring fp32;
 * ``onnx.reference``: float16 arithmetic in numpy (accumulation in float16 too: pessimistic),
   100x slower: small inputs only. ``auto`` falls back to it when ONNX Runtime lacks a kernel.
+
+Intermediates are read through :class:`TensorReader`, a chunk of tensors per run: exposing
+every one at once holds them all in memory (Real-ESRGAN's RRDBNet x4, 1,000+ tensors, needed
+over 23 GB at two 128 px inputs), so the reader runs the model once per chunk that fits a
+byte budget, sized by shape inference at the inputs' shapes. Statistics of every tensor need
+no exposure at all: :mod:`.tensor_stats` computes them inside the graph.
 """
 
 from __future__ import annotations
@@ -25,8 +33,8 @@ from __future__ import annotations
 import functools
 import math
 import os
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,18 +51,10 @@ FP16_MAX = 65504.0
 FP16_MIN_NORMAL = 6.103515625e-05
 _FLOAT16 = 10
 
+#: Bytes of exposed tensors (over all samples) one run of a :class:`TensorReader` may hold.
+TENSOR_BUDGET = 1 << 30
+
 Feeds = Mapping[str, np.ndarray]
-
-
-@dataclass(frozen=True)
-class TensorRange:
-    """Magnitude statistics of one float tensor over all samples."""
-
-    max_abs: float
-    #: Fraction of the non-zero values below the smallest normal float16 (they lose precision
-    #: or flush to zero when stored as float16).
-    tiny_fraction: float
-    finite: bool
 
 
 def run_onnx(
@@ -72,7 +72,14 @@ def run_onnx(
 class Runner:
     """One loaded model on a CPU evaluator (see the module doc for the choices)."""
 
-    def __init__(self, model: Any, *, evaluator: str = "auto", threads: int | None = None) -> None:
+    def __init__(
+        self,
+        model: Any,
+        *,
+        evaluator: str = "auto",
+        threads: int | None = None,
+        optimize: bool = True,
+    ) -> None:
         if evaluator not in EVALUATORS:
             raise ValueError(f"evaluator must be one of {', '.join(EVALUATORS)}, got {evaluator!r}")
         proto = load(model)
@@ -84,7 +91,7 @@ class Runner:
                 check_fp16_emulation()
                 proto = emulate_fp16(proto)
             try:
-                self._session = _ort_session(proto, threads)
+                self._session = _ort_session(proto, threads, optimize)
                 self.evaluator = ORT if evaluator == "auto" else evaluator
                 return
             except _OrtMissingKernel as exc:
@@ -106,53 +113,130 @@ class Runner:
 
 
 def emulate_fp16(model: Any) -> Any:
-    """A copy of ``model`` where every float16 tensor a node produces passes through
-    ``Max(t, t)``, which ONNX Runtime CPU computes in float16: the stored value is rounded."""
+    """A float32 copy of ``model`` that rounds every float16 tensor exactly as stored (the
+    model itself when it holds none).
+
+    Every op computes in float32 (weights widened exactly); each tensor the original holds as
+    float16 is materialised as float16 by a ``Cast`` and widened again for its consumers, so
+    it keeps its name and its float16 value. The graph holds no float16 op other than
+    ``Cast``: ONNX Runtime CPU has nothing to move into float32 and keeps every rounding (with
+    float16 ops left in, it turns a chain of them into float32 and skips the roundings
+    between, whatever is put there to force them)."""
     import onnx
-    from onnx import helper
+    from onnx import numpy_helper
 
     types = tensor_types(onnx.shape_inference.infer_shapes(model))
+    half = {name for name, elem in types.items() if elem == _FLOAT16}
+    if not half:
+        return model
+    for node in model.graph.node:
+        if any(a.type in (a.GRAPH, a.GRAPHS) for a in node.attribute):
+            raise ConversionError(
+                f"node {node.name or node.op_type} has a subgraph: the float16 emulation "
+                "rewrites the main graph only",
+                hint="check float16 numerics with evaluator='onnx.reference'",
+            )
     copy = onnx.ModelProto()
     copy.CopyFrom(model)
-    nodes = []
-    for node in copy.graph.node:
-        nodes.append(node)
+    graph = copy.graph
+    del graph.value_info[:]
+    widen: list[Any] = []  # Cast(float16 tensor -> its float32 twin), for the consumers
+
+    def wide(name: str) -> str:
+        return f"{name}__fp32" if name in half else name
+
+    stored = {t.name for t in graph.initializer}
+    inputs = [info for info in graph.input if info.name not in stored or info.name not in half]
+    del graph.input[:]
+    graph.input.extend(inputs)
+    for info in inputs:
+        if info.name in half:
+            widen.append(_cast(info.name, wide(info.name)))
+    initializers = []
+    for tensor in graph.initializer:
+        if tensor.name in half:
+            values = numpy_helper.to_array(tensor).astype(np.float32)
+            initializers.append(numpy_helper.from_array(values, wide(tensor.name)))
+        else:
+            initializers.append(tensor)
+    del graph.initializer[:]
+    graph.initializer.extend(initializers)
+    nodes = list(widen)
+    for node in graph.node:
+        _widen_attributes(node)
+        for i, name in enumerate(node.input):
+            node.input[i] = wide(name) if name else name
+        rounding = []
         for i, name in enumerate(node.output):
-            if name and types.get(name) == _FLOAT16:
-                raw = f"{name}__unrounded"
-                node.output[i] = raw
-                nodes.append(helper.make_node("Max", [raw, raw], [name], name=f"{name}__round"))
-    del copy.graph.node[:]
-    copy.graph.node.extend(nodes)
-    del copy.graph.value_info[:]
+            if name in half:
+                node.output[i] = f"{name}__unrounded"
+                rounding.append(_cast(node.output[i], name, to=_FLOAT16))
+                rounding.append(_cast(name, wide(name)))
+        nodes.append(node)
+        nodes.extend(rounding)
+    del graph.node[:]
+    graph.node.extend(nodes)
     return copy
+
+
+def _cast(source: str, target: str, *, to: int = 1) -> Any:
+    from onnx import helper
+
+    return helper.make_node("Cast", [source], [target], to=to, name=f"{target}__cast")
+
+
+def _widen_attributes(node: Any) -> None:
+    """Make a node that creates float16 values (Cast, Constant, ConstantOfShape) create
+    float32 ones; refuse other ops with a float16 dtype attribute."""
+    from onnx import numpy_helper
+
+    for attr in node.attribute:
+        if attr.type == attr.TENSOR and attr.t.data_type == _FLOAT16:
+            values = numpy_helper.to_array(attr.t).astype(np.float32)
+            attr.t.CopyFrom(numpy_helper.from_array(values, attr.t.name))
+        elif attr.name in ("to", "dtype") and attr.type == attr.INT and attr.i == _FLOAT16:
+            if node.op_type != "Cast":
+                raise ConversionError(
+                    f"node {node.name or node.op_type} ({node.op_type}) makes float16 values "
+                    "the float16 emulation cannot widen",
+                    hint="check float16 numerics with evaluator='onnx.reference'",
+                )
+            attr.i = 1
 
 
 @functools.cache
 def check_fp16_emulation() -> None:
-    """Raise unless the emulation rounds: Cast(fp16) -> Relu -> Cast(fp32) on values that
-    float16 cannot hold must come back rounded."""
-    from onnx import TensorProto, helper
+    """Raise unless the emulation rounds every float16 tensor of a chain: x -> Cast(fp16) ->
+    Mul -> Relu -> Add -> Cast(fp32) must equal numpy rounding after each op."""
+    from onnx import TensorProto, helper, numpy_helper
 
+    scale = np.array([1.1], np.float16)
+    shift = np.array([0.3], np.float16)
     graph = helper.make_graph(
         [
             helper.make_node("Cast", ["x"], ["h"], to=TensorProto.FLOAT16),
-            helper.make_node("Relu", ["h"], ["r"]),
-            helper.make_node("Cast", ["r"], ["y"], to=TensorProto.FLOAT),
+            helper.make_node("Mul", ["h", "scale"], ["m"]),
+            helper.make_node("Relu", ["m"], ["r"]),
+            helper.make_node("Add", ["r", "shift"], ["a"]),
+            helper.make_node("Cast", ["a"], ["y"], to=TensorProto.FLOAT),
         ],
         "check",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [6])],
+        [numpy_helper.from_array(scale, "scale"), numpy_helper.from_array(shift, "shift")],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
-    x = np.array([1000.1, 2000.7, 3.14159, 1e5], np.float32)
+    x = np.array([1000.1, 2000.7, 3.14159, -7.77, 0.123457, 1e5], np.float32)
     with np.errstate(over="ignore"):
-        want = x.astype(np.float16).astype(np.float32)
+        step = x.astype(np.float16)
+        step = (step.astype(np.float32) * scale.astype(np.float32)).astype(np.float16)
+        step = np.maximum(step, 0)
+        want = (step.astype(np.float32) + shift.astype(np.float32)).astype(np.float16)
     got = _ort_session(emulate_fp16(model), None).run(None, {"x": x})[0]
-    if not np.array_equal(got, want):
+    if not np.array_equal(got, want.astype(np.float32)):
         raise ConversionError(
             "this ONNX Runtime does not round float16 tensors in the emulation "
-            f"(got {got.tolist()}, want {want.tolist()})",
+            f"(got {got.tolist()}, want {want.astype(np.float32).tolist()})",
             hint="check float16 numerics with evaluator='onnx.reference'",
         )
 
@@ -161,11 +245,13 @@ class _OrtMissingKernel(Exception):
     pass
 
 
-def _ort_session(proto: Any, threads: int | None) -> Any:
+def _ort_session(proto: Any, threads: int | None, optimize: bool = True) -> Any:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    if not optimize:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     if threads is not None:
         options.intra_op_num_threads = threads
     try:
@@ -179,14 +265,17 @@ def _ort_session(proto: Any, threads: int | None) -> Any:
         raise ConversionError(f"ONNX Runtime cannot load the model: {text[:400]}") from None
 
 
-def expose(model: Any, names: Iterable[str] | None = None) -> tuple[Any, list[str]]:
+def expose(
+    model: Any, names: Iterable[str] | None = None, *, types: Mapping[str, int] | None = None
+) -> tuple[Any, list[str]]:
     """A copy of ``model`` whose graph also outputs ``names`` (default: every float tensor
-    produced by a node). Returns (model, the exposed names in graph order)."""
+    produced by a node). Returns (model, the exposed names in graph order). ``types``: the
+    model's :func:`tensor_types` when the caller has them (saves a shape inference)."""
     import onnx
 
     proto = load(model)
-    inferred = onnx.shape_inference.infer_shapes(proto)
-    types = tensor_types(inferred)
+    if types is None:
+        types = tensor_types(onnx.shape_inference.infer_shapes(proto))
     existing = {o.name for o in proto.graph.output}
     wanted = None if names is None else set(names)
     exposed: list[str] = []
@@ -203,42 +292,127 @@ def expose(model: Any, names: Iterable[str] | None = None) -> tuple[Any, list[st
     return copy, exposed
 
 
+class TensorReader:
+    """A model's float tensors on sample inputs, read a chunk of tensors per run so that the
+    exposed values stay within a byte budget however deep the model and large the inputs.
+
+    ``names``: the float tensors nodes produce, in graph order (graph outputs included).
+    ``evaluator``, ``threads``: as for :class:`Runner`; ``optimize=False`` turns ONNX Runtime's
+    graph optimisations off.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        *,
+        evaluator: str = "auto",
+        threads: int | None = None,
+        optimize: bool = True,
+    ) -> None:
+        import onnx
+
+        self.model = load(model)
+        self.types = tensor_types(onnx.shape_inference.infer_shapes(self.model))
+        self._options = {"evaluator": evaluator, "threads": threads, "optimize": optimize}
+        #: The evaluator of the last read ("auto" resolved).
+        self.evaluator = evaluator
+        names: dict[str, None] = {}
+        for node in self.model.graph.node:
+            for out in node.output:
+                if out and self.types.get(out) in _FLOATS:
+                    names.setdefault(out)
+        self.names = list(names)
+
+    def plan(self, samples: Sequence[Feeds], budget: int = TENSOR_BUDGET) -> list[list[str]]:
+        """:attr:`names` cut, in order, into chunks whose bytes over ``samples`` fit ``budget``
+        (a tensor larger than the budget alone is a chunk of its own)."""
+        sizes = tensor_sizes(self.model, samples)
+        chunks: list[list[str]] = []
+        current: list[str] = []
+        total = 0
+        for name in self.names:
+            size = sizes.get(name, 0)
+            if current and total + size > budget:
+                chunks.append(current)
+                current, total = [], 0
+            current.append(name)
+            total += size
+        if current:
+            chunks.append(current)
+        return chunks
+
+    def read(self, names: Sequence[str], samples: Sequence[Feeds]) -> dict[str, list[np.ndarray]]:
+        """One run per sample with ``names`` exposed: {name: [value per sample]}; names the
+        model does not produce are left out."""
+        names = [n for n in dict.fromkeys(names) if n in self.types]
+        if not names:
+            return {}
+        exposed, _ = expose(self.model, names, types=self.types)
+        runner = Runner(exposed, **self._options)  # type: ignore[arg-type]
+        self.evaluator = runner.evaluator
+        values: dict[str, list[np.ndarray]] = {n: [] for n in names}
+        for feeds in samples:
+            for name, value in zip(names, runner.run(feeds, names), strict=True):
+                values[name].append(np.asarray(value))
+        return values
+
+
+def tensor_sizes(model: Any, samples: Sequence[Feeds]) -> dict[str, int]:
+    """Bytes of every typed tensor of ``model`` summed over ``samples``, from shape inference
+    at each sample's input shapes. A size inference leaves unknown counts as the largest known
+    one (cautious: chunks get smaller, not memory larger)."""
+    import onnx
+    from onnx import helper
+
+    totals: Counter[str] = Counter()
+    shapes = Counter(
+        tuple(sorted((k, tuple(np.shape(v))) for k, v in feeds.items())) for feeds in samples
+    )
+    for signature, count in shapes.items():
+        fixed = dict(signature)
+        copy = onnx.ModelProto()
+        copy.CopyFrom(load(model))
+        for info in copy.graph.input:
+            if info.name in fixed and info.type.HasField("tensor_type"):
+                shape = info.type.tensor_type.shape
+                shape.ClearField("dim")
+                for extent in fixed[info.name]:
+                    shape.dim.add().dim_value = int(extent)
+        del copy.graph.value_info[:]
+        graph = onnx.shape_inference.infer_shapes(copy, data_prop=True).graph
+        known: dict[str, int] = {}
+        unknown: list[str] = []
+        for info in [*graph.value_info, *graph.output]:
+            kind = info.type.tensor_type
+            if not info.type.HasField("tensor_type") or not kind.elem_type:
+                continue
+            dims = kind.shape.dim if kind.HasField("shape") else None
+            if dims is None or any(not d.HasField("dim_value") for d in dims):
+                unknown.append(info.name)
+                continue
+            itemsize = np.dtype(helper.tensor_dtype_to_np_dtype(kind.elem_type)).itemsize
+            known[info.name] = int(np.prod([d.dim_value for d in dims], dtype=np.int64)) * itemsize
+        fallback = max(known.values(), default=0)
+        for name, size in known.items():
+            totals[name] += size * count
+        for name in unknown:
+            totals[name] += fallback * count
+    return dict(totals)
+
+
 def tensor_values(
     model: Any, samples: Sequence[Feeds], *, evaluator: str = "auto"
 ) -> tuple[list[dict[str, Any]], str]:
-    """Every float tensor (inputs, intermediates, outputs) for each sample, and the evaluator."""
-    exposed_model, _ = expose(load(model))
-    runner = Runner(exposed_model, evaluator=evaluator)
-    names = runner.output_names
-    values = []
-    for feeds in samples:
-        result = dict(zip(names, runner.run(feeds), strict=True))
+    """Every float tensor (inputs, intermediates, outputs) for each sample, and the evaluator:
+    all held at once, so for small models and inputs (statistics: :mod:`.tensor_stats`)."""
+    reader = TensorReader(model, evaluator=evaluator)
+    values = reader.read(reader.names, samples)
+    per_sample = []
+    for i, feeds in enumerate(samples):
+        result = {name: arrays[i] for name, arrays in values.items()}
         result.update({k: np.asarray(v) for k, v in feeds.items()})
-        values.append(result)
-    return values, runner.evaluator
-
-
-def activation_ranges(model: Any, samples: Sequence[Feeds]) -> dict[str, TensorRange]:
-    """Magnitude statistics of every float tensor a node produces, over ``samples``."""
-    if not samples:
-        raise ConversionError("activation ranges need at least one sample input")
-    values, _ = tensor_values(model, samples)
-    ranges = {}
-    for name in values[0]:
-        arrays = [v[name] for v in values]
-        if not all(np.issubdtype(a.dtype, np.floating) for a in arrays):
-            continue
-        ranges[name] = magnitude(arrays)
-    return ranges
-
-
-def magnitude(arrays: Sequence[np.ndarray]) -> TensorRange:
-    """max |x|, the fraction of non-zero values below float16's smallest normal, finiteness."""
-    finite = all(bool(np.isfinite(a).all()) for a in arrays)
-    max_abs = max((float(np.nanmax(np.abs(a))) if a.size else 0.0) for a in arrays)
-    nonzero = sum(int(np.count_nonzero(a)) for a in arrays)
-    tiny = sum(int(np.count_nonzero((a != 0) & (np.abs(a) < FP16_MIN_NORMAL))) for a in arrays)
-    return TensorRange(max_abs, tiny / nonzero if nonzero else 0.0, finite)
+        per_sample.append(result)
+    return per_sample, reader.evaluator
 
 
 def relative_error(reference: np.ndarray, candidate: np.ndarray) -> float:

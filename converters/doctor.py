@@ -43,6 +43,9 @@ import numpy as np
 from vetrina.contract import METADATA_KEY, Contract, TensorSpec
 from vetrina.errors import ModelError
 
+from .activations import EMULATED, ORT
+from .tensor_stats import tensor_statistics
+
 ERROR, WARNING, INFO = "error", "warning", "info"
 SEVERITIES = (ERROR, WARNING, INFO)
 FP16_MAX = 65504.0
@@ -851,50 +854,35 @@ def measure_activations(
     threads: int | None = None,
     feeds: Mapping[str, np.ndarray] | None = None,
 ) -> tuple[dict[str, dict[str, Any]], str]:
-    """Run ``model`` (a ModelProto with inferred types) in ONNX Runtime with every float
-    intermediate exposed: {tensor: {max_abs, nonfinite, dtype, order}} and the inputs used."""
-    import onnx
-    from onnx import helper
-
-    from vetrina.backends.onnxruntime import import_onnxruntime
-
-    ort = import_onnxruntime()
+    """Run ``model`` (a ModelProto with inferred types) in ONNX Runtime, unoptimised, and
+    measure every float tensor a node produces inside the graph (see :mod:`.tensor_stats`;
+    float16 tensors rounded as stored): {tensor: {max_abs (finite values), nonfinite, dtype,
+    order}} and the inputs used."""
     graph = _Graph(model)
-    exposed = onnx.ModelProto()
-    exposed.CopyFrom(model)
-    existing = {o.name for o in exposed.graph.output}
     order: dict[str, int] = {}
-    for i, node in enumerate(exposed.graph.node):
+    for i, node in enumerate(model.graph.node):
         for out in node.output:
             order.setdefault(out, i)
-            etype = graph.types.get(out)
-            if out and out not in existing and etype in (_FLOAT, _FLOAT16):
-                exposed.graph.output.append(helper.make_tensor_value_info(out, etype, None))
-                existing.add(out)
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    options.log_severity_level = 3
-    if threads is not None:
-        options.intra_op_num_threads = threads
-    session = ort.InferenceSession(
-        exposed.SerializeToString(), sess_options=options, providers=["CPUExecutionProvider"]
-    )
     if feeds is None:
         feeds, described = sample_feeds(graph.inputs, contract, samples=samples, size=size)
     else:
         described = "given inputs"
-    names = [o.name for o in session.get_outputs()]
-    values = session.run(names, dict(feeds))
-    stats = {}
-    for tensor, value in zip(names, values, strict=True):
-        arr = np.asarray(value)
-        if arr.dtype.kind != "f" or arr.size == 0:
-            continue
-        finite = np.isfinite(arr)
-        stats[tensor] = {
-            "max_abs": float(np.abs(arr[finite]).max(initial=0.0)),
-            "nonfinite": int(arr.size - np.count_nonzero(finite)),
-            "dtype": str(arr.dtype),
-            "order": order.get(tensor, -1),
+    half = any(t == _FLOAT16 for t in graph.types.values())
+    measured = tensor_statistics(
+        model,
+        [feeds],
+        names=list(order),
+        evaluator=EMULATED if half else ORT,
+        threads=threads,
+        optimize=False,
+    )
+    stats = {
+        tensor: {
+            "max_abs": s.max_finite,
+            "nonfinite": s.nonfinite,
+            "dtype": s.dtype,
+            "order": order[tensor],
         }
+        for tensor, s in measured.items()
+    }
     return stats, described

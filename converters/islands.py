@@ -29,9 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from vetrina.errors import ConversionError
 
-from .activations import Feeds, load, relative_error, tensor_values
+from .activations import TENSOR_BUDGET, Feeds, TensorReader, load, relative_error
 
 Transform = Callable[[list[str], Path], Any]
 Gate = Callable[[Path], bool]
@@ -185,45 +187,49 @@ def sensitivity(
     *,
     evaluator: str = "auto",
     range_limit: float | None = None,
+    budget: int = TENSOR_BUDGET,
 ) -> dict[str, float]:
     """Per node of ``reference``: the relative error its output has in ``candidate`` beyond
     the worst relative error among its inputs (inf where it turns finite into non-finite, or
-    where it reads or writes a value beyond ``range_limit`` in fp32)."""
+    where it reads or writes a value beyond ``range_limit`` in fp32). Intermediates are
+    compared a chunk at a time, ``budget`` bytes per model (see :class:`TensorReader`)."""
     from onnx import numpy_helper
 
     ref_model = load(reference)
-    ref_values, _ = tensor_values(ref_model, samples)
+    ref_reader = TensorReader(ref_model)
+    cand_reader = TensorReader(candidate, evaluator=evaluator)
     beyond: set[str] = set()
+
+    def over_limit(arrays: Sequence[np.ndarray]) -> bool:
+        return range_limit is not None and any(
+            a.dtype.kind == "f" and a.size and abs(a).max() > range_limit for a in arrays
+        )
+
     if range_limit is not None:
         for t in ref_model.graph.initializer:
-            values = numpy_helper.to_array(t)
-            if values.dtype.kind == "f" and values.size and abs(values).max() > range_limit:
+            if over_limit([numpy_helper.to_array(t)]):
                 beyond.add(t.name)
-        for name in ref_values[0]:
-            if any(
-                v[name].dtype.kind == "f" and v[name].size and abs(v[name]).max() > range_limit
-                for v in ref_values
-            ):
-                beyond.add(name)
-    cand_values, _ = tensor_values(candidate, samples, evaluator=evaluator)
-
-    def error(name: str) -> float | None:
-        if name not in cand_values[0] or name not in ref_values[0]:
-            return None
-        worst = 0.0
-        for ref, cand in zip(ref_values, cand_values, strict=True):
-            a, b = ref[name], cand[name]
-            if a.dtype.kind != "f" or b.dtype.kind != "f":
-                return None
-            worst = max(worst, relative_error(a, b))
-        return worst
-
     errors: dict[str, float | None] = {}
+    for name in samples[0] if samples else ():
+        arrays = [np.asarray(feeds[name]) for feeds in samples]
+        errors[name] = 0.0 if arrays[0].dtype.kind == "f" else None  # both models get them
+        if over_limit(arrays):
+            beyond.add(name)
+    for chunk in ref_reader.plan(samples, budget):
+        ref_values = ref_reader.read(chunk, samples)
+        cand_values = cand_reader.read(chunk, samples)
+        for name, refs in ref_values.items():
+            if over_limit(refs):
+                beyond.add(name)
+            cands = cand_values.get(name)
+            if cands is None or any(a.dtype.kind != "f" for a in cands):
+                errors[name] = None
+                continue
+            errors[name] = max(relative_error(a, b) for a, b in zip(refs, cands, strict=True))
+        del ref_values, cand_values
+
     scores = {}
     for node in ref_model.graph.node:
-        for name in [*node.input, *node.output]:
-            if name and name not in errors:
-                errors[name] = error(name)
         if beyond.intersection([*node.input, *node.output]):
             scores[node.name] = math.inf
             continue

@@ -34,16 +34,8 @@ import numpy as np
 
 from vetrina.errors import ConversionError
 
-from .activations import (
-    EMULATED,
-    FP16_MAX,
-    Feeds,
-    Runner,
-    TensorRange,
-    activation_ranges,
-    load,
-    tensor_types,
-)
+from .activations import EMULATED, FP16_MAX, Feeds, Runner, load, tensor_types
+from .tensor_stats import TensorStats, activation_ranges
 
 FLOAT, FLOAT16 = 1, 10
 
@@ -214,7 +206,7 @@ def island_rules(
 
 
 def range_islands(
-    model: Any, ranges: Mapping[str, TensorRange], limit: float, tiny_fraction: float
+    model: Any, ranges: Mapping[str, TensorStats], limit: float, tiny_fraction: float
 ) -> dict[str, str]:
     """Producers and consumers of activations that overflow ``limit`` or mostly underflow."""
     active = activation_tensors(model)

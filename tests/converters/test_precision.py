@@ -17,7 +17,6 @@ from vetrina.converters.activations import (
     ORT,
     REFERENCE,
     Runner,
-    activation_ranges,
     emulate_fp16,
     tensor_values,
 )
@@ -26,6 +25,7 @@ from vetrina.converters.export import export_onnx
 from vetrina.converters.islands import search_islands
 from vetrina.converters.precision import convert_fp16
 from vetrina.converters.reduced import reduce_precision
+from vetrina.converters.tensor_stats import activation_ranges
 from vetrina.errors import ConversionError
 from vetrina.metrics import psnr
 from vetrina.models.architectures import ArchitectureSpec, get_architecture
