@@ -1,10 +1,11 @@
-"""EXIF orientation of PNG and WebP files, which OpenCV ignores when it keeps the alpha channel.
+"""EXIF orientation of JPEG, PNG and WebP files, for the decoders that ignore it.
 
-OpenCV applies the orientation of a JPEG (decoded as colour) and of a TIFF itself; a PNG or
-WebP has to be decoded with ``IMREAD_UNCHANGED`` to keep its alpha, and that flag also
-ignores the orientation. Phones and editors write it into PNG ``eXIf`` chunks and WebP
-``EXIF`` chunks, so a portrait photo would arrive lying on its side. This module reads the
-orientation tag (0x0112) from those chunks and applies it to the decoded pixels.
+OpenCV applies the orientation of a TIFF itself; a PNG or WebP has to be decoded with
+``IMREAD_UNCHANGED`` to keep its alpha, and that flag also ignores the orientation; JPEGs are
+decoded by libjpeg-turbo directly (:mod:`vetrina.imageio`), which does not read EXIF. Phones
+and editors write it into JPEG ``APP1`` segments, PNG ``eXIf`` chunks and WebP ``EXIF``
+chunks, so a portrait photo would arrive lying on its side. This module reads the orientation
+tag (0x0112) from those blocks and applies it to the decoded pixels.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ SHORT = 3  # the TIFF field type of the orientation value
 
 
 def exif_orientation(data: bytes, fmt: str) -> int:
-    """The EXIF orientation (1-8) of a PNG or WebP file, 1 (as stored) when it has none or
-    its EXIF block is malformed (a broken tag must not fail a photo that decodes)."""
-    block = _png_exif(data) if fmt == "png" else _webp_exif(data) if fmt == "webp" else None
+    """The EXIF orientation (1-8) of a JPEG, PNG or WebP file, 1 (as stored) when it has none
+    or its EXIF block is malformed (a broken tag must not fail a photo that decodes)."""
+    readers = {"jpeg": _jpeg_exif, "png": _png_exif, "webp": _webp_exif}
+    block = readers[fmt](data) if fmt in readers else None
     if block is None:
         return 1
     try:
@@ -48,6 +50,25 @@ def apply_orientation(pixels: np.ndarray, orientation: int) -> np.ndarray:
         8: lambda p: p.transpose(axes)[::-1],
     }[orientation](pixels)
     return np.ascontiguousarray(turned)
+
+
+def _jpeg_exif(data: bytes) -> bytes | None:
+    """The TIFF block of the JPEG's first ``APP1`` segment that holds EXIF, if any (segments
+    are read up to the first scan)."""
+    pos = 2  # after SOI
+    while pos + 4 <= len(data) and data[pos] == 0xFF:
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker == 0xDA or marker == 0xD9:  # start of scan / end of image: no more headers
+            return None
+        (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
+        segment = data[pos + 4 : pos + 2 + length]
+        if marker == 0xE1 and segment.startswith(b"Exif\0\0"):
+            return segment[6:]
+        pos += 2 + length
+    return None
 
 
 def _png_exif(data: bytes) -> bytes | None:

@@ -347,3 +347,56 @@ def test_an_rgba_tiff_keeps_its_straight_colours():
     np.testing.assert_array_equal(decoded[..., 3], rgba[..., 3])
     np.testing.assert_array_equal(decoded[:, 1:, 2], 200)  # red at every alpha above 0
     assert (decoded[:, 0, :3] == 0).all()  # colour under alpha 0 is lost: 0
+
+
+def _smooth(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return cv2.GaussianBlur((rng.random(shape) * 255).astype(np.uint8), (9, 9), 3)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        [cv2.IMWRITE_JPEG_QUALITY, 90],
+        [cv2.IMWRITE_JPEG_QUALITY, 90, cv2.IMWRITE_JPEG_PROGRESSIVE, 1],
+        [cv2.IMWRITE_JPEG_QUALITY, 75, cv2.IMWRITE_JPEG_RST_INTERVAL, 4],
+        [cv2.IMWRITE_JPEG_QUALITY, 95, cv2.IMWRITE_JPEG_SAMPLING_FACTOR, 0x111111],  # 4:4:4
+    ],
+)
+@pytest.mark.parametrize("channels", [1, 3])
+def test_jpeg_pixels_equal_opencv(params, channels):
+    image = _smooth((48, 72, 3))[..., : channels if channels == 3 else 1].squeeze()
+    data = cv2.imencode(".jpg", image, params)[1].tobytes()
+    want = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    np.testing.assert_array_equal(decode_image(data).pixels, want)
+
+
+def test_a_cmyk_jpeg_decodes_as_opencv_decodes_it():
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(_smooth((40, 56, 3))).convert("CMYK").save(buffer, "JPEG", quality=95)
+    data = buffer.getvalue()
+    want = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    np.testing.assert_array_equal(decode_image(data).pixels, want)
+
+
+def test_jpeg_data_the_decoder_must_repair_is_refused():
+    """OpenCV decodes these with smeared blocks and a warning on stderr; vetrina refuses."""
+    data = cv2.imencode(".jpg", _smooth((256, 256, 3)), [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1]
+    data = bytearray(data.tobytes())
+    start = data.find(b"\xff\xda") + 200  # inside the first scan's entropy-coded data
+    data[start : start + 64] = np.random.default_rng(0).integers(0, 255, 64, np.uint8).tobytes()
+    assert cv2.imdecode(np.frombuffer(bytes(data), np.uint8), cv2.IMREAD_COLOR) is not None
+    with pytest.raises(InputError, match=r"bad\.jpg: corrupt JPEG data \(libjpeg-turbo: .*Huffman"):
+        decode_image(bytes(data), source="bad.jpg")
+
+
+def test_a_jpeg_header_warning_alone_is_accepted():
+    """An unknown JFIF version makes libjpeg warn, but no image data is lost."""
+    data = bytearray(_jpeg(_smooth((32, 32, 3))))
+    app0 = data.find(b"JFIF\x00")
+    assert app0 > 0
+    data[app0 + 5] = 7  # JFIF version 7.01
+    want = cv2.imdecode(np.frombuffer(bytes(data), np.uint8), cv2.IMREAD_COLOR)
+    np.testing.assert_array_equal(decode_image(bytes(data)).pixels, want)
