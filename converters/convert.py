@@ -131,15 +131,21 @@ def convert(
         if target == "cpu":
             with times.step("tune for ONNX Runtime CPU"):
                 rewrites = tune_for_cpu(exported)
+        # PyTorch's outputs on the verification cases, computed once for the island search's
+        # trials and the final check
+        references: dict[str, list[np.ndarray]] = {}
+        cases = None
         if precision != "fp32":
+            cases = precision_cases(source.spec, source.module, verify_sizes, precision)
             with times.step(f"{precision} + island search"):
                 reduced = _reduce(
                     source,
                     exported,
                     tmp,
+                    cases=cases,
+                    references=references,
                     precision=precision,
                     gate=active,
-                    sizes=verify_sizes,
                     target=target,
                     calibration=calibration,
                     keep_fp32=keep_fp32,
@@ -155,6 +161,8 @@ def convert(
                 gate=active,
                 precision=precision,
                 sizes=verify_sizes,
+                inputs=cases,
+                references=references,
             )
         if not report.passed:
             raise VerificationError(
@@ -263,9 +271,10 @@ def _reduce(
     exported: Path,
     output: Path,
     *,
+    cases: list[tuple[str, Any]],
+    references: dict[str, list[np.ndarray]],
     precision: str,
     gate: Gate,
-    sizes: Sequence[Size] | None,
     target: str | None,
     calibration: Any,
     keep_fp32: Sequence[str],
@@ -274,17 +283,23 @@ def _reduce(
     speed_islands: bool = True,
 ) -> dict[str, Any]:
     """Rewrite the fp32 export at ``precision`` into ``output``; the island search judges each
-    candidate with the same verification (cases and gate) as the final check."""
+    candidate with the same verification (``cases``, gate, PyTorch ``references``) as the
+    final check."""
     from .reduced import reduce_precision
 
-    cases = precision_cases(source.spec, source.module, sizes, precision)
     samples = [
         case if isinstance(case, dict) else {source.spec.inputs[0].name: case} for _, case in cases
     ]
 
     def passes(path: Path) -> bool:
         return verify(
-            path, source.module, source.spec, gate=gate, precision=precision, inputs=cases
+            path,
+            source.module,
+            source.spec,
+            gate=gate,
+            precision=precision,
+            inputs=cases,
+            references=references,
         ).passed
 
     calibration = _calibration_data(source, calibration)

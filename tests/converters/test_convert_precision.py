@@ -239,3 +239,40 @@ def test_speed_islands_keep_the_slow_int8_convs_fp32_unless_turned_off(tmp_path,
     assert contract.provenance["speed_islands"] is False
     reasons = contract.provenance["reduced_precision"].get("reasons", {})
     assert not [n for n, why in reasons.items() if "slower in int8" in why]
+
+
+def test_pytorch_runs_once_per_case_for_every_trial_and_the_final_check(
+    small_checkpoint, tmp_path, monkeypatch
+):
+    """The island search's trials and the final verification share PyTorch's outputs."""
+    import torch
+
+    from vetrina.converters import reduced
+    from vetrina.converters.verify import precision_cases
+    from vetrina.models.architectures import get_architecture
+
+    module_class = type(get_architecture("enhancer").build({"channels": 8, "blocks": 1}))
+    calls = []  # PyTorch runs of the whole net once the export is done
+
+    def count(module, inputs, output):
+        if isinstance(module, module_class) and counting:
+            calls.append(1)
+
+    real = reduced.reduce_precision
+    counting, trials = False, []
+
+    def with_extra_trials(source, output, precision, *, passes, **kwargs):
+        nonlocal counting
+        counting = True
+        trials.extend([passes(source), passes(source)])  # two candidates, as a search judges
+        return real(source, output, precision, passes=passes, **kwargs)
+
+    monkeypatch.setattr(reduced, "reduce_precision", with_extra_trials)
+    hook = torch.nn.modules.module.register_module_forward_hook(count)
+    try:
+        result = convert(small_checkpoint, tmp_path / "e16.onnx", precision="fp16")
+    finally:
+        hook.remove()
+    assert result.report.passed and trials == [True, True]
+    cases = precision_cases(get_architecture("enhancer"), None, None, "fp16")
+    assert len(calls) == len(cases) == len(result.report.cases)
