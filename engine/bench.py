@@ -56,7 +56,7 @@ from .contract import SpatialRules, TensorSpec
 from .editor import IMAGE_ROLES, Editor
 from .errors import InputError, ModelError, VetrinaError
 from .gpu_memory import MemorySampler, device_memory_reader
-from .imageio import encode_image
+from .imageio import decode_image, encode_image
 from .model import Model
 from .process_memory import current_rss, peak_rss, reset_peak_rss
 from .timing import StepTimes
@@ -460,7 +460,7 @@ def _bench_one(
 # -- requests --------------------------------------------------------------------------------
 
 
-def _editor_request(model: Model, batch: int, payloads: list[np.ndarray]) -> Request:
+def _editor_request(model: Model, batch: int, payloads: list[bytes]) -> Request:
     """One client's request: decode ``batch`` PNGs, edit them as one batch, encode to PNG."""
     editor = Editor(model, max_side=None, batch_size=batch)
 
@@ -470,7 +470,7 @@ def _editor_request(model: Model, batch: int, payloads: list[np.ndarray]) -> Req
         images = []
         for data in payloads:
             with times.step("decode"):
-                images.append(cv2.imdecode(data, cv2.IMREAD_COLOR))
+                images.append(decode_image(data, source="bench payload").pixels)
         outputs = editor.edit(images, order="BGR")
         for out in outputs:
             with times.step("encode"):
@@ -513,7 +513,7 @@ def _encoder(info: PipelineInfo) -> Encoder:
     return encode
 
 
-def _pipeline_request(pipeline: Any, payloads: list[np.ndarray], encode: Encoder) -> Request:
+def _pipeline_request(pipeline: Any, payloads: list[bytes], encode: Encoder) -> Request:
     """One client's request: decode the PNGs, run them through the (shared) pipeline as one
     batch, encode the results. The pipeline's own steps go to its shared times."""
 
@@ -522,7 +522,7 @@ def _pipeline_request(pipeline: Any, payloads: list[np.ndarray], encode: Encoder
         images = []
         for data in payloads:
             with times.step("decode"):
-                images.append(cv2.imdecode(data, cv2.IMREAD_COLOR))
+                images.append(decode_image(data, source="bench payload").pixels)
         for out in pipeline.edit(images, order="BGR"):
             with times.step("encode"):
                 encode(out)
@@ -574,14 +574,15 @@ def synthetic_images(count: int, size: tuple[int, int], seed: int = SEED) -> lis
     ]
 
 
-def _png_payloads(count: int, size: tuple[int, int]) -> list[np.ndarray]:
-    """The synthetic images as PNG bytes (what a service receives), decoded as BGR later."""
+def _png_payloads(count: int, size: tuple[int, int]) -> list[bytes]:
+    """The synthetic images as PNG bytes (what a service receives), decoded later by
+    :func:`~vetrina.imageio.decode_image`, the decoder of ``vetrina run`` and the services."""
     payloads = []
     for rgb in synthetic_images(count, size):
         ok, data = cv2.imencode(".png", np.ascontiguousarray(rgb[:, :, ::-1]))
         if not ok:
             raise InputError(f"OpenCV could not encode a {rgb.shape} input as PNG")
-        payloads.append(data)
+        payloads.append(data.tobytes())
     return payloads
 
 
