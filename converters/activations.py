@@ -344,10 +344,11 @@ class TensorReader:
     def read(self, names: Sequence[str], samples: Sequence[Feeds]) -> dict[str, list[np.ndarray]]:
         """One run per sample with ``names`` exposed: {name: [value per sample]}; names the
         model does not produce are left out."""
-        names = [n for n in dict.fromkeys(names) if n in self.types]
+        exposed, added = expose(self.model, names, types=self.types)
+        readable = {*added, *(o.name for o in self.model.graph.output)}
+        names = [n for n in dict.fromkeys(names) if n in readable]  # not: a stale value_info
         if not names:
             return {}
-        exposed, _ = expose(self.model, names, types=self.types)
         runner = Runner(exposed, **self._options)  # type: ignore[arg-type]
         self.evaluator = runner.evaluator
         values: dict[str, list[np.ndarray]] = {n: [] for n in names}

@@ -148,3 +148,13 @@ def test_emulation_rounds_every_tensor_of_a_chain_without_exposing_it(tmp_path):
     ulp = np.spacing(np.abs(want).astype(np.float16)).astype(np.float64)
     assert (np.abs(got - want) <= ulp).all()
     assert np.mean(got == want) > 0.99
+
+
+def test_names_no_node_produces_are_left_out_of_a_read():
+    """A rewritten model may keep value_info for a tensor no node produces any more."""
+    model = _deep_net()
+    model.graph.value_info.append(helper.make_tensor_value_info("gone", TensorProto.FLOAT, None))
+    reader = TensorReader(model)
+    assert "gone" in reader.types
+    values = reader.read(["r0", "gone", "y"], _samples([(8, 8)]))
+    assert set(values) == {"r0", "y"}
