@@ -34,7 +34,7 @@ another architecture. The rows measure numerics and speed, not image quality: th
 says "random init". When a public row's island search finds no passing set, the row also
 shows the plain fp16 / int8 result (converted again with no limits, judged against the
 default gate: still FAILED). RRDBNet (16.7 M params, about 140 GFLOP per 64x64 input at x4;
-every search trial re-runs PyTorch on the verification inputs, minutes each here) is timed at
+each search trial re-quantizes and re-runs it: 6 int8 trials of the x2 took 255 s) is timed at
 64 px with at most 3 repeats, int8-calibrated on the same 32 photos at 64 px instead of
 256 px, and gets no island search: its fp16 / int8 rows are the plain result judged against
 the default gate, which is what ``convert`` returns when no islands are needed. Each of these

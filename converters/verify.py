@@ -296,8 +296,7 @@ def verify(
     ``inputs``: named cases (a feeds dict, or one array for a single-input model); default
     :func:`verification_inputs` at ``sizes``. ``references``: PyTorch's outputs by case name,
     filled on first use and read after; pass the same dict to every call on the same cases
-    (an island search verifies each candidate against the same module and inputs, and
-    PyTorch took minutes per trial for the larger public nets).
+    (an island search verifies each candidate against the same module and inputs).
     """
     import torch
 
