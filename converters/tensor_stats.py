@@ -116,6 +116,7 @@ def statistics_model(model: Any, names: Sequence[str], types: dict[str, int]) ->
     producer, it ran the whole main chain first and held every measured tensor to the end.
     So the tensor's consumers read it through ``Reshape(t, Shape(t) + 0 * statistics)``, an
     exact no-op that cannot run before the statistics: each tensor is measured, then freed.
+    Counts are summed in int32 (4 bytes a value, not 8): up to 2**31 - 1 values a tensor.
     """
     import onnx
     from onnx import TensorProto, helper, numpy_helper
